@@ -1,0 +1,77 @@
+package group
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config tunes one Group. The zero value is not usable (CacheBytes must be set); start from
+// DefaultConfig and change what you need.
+type Config struct {
+	// CacheBytes bounds the memory of the group's main and hot caches together, counting keys,
+	// values and a fixed per-entry bookkeeping cost (EntryOverhead), so that the process's heap
+	// tracks it. While the group has peers, up to HotCacheFraction of it holds copies of other
+	// nodes' keys; alone, the main cache gets all of it. Must be > 0.
+	CacheBytes int64
+
+	// HotCacheFraction is the share of CacheBytes given to the hot cache (copies of popular
+	// keys owned by other nodes) while the group has peers. Zero disables the hot cache;
+	// DefaultConfig uses 1/8, as golang/groupcache does. Must be in [0, 0.5].
+	HotCacheFraction float64
+
+	// TTL is how long a loaded value is served when its loader sets no TTL of its own.
+	// Zero means loaded values never expire (they leave only by eviction or Remove).
+	TTL time.Duration
+
+	// NegativeTTL is how long an ErrNotFound answer is remembered, so that a storm of lookups
+	// for a missing key does not reach the origin. Zero turns negative caching off.
+	NegativeTTL time.Duration
+
+	// LoadTimeout bounds one shared fill: the loader call, or the fetch from the owner. It is
+	// independent of any caller's context, so a caller that gives up does not cancel the fill
+	// for the others. Must be > 0.
+	LoadTimeout time.Duration
+
+	// HotCacheRate: a value fetched from a peer is copied into the hot cache once in this many
+	// fetches, which keeps only popular keys there (golang/groupcache uses 10). 1 copies every
+	// fetched value; 0 is treated as 1.
+	HotCacheRate int
+}
+
+// DefaultConfig returns production values: 64 MiB, no expiry, 1 s negative caching, a 30 s
+// load timeout and a hot cache of 1/8 that takes one fetch in ten.
+func DefaultConfig() Config {
+	return Config{
+		CacheBytes:       64 << 20,
+		HotCacheFraction: 1.0 / 8,
+		TTL:              0,
+		NegativeTTL:      time.Second,
+		LoadTimeout:      30 * time.Second,
+		HotCacheRate:     10,
+	}
+}
+
+// Validate reports the first field that is out of range.
+func (c Config) Validate() error {
+	var errs []error
+	if c.CacheBytes <= 0 {
+		errs = append(errs, fmt.Errorf("CacheBytes must be > 0, got %d", c.CacheBytes))
+	}
+	if c.HotCacheFraction < 0 || c.HotCacheFraction > 0.5 {
+		errs = append(errs, fmt.Errorf("HotCacheFraction must be in [0, 0.5], got %v", c.HotCacheFraction))
+	}
+	if c.TTL < 0 {
+		errs = append(errs, fmt.Errorf("TTL must be >= 0, got %v", c.TTL))
+	}
+	if c.NegativeTTL < 0 {
+		errs = append(errs, fmt.Errorf("NegativeTTL must be >= 0, got %v", c.NegativeTTL))
+	}
+	if c.LoadTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("LoadTimeout must be > 0, got %v", c.LoadTimeout))
+	}
+	if c.HotCacheRate < 0 {
+		errs = append(errs, fmt.Errorf("HotCacheRate must be >= 0, got %d", c.HotCacheRate))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,394 @@
+// Package group is groupcached's read-through cache engine: a Group answers Get(key) from its
+// main cache (keys this node owns), then its hot cache (copies of popular keys other nodes
+// own), and otherwise fills the key exactly once, however many callers ask at the same time.
+// The fill asks the key's owner through a PeerPicker, or calls the group's Loader when this
+// node owns the key or has no peers.
+//
+// Compared with golang/groupcache, a Group is a value (no global registry: many groups and many
+// nodes live in one process), entries carry TTLs, ErrNotFound is remembered for a short while,
+// keys can be removed and groups purged (cluster-wide through an Invalidator), a panicking
+// loader fails its waiters instead of hanging them, a caller whose context ends stops waiting
+// at once, and the byte bound counts each entry's bookkeeping so that memory tracks it.
+//
+// Eviction is W-TinyLFU (github.com/maypok86/otter/v2): it keeps frequently used keys through
+// one-time scans that flush an LRU. BENCHMARKS.md has the hit ratios measured against
+// golang/groupcache's LRU.
+//
+// The package knows nothing of HTTP, gossip or configuration files: the peers package
+// implements PeerPicker and Invalidator, and the httpapi package turns errors into statuses.
+package group
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Source says where a Get's value came from.
+type Source uint8
+
+const (
+	SourceMain   Source = iota // this node's main cache
+	SourceHot                  // this node's hot cache (a copy of a peer's key)
+	SourcePeer                 // fetched from the key's owner just now
+	SourceLoader               // loaded from the origin by this node just now
+)
+
+var sourceNames = [...]string{"main", "hot", "peer", "loader"}
+
+func (s Source) String() string {
+	if int(s) < len(sourceNames) {
+		return sourceNames[s]
+	}
+	return fmt.Sprintf("Source(%d)", s)
+}
+
+// Result is a value returned by Get.
+type Result struct {
+	// Bytes is shared with the cache and with every other reader: it must not be modified.
+	Bytes []byte
+	// Hash is a 64-bit xxhash of Bytes, computed once when the value was cached, fit for an
+	// HTTP ETag.
+	Hash uint64
+	// TTL is the value's remaining lifetime; zero means it never expires.
+	TTL time.Duration
+	// Source says which cache answered, or who filled the key.
+	Source Source
+}
+
+// Group is a named, byte-bounded read-through cache over one Loader. It is safe for
+// concurrent use. Build it with New; link it to a cluster with SetPeers and SetInvalidator.
+type Group struct {
+	name   string
+	loader Loader
+	cfg    Config
+	log    *slog.Logger
+
+	// main holds keys this node owns; hot holds copies of keys fetched from their owners, so
+	// that a popular key does not cross the network on every Get. They share cfg.CacheBytes.
+	main, hot *cache
+
+	// peers and invalidator are set after construction, once the cluster exists; reading them
+	// on every miss must not take a lock.
+	peers       atomic.Pointer[PeerPicker]
+	invalidator atomic.Pointer[Invalidator]
+
+	// flights folds concurrent misses of one key into one fill, and lets Remove and Purge
+	// stop a fill that is under way from caching what it loaded.
+	flights flights
+
+	stats counters
+}
+
+// New returns a Group named name that fills misses with loader. logger receives recovered
+// loader panics with their stacks; nil means slog.Default().
+func New(name string, loader Loader, cfg Config, logger *slog.Logger) (*Group, error) {
+	if name == "" {
+		return nil, errors.New("group: empty name")
+	}
+	if loader == nil {
+		return nil, fmt.Errorf("group %q: nil loader", name)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("group %q: %w", name, err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if cfg.HotCacheRate == 0 {
+		cfg.HotCacheRate = 1
+	}
+	g := &Group{
+		name:   name,
+		loader: loader,
+		cfg:    cfg,
+		log:    logger.With("group", name),
+		main:   newCache(cfg.CacheBytes),
+		hot:    newCache(hotBytes(cfg)),
+	}
+	return g, nil
+}
+
+func hotBytes(cfg Config) int64 { return int64(float64(cfg.CacheBytes) * cfg.HotCacheFraction) }
+
+// Name returns the group's name.
+func (g *Group) Name() string { return g.name }
+
+// Config returns the configuration the group was built with.
+func (g *Group) Config() Config { return g.cfg }
+
+// SetPeers links the group to a cluster (nil unlinks it). While linked, the hot cache takes
+// its share of CacheBytes from the main cache.
+func (g *Group) SetPeers(p PeerPicker) {
+	if p == nil {
+		g.peers.Store(nil)
+		g.hot.purge()
+		g.main.setMaxBytes(g.cfg.CacheBytes)
+		return
+	}
+	g.main.setMaxBytes(g.cfg.CacheBytes - hotBytes(g.cfg))
+	g.peers.Store(&p)
+}
+
+// SetInvalidator makes Remove and Purge cluster-wide (nil makes them local).
+func (g *Group) SetInvalidator(inv Invalidator) {
+	if inv == nil {
+		g.invalidator.Store(nil)
+		return
+	}
+	g.invalidator.Store(&inv)
+}
+
+// Get returns the value of key: from the main or hot cache, or else from one fill shared by
+// every concurrent Get of key on this node. If ctx ends first, Get returns ctx.Err() at once
+// and the fill goes on for the callers that remain.
+//
+// Errors: ErrInvalidKey, ErrNotFound, ErrLoaderPanic, ErrLoadTimeout, a loader's own error
+// (wrapped), or ctx.Err().
+func (g *Group) Get(ctx context.Context, key string) (Result, error) {
+	if key == "" {
+		return Result{}, ErrInvalidKey
+	}
+	s := g.stats.stripe()
+	s.gets.Add(1)
+	if res, err, ok := g.lookup(s, key); ok {
+		return res, err
+	}
+	s.loads.Add(1)
+	if p := g.peers.Load(); p != nil {
+		if peer, ok := (*p).PickPeer(key); ok {
+			res, err, _ := g.flights.do(ctx, flightKey{key: key, remote: true}, func(c *call) (Result, error) {
+				return g.fetch(ctx, c, peer, key)
+			})
+			if err == nil || !errors.Is(err, ErrPeerUnavailable) {
+				return res, err
+			}
+			g.stats.fallbackLoads.Add(1)
+			g.log.Warn("owner unreachable; loading locally", "key", key, "err", err)
+		}
+	}
+	return g.loadLocally(ctx, key)
+}
+
+// GetLocal serves a request that came from a peer: like Get, but it never asks another node,
+// whatever this node's view of the ring, so a request crosses the network at most once.
+func (g *Group) GetLocal(ctx context.Context, key string) (Result, error) {
+	if key == "" {
+		return Result{}, ErrInvalidKey
+	}
+	g.stats.serverRequests.Add(1)
+	s := g.stats.stripe()
+	if res, err, ok := g.lookup(s, key); ok {
+		return res, err
+	}
+	s.loads.Add(1)
+	return g.loadLocally(ctx, key)
+}
+
+// lookup answers from the main cache, then the hot cache. ok is false on a miss.
+func (g *Group) lookup(s *stripe, key string) (res Result, err error, ok bool) {
+	if e, hit := g.main.get(key); hit {
+		if ttl, live := e.remaining(now(e)); live {
+			s.mainHits.Add(1)
+			return g.answer(s, e, ttl, SourceMain)
+		}
+	}
+	if e, hit := g.hot.get(key); hit {
+		if ttl, live := e.remaining(now(e)); live {
+			s.hotHits.Add(1)
+			return g.answer(s, e, ttl, SourceHot)
+		}
+	}
+	return Result{}, nil, false
+}
+
+// now reads the clock only for entries that can expire: most hits skip it.
+func now(e entry) int64 {
+	if e.expires == 0 {
+		return 0
+	}
+	return time.Now().UnixNano()
+}
+
+func (g *Group) answer(s *stripe, e entry, ttl time.Duration, src Source) (Result, error, bool) {
+	if e.negative {
+		s.negativeHits.Add(1)
+		return Result{}, ErrNotFound, true
+	}
+	return Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: src}, nil, true
+}
+
+// loadLocally joins or starts the one local load of key on this node.
+func (g *Group) loadLocally(ctx context.Context, key string) (Result, error) {
+	res, err, _ := g.flights.do(ctx, flightKey{key: key}, func(c *call) (Result, error) {
+		return g.load(ctx, c, key)
+	})
+	return res, err
+}
+
+// load calls the loader under the group's own timeout and caches what it returns. It runs in
+// the fill's goroutine; ctx is the first caller's, used only for its values.
+func (g *Group) load(ctx context.Context, c *call, key string) (Result, error) {
+	g.stats.loadsDeduped.Add(1)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.LoadTimeout)
+	defer cancel()
+
+	start := time.Now()
+	v, err := g.callLoader(ctx, key)
+	g.stats.loadDuration.observe(time.Since(start))
+
+	switch {
+	case err == nil:
+		g.stats.localLoads.Add(1)
+		ttl := v.TTL
+		if ttl <= 0 {
+			ttl = g.cfg.TTL
+		}
+		e := newEntry(v.Bytes, ttl)
+		g.flights.cacheUnlessStale(c, func() { g.main.add(key, e) })
+		return Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: SourceLoader}, nil
+	case errors.Is(err, ErrNotFound):
+		g.stats.localLoads.Add(1)
+		if g.cfg.NegativeTTL > 0 {
+			g.flights.cacheUnlessStale(c, func() { g.main.add(key, negativeEntry(g.cfg.NegativeTTL)) })
+		}
+		return Result{}, err
+	default:
+		g.stats.localLoadErrs.Add(1)
+		if errors.Is(err, ErrLoaderPanic) {
+			g.stats.loaderPanics.Add(1)
+			var pe *panicError
+			if errors.As(err, &pe) {
+				g.log.Error("loader panicked", "key", key, "panic", pe.value, "stack", string(pe.stack))
+			}
+		} else if ctx.Err() == context.DeadlineExceeded {
+			err = fmt.Errorf("%w after %v: %w", ErrLoadTimeout, g.cfg.LoadTimeout, err)
+		}
+		return Result{}, fmt.Errorf("loading %q: %w", key, err)
+	}
+}
+
+// callLoader turns a panic in the loader into an error.
+func (g *Group) callLoader(ctx context.Context, key string) (v Value, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = Value{}, &panicError{value: r, stack: debugStack()}
+		}
+	}()
+	return g.loader.Load(ctx, key)
+}
+
+// fetch asks the owner for key and keeps a copy in the hot cache, for one fetch in
+// HotCacheRate.
+func (g *Group) fetch(ctx context.Context, c *call, peer Peer, key string) (Result, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.LoadTimeout)
+	defer cancel()
+
+	v, err := peer.Fetch(ctx, g.name, key)
+	switch {
+	case err == nil:
+		g.stats.peerLoads.Add(1)
+		e := newEntry(v.Bytes, v.TTL)
+		if g.keepHot() {
+			g.flights.cacheUnlessStale(c, func() { g.hot.add(key, e) })
+		}
+		return Result{Bytes: e.value, Hash: e.hash, TTL: v.TTL, Source: SourcePeer}, nil
+	case errors.Is(err, ErrNotFound):
+		g.stats.peerLoads.Add(1)
+		if g.cfg.NegativeTTL > 0 && g.keepHot() {
+			g.flights.cacheUnlessStale(c, func() { g.hot.add(key, negativeEntry(g.cfg.NegativeTTL)) })
+		}
+		return Result{}, err
+	default:
+		g.stats.peerErrors.Add(1)
+		if !errors.Is(err, ErrPeerUnavailable) && ctx.Err() == context.DeadlineExceeded {
+			err = fmt.Errorf("%w after %v: %w", ErrLoadTimeout, g.cfg.LoadTimeout, err)
+		}
+		return Result{}, fmt.Errorf("fetching %q from its owner: %w", key, err)
+	}
+}
+
+func (g *Group) keepHot() bool {
+	return g.cfg.HotCacheFraction > 0 && rand.IntN(g.cfg.HotCacheRate) == 0
+}
+
+func newEntry(value []byte, ttl time.Duration) entry {
+	e := entry{value: value, hash: xxhash.Sum64(value)}
+	if ttl > 0 {
+		e.expires = time.Now().Add(ttl).UnixNano()
+	}
+	return e
+}
+
+func negativeEntry(ttl time.Duration) entry {
+	return entry{negative: true, expires: time.Now().Add(ttl).UnixNano()}
+}
+
+// RemoveLocal drops key from this node's caches and keeps a fill under way from caching it.
+func (g *Group) RemoveLocal(key string) {
+	g.flights.invalidate(key, false)
+	g.main.remove(key)
+	g.hot.remove(key)
+}
+
+// PurgeLocal drops every entry of this node's caches.
+func (g *Group) PurgeLocal() {
+	g.flights.invalidate("", true)
+	g.main.purge()
+	g.hot.purge()
+}
+
+// Remove drops key here and, through the Invalidator, on every other node (the owner's copy
+// and every hot copy) before it returns. It reports how many peers confirmed; the error says
+// which did not.
+func (g *Group) Remove(ctx context.Context, key string) (confirmed int, err error) {
+	if key == "" {
+		return 0, ErrInvalidKey
+	}
+	g.RemoveLocal(key)
+	if inv := g.invalidator.Load(); inv != nil {
+		return (*inv).InvalidateKey(ctx, g.name, key)
+	}
+	return 0, nil
+}
+
+// Purge drops every entry of the group here and on every other node.
+func (g *Group) Purge(ctx context.Context) (confirmed int, err error) {
+	g.PurgeLocal()
+	if inv := g.invalidator.Load(); inv != nil {
+		return (*inv).InvalidateGroup(ctx, g.name)
+	}
+	return 0, nil
+}
+
+// Stats returns a snapshot of the group's counters.
+func (g *Group) Stats() Stats {
+	c := &g.stats
+	// Outcomes before attempts: a Get that lands between two reads is then counted in the
+	// attempt but not yet in its outcome, never the other way round.
+	var st Stats
+	st.FallbackLoads = c.fallbackLoads.Load()
+	st.PeerErrors = c.peerErrors.Load()
+	st.PeerLoads = c.peerLoads.Load()
+	st.LoaderPanics = c.loaderPanics.Load()
+	st.LocalLoadErrs = c.localLoadErrs.Load()
+	st.LocalLoads = c.localLoads.Load()
+	st.LoadsDeduped = c.loadsDeduped.Load()
+	st.Loads = c.sum(func(s *stripe) *atomic.Int64 { return &s.loads })
+	st.NegativeHits = c.sum(func(s *stripe) *atomic.Int64 { return &s.negativeHits })
+	mainHits := c.sum(func(s *stripe) *atomic.Int64 { return &s.mainHits })
+	hotHits := c.sum(func(s *stripe) *atomic.Int64 { return &s.hotHits })
+	st.CacheHits = mainHits + hotHits
+	st.ServerRequests = c.serverRequests.Load()
+	st.Gets = c.sum(func(s *stripe) *atomic.Int64 { return &s.gets })
+	st.Main = g.main.stats(mainHits)
+	st.Hot = g.hot.stats(hotHits)
+	st.LoadDuration = c.loadDuration.snapshot()
+	return st
+}

@@ -1,0 +1,111 @@
+package group
+
+import (
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+)
+
+// Stats is a snapshot of a Group's counters. All counters only grow. Fields are read in an
+// order that keeps the snapshot's invariants (CacheHits <= Gets, LoadsDeduped <= Loads) even
+// while Gets run, so the snapshot can be exported as a whole.
+type Stats struct {
+	Gets           int64 // Get calls (peer requests count in ServerRequests, not here)
+	CacheHits      int64 // Gets and peer requests answered from the main or hot cache
+	NegativeHits   int64 // cache hits on a remembered ErrNotFound (included in CacheHits)
+	Loads          int64 // Gets and peer requests that missed both caches
+	LoadsDeduped   int64 // fills started after singleflight folded concurrent misses
+	LocalLoads     int64 // loader calls that returned a value or ErrNotFound
+	LocalLoadErrs  int64 // loader calls that failed, timed out or panicked
+	LoaderPanics   int64 // loader calls that panicked (included in LocalLoadErrs)
+	PeerLoads      int64 // values (or ErrNotFound) fetched from the key's owner
+	PeerErrors     int64 // fetches from the owner that failed, whatever the reason
+	FallbackLoads  int64 // local loads made because the owner could not be reached
+	ServerRequests int64 // requests that arrived from peers (GetLocal)
+
+	Main CacheStats // keys this node owns (or loaded as a fallback)
+	Hot  CacheStats // copies of popular keys owned by other nodes
+
+	LoadDuration Histogram // duration of loader calls on this node
+}
+
+// CacheStats describes one of a Group's two caches.
+type CacheStats struct {
+	Bytes       int64 // weighted size: keys + values + EntryOverhead per entry
+	Items       int64 // entries, negative ones included
+	Hits        int64
+	Evictions   int64 // entries dropped to stay within the byte bound
+	Expirations int64 // entries dropped because their TTL ran out
+}
+
+// Histogram is a fixed-bucket histogram of durations in seconds, shaped for Prometheus.
+type Histogram struct {
+	Bounds []float64 // upper bounds of the buckets, in seconds, ascending
+	Counts []uint64  // observations per bucket (not cumulative); the last one is +Inf
+	Count  uint64
+	Sum    float64 // seconds
+}
+
+// loadBounds are the load-duration buckets: from a local file (sub-millisecond) to a slow
+// origin at the default timeout.
+var loadBounds = [...]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+type histogram struct {
+	counts [len(loadBounds) + 1]atomic.Uint64
+	count  atomic.Uint64
+	sumNs  atomic.Int64
+}
+
+func (h *histogram) observe(d time.Duration) {
+	s := d.Seconds()
+	i := 0
+	for i < len(loadBounds) && s > loadBounds[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sumNs.Add(int64(d))
+	h.count.Add(1)
+}
+
+func (h *histogram) snapshot() Histogram {
+	out := Histogram{Bounds: append([]float64(nil), loadBounds[:]...), Counts: make([]uint64, len(h.counts))}
+	out.Count = h.count.Load()
+	out.Sum = time.Duration(h.sumNs.Load()).Seconds()
+	for i := range h.counts {
+		out.Counts[i] = h.counts[i].Load()
+	}
+	return out
+}
+
+// counterStripes spreads the hot-path counters over several cache lines so that Gets on
+// different cores do not fight over one line. A power of two.
+const counterStripes = 16
+
+// stripe holds the counters bumped on every Get. Padded to its own 128-byte block.
+type stripe struct {
+	gets, mainHits, hotHits, negativeHits, loads atomic.Int64
+	_                                          [128 - 5*8]byte
+}
+
+type counters struct {
+	stripes [counterStripes]stripe
+
+	loadsDeduped, localLoads, localLoadErrs, loaderPanics atomic.Int64
+	peerLoads, peerErrors, fallbackLoads, serverRequests  atomic.Int64
+
+	loadDuration histogram
+}
+
+// stripe picks a stripe at random: runtime-local random numbers cost a few nanoseconds and
+// need no shared state, unlike a round-robin index.
+func (c *counters) stripe() *stripe {
+	return &c.stripes[rand.Uint32()&(counterStripes-1)]
+}
+
+func (c *counters) sum(field func(*stripe) *atomic.Int64) int64 {
+	var n int64
+	for i := range c.stripes {
+		n += field(&c.stripes[i]).Load()
+	}
+	return n
+}
