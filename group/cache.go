@@ -48,14 +48,9 @@ func newCache(maxBytes int64) *cache {
 	c := &cache{}
 	c.maxBytes.Store(max(maxBytes, 1))
 	c.c = otter.Must(&otter.Options[string, entry]{
-		MaximumWeight: uint64(max(maxBytes, 1)),
-		Weigher:       func(key string, e entry) uint32 { return weight(key, e.value) },
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(en otter.Entry[string, entry]) time.Duration {
-			if en.Value.expires == 0 {
-				return math.MaxInt64
-			}
-			return time.Duration(en.Value.expires - time.Now().UnixNano())
-		}),
+		MaximumWeight:    uint64(max(maxBytes, 1)),
+		Weigher:          func(key string, e entry) uint32 { return weight(key, e.value) },
+		ExpiryCalculator: otter.ExpiryWritingFunc(expiresAfter),
 		OnDeletion: func(ev otter.DeletionEvent[string, entry]) {
 			switch ev.Cause {
 			case otter.CauseOverflow:
@@ -67,6 +62,18 @@ func newCache(maxBytes int64) *cache {
 		Executor: func(fn func()) { fn() },
 	})
 	return c
+}
+
+// expiresAfter tells otter how long an entry it is writing may live. math.MaxInt64 is otter's
+// "never" (it saturates the deadline instead of overflowing). A deadline that has already
+// passed (a peer's value that arrived with a few nanoseconds left) must become the shortest
+// positive lifetime: otter reads a duration <= 0 as "keep the current deadline", which for a new
+// entry is never, and the dead entry would then hold its bytes until evicted.
+func expiresAfter(en otter.Entry[string, entry]) time.Duration {
+	if en.Value.expires == 0 {
+		return math.MaxInt64
+	}
+	return max(time.Duration(en.Value.expires-en.SnapshotAtNano), 1)
 }
 
 // weight is what one entry costs against the byte bound. Entries too large to express are

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -78,6 +79,8 @@ type Group struct {
 	// on every miss must not take a lock.
 	peers       atomic.Pointer[PeerPicker]
 	invalidator atomic.Pointer[Invalidator]
+	// peersMu orders SetPeers calls, which move the two caches' bounds in several steps.
+	peersMu sync.Mutex
 
 	// flights folds concurrent misses of one key into one fill, and lets Remove and Purge
 	// stop a fill that is under way from caching what it loaded.
@@ -110,7 +113,7 @@ func New(name string, loader Loader, cfg Config, logger *slog.Logger) (*Group, e
 		cfg:    cfg,
 		log:    logger.With("group", name),
 		main:   newCache(cfg.CacheBytes),
-		hot:    newCache(hotBytes(cfg)),
+		hot:    newCache(0), // sized by SetPeers: without peers nothing is fetched
 	}
 	return g, nil
 }
@@ -125,14 +128,23 @@ func (g *Group) Config() Config { return g.cfg }
 
 // SetPeers links the group to a cluster (nil unlinks it). While linked, the hot cache takes
 // its share of CacheBytes from the main cache.
+//
+// The two bounds are moved so that main plus hot never exceeds CacheBytes, even while a fetch
+// that started before the change is still storing into the hot cache: unlinked, the hot cache
+// holds nothing (its bound is below the weight of any entry); linked, the main cache shrinks
+// before the hot cache grows.
 func (g *Group) SetPeers(p PeerPicker) {
+	g.peersMu.Lock()
+	defer g.peersMu.Unlock()
 	if p == nil {
 		g.peers.Store(nil)
+		g.hot.setMaxBytes(0)
 		g.hot.purge()
 		g.main.setMaxBytes(g.cfg.CacheBytes)
 		return
 	}
 	g.main.setMaxBytes(g.cfg.CacheBytes - hotBytes(g.cfg))
+	g.hot.setMaxBytes(hotBytes(g.cfg))
 	g.peers.Store(&p)
 }
 
@@ -166,11 +178,7 @@ func (g *Group) Get(ctx context.Context, key string) (Result, error) {
 			res, err, _ := g.flights.do(ctx, flightKey{key: key, remote: true}, func(c *call) (Result, error) {
 				return g.fetch(ctx, c, peer, key)
 			})
-			if err == nil || !errors.Is(err, ErrPeerUnavailable) {
-				return res, err
-			}
-			g.stats.fallbackLoads.Add(1)
-			g.log.Warn("owner unreachable; loading locally", "key", key, "err", err)
+			return res, err
 		}
 	}
 	return g.loadLocally(ctx, key)
@@ -285,12 +293,15 @@ func (g *Group) callLoader(ctx context.Context, key string) (v Value, err error)
 }
 
 // fetch asks the owner for key and keeps a copy in the hot cache, for one fetch in
-// HotCacheRate.
+// HotCacheRate. Only when the owner cannot be reached does it load the key here, once for all
+// the callers sharing the fetch. It runs in the fill's goroutine; ctx is the first caller's,
+// used only for its values.
 func (g *Group) fetch(ctx context.Context, c *call, peer Peer, key string) (Result, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.LoadTimeout)
+	g.stats.loadsDeduped.Add(1)
+	fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.LoadTimeout)
 	defer cancel()
 
-	v, err := peer.Fetch(ctx, g.name, key)
+	v, err := peer.Fetch(fetchCtx, g.name, key)
 	switch {
 	case err == nil:
 		g.stats.peerLoads.Add(1)
@@ -305,9 +316,15 @@ func (g *Group) fetch(ctx context.Context, c *call, peer Peer, key string) (Resu
 			g.flights.cacheUnlessStale(c, func() { g.hot.add(key, negativeEntry(g.cfg.NegativeTTL)) })
 		}
 		return Result{}, err
+	case errors.Is(err, ErrPeerUnavailable):
+		g.stats.peerErrors.Add(1)
+		g.stats.fallbackLoads.Add(1)
+		g.log.Warn("owner unreachable; loading locally", "key", key, "err", err)
+		// The local load has its own timeout; waiting for it needs no other bound.
+		return g.loadLocally(context.WithoutCancel(ctx), key)
 	default:
 		g.stats.peerErrors.Add(1)
-		if !errors.Is(err, ErrPeerUnavailable) && ctx.Err() == context.DeadlineExceeded {
+		if fetchCtx.Err() == context.DeadlineExceeded && !errors.Is(err, ErrLoadTimeout) {
 			err = fmt.Errorf("%w after %v: %w", ErrLoadTimeout, g.cfg.LoadTimeout, err)
 		}
 		return Result{}, fmt.Errorf("fetching %q from its owner: %w", key, err)

@@ -7,14 +7,15 @@ import (
 )
 
 // Stats is a snapshot of a Group's counters. All counters only grow. Fields are read in an
-// order that keeps the snapshot's invariants (CacheHits <= Gets, LoadsDeduped <= Loads) even
-// while Gets run, so the snapshot can be exported as a whole.
+// order that keeps the snapshot's invariants (CacheHits <= Gets+ServerRequests, NegativeHits <=
+// CacheHits, LocalLoads+LocalLoadErrs <= LoadsDeduped) even while Gets run, so the snapshot can
+// be exported as a whole.
 type Stats struct {
 	Gets           int64 // Get calls (peer requests count in ServerRequests, not here)
 	CacheHits      int64 // Gets and peer requests answered from the main or hot cache
 	NegativeHits   int64 // cache hits on a remembered ErrNotFound (included in CacheHits)
 	Loads          int64 // Gets and peer requests that missed both caches
-	LoadsDeduped   int64 // fills started after singleflight folded concurrent misses
+	LoadsDeduped   int64 // fills started after singleflight folded concurrent misses: fetches from owners and local loads
 	LocalLoads     int64 // loader calls that returned a value or ErrNotFound
 	LocalLoadErrs  int64 // loader calls that failed, timed out or panicked
 	LoaderPanics   int64 // loader calls that panicked (included in LocalLoadErrs)
@@ -84,7 +85,7 @@ const counterStripes = 16
 // stripe holds the counters bumped on every Get. Padded to its own 128-byte block.
 type stripe struct {
 	gets, mainHits, hotHits, negativeHits, loads atomic.Int64
-	_                                          [128 - 5*8]byte
+	_                                            [128 - 5*8]byte
 }
 
 type counters struct {
