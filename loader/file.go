@@ -1,0 +1,125 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/groupcached/groupcached/group"
+)
+
+// ErrTooLarge is returned (wrapped) when a value is bigger than the loader's limit
+// (Config.MaxBodyBytes). Nothing is cached; the origin keeps the value.
+var ErrTooLarge = errors.New("value too large")
+
+// File serves the regular files under one directory: the key "greetings/fr.txt" is the file
+// greetings/fr.txt below the root. It reads through an os.Root, so no key, symlink or ".."
+// can make it read outside the directory: keys that would leave it lexically (absolute, "..",
+// NUL bytes) fail with group.ErrInvalidKey, and symlinks that point outside fail with
+// group.ErrNotFound, before any byte is read. Directories and other non-regular files (FIFOs,
+// devices) are not found. Values carry no TTL of their own: the group's TTL applies.
+//
+// File is safe for concurrent use. Close releases the directory handle.
+type File struct {
+	root     *os.Root
+	maxBytes int64
+}
+
+var (
+	_ group.Loader = (*File)(nil)
+	_ io.Closer    = (*File)(nil)
+)
+
+// NewFile opens root, which must be an existing directory, with values limited to
+// DefaultMaxBodyBytes. (A config's max_body_bytes applies through Registry.New.)
+func NewFile(root string) (*File, error) {
+	return newFile(root, DefaultMaxBodyBytes)
+}
+
+func newFile(root string, maxBytes group.ByteSize) (*File, error) {
+	if root == "" {
+		return nil, errors.New("file loader: root is required")
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("file loader: opening root: %w", err)
+	}
+	return &File{root: r, maxBytes: int64(maxBytes)}, nil
+}
+
+// Load reads the file named by key.
+func (f *File) Load(ctx context.Context, key string) (group.Value, error) {
+	name, err := fileName(key)
+	if err != nil {
+		return group.Value{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return group.Value{}, fmt.Errorf("file loader: %w", err)
+	}
+	// O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+	fh, err := f.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return group.Value{}, openError(key, err)
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return group.Value{}, fmt.Errorf("file loader: %q: %w", key, err)
+	}
+	if !st.Mode().IsRegular() {
+		return group.Value{}, fmt.Errorf("file loader: %q is not a regular file: %w", key, group.ErrNotFound)
+	}
+	if st.Size() > f.maxBytes {
+		return group.Value{}, fmt.Errorf("file loader: %q has %d bytes, limit %d: %w", key, st.Size(), f.maxBytes, ErrTooLarge)
+	}
+	// Read one byte past the limit, so that a file that grew since Stat is refused too.
+	data, err := io.ReadAll(io.LimitReader(fh, f.maxBytes+1))
+	if err != nil {
+		return group.Value{}, fmt.Errorf("file loader: reading %q: %w", key, err)
+	}
+	if int64(len(data)) > f.maxBytes {
+		return group.Value{}, fmt.Errorf("file loader: %q is above the limit of %d bytes: %w", key, f.maxBytes, ErrTooLarge)
+	}
+	return group.Value{Bytes: data}, nil
+}
+
+// Close releases the root directory. Loads after Close fail.
+func (f *File) Close() error { return f.root.Close() }
+
+// fileName maps a key to a name relative to the root, or refuses it with group.ErrInvalidKey
+// when it could not name a file inside the root (empty, NUL bytes, absolute, or leaving it
+// through ".."). Keys are slash-separated on every platform.
+func fileName(key string) (string, error) {
+	switch {
+	case key == "":
+		return "", fmt.Errorf("file loader: empty key: %w", group.ErrInvalidKey)
+	case strings.IndexByte(key, 0) >= 0:
+		return "", fmt.Errorf("file loader: key %q contains a NUL byte: %w", key, group.ErrInvalidKey)
+	}
+	name := filepath.FromSlash(key)
+	if !filepath.IsLocal(name) {
+		return "", fmt.Errorf("file loader: key %q is not a path inside the root: %w", key, group.ErrInvalidKey)
+	}
+	return name, nil
+}
+
+// openError turns a failed open into group.ErrNotFound when the key names nothing readable
+// inside the root, and into a load failure otherwise (permissions, too many open files).
+func openError(key string, err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		switch errno {
+		case syscall.ENOENT, syscall.ENOTDIR, syscall.EISDIR, syscall.ELOOP, syscall.ENAMETOOLONG:
+		default:
+			return fmt.Errorf("file loader: opening %q: %w", key, err)
+		}
+	}
+	// What is left is os.Root refusing a path that resolves outside the root (through a
+	// symlink): to the caller, nothing of that name exists here.
+	return fmt.Errorf("file loader: %q: %w", key, group.ErrNotFound)
+}
