@@ -1,0 +1,99 @@
+package group
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// TestByteBoundHolds runs a randomized sequence of Gets (local loads and fetches from an owner,
+// values of random sizes and TTLs, some ErrNotFound), Removes, Purges and peer changes, and
+// checks after every operation that the main and hot caches together stay within CacheBytes.
+func TestByteBoundHolds(t *testing.T) {
+	tests := []struct {
+		name       string
+		seed       uint64
+		cacheBytes int64
+		maxValue   int
+		keys       int
+		ops        int
+	}{
+		{"small values", 1, 64 << 10, 512, 2000, 20000},
+		{"values up to the bound", 2, 64 << 10, 80 << 10, 300, 5000},
+		{"mixed sizes, large bound", 3, 1 << 20, 32 << 10, 1000, 10000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(tt.seed, 0))
+			size := func() int {
+				if rng.IntN(10) == 0 {
+					return rng.IntN(tt.maxValue + 1)
+				}
+				return rng.IntN(tt.maxValue/8 + 1)
+			}
+			// Each key's loader answer is drawn from the test's random stream; the loader
+			// runs on the fill's goroutine, so the draw happens here, before the Get.
+			var next Value
+			var nextErr error
+			l := LoaderFunc(func(context.Context, string) (Value, error) { return next, nextErr })
+			peer := &fakePeer{fn: func(context.Context, string, string) (Value, error) { return next, nextErr }}
+			cfg := testConfig()
+			cfg.CacheBytes = tt.cacheBytes
+			cfg.HotCacheRate = 1
+			cfg.NegativeTTL = time.Minute
+			cfg.HotCacheFraction = 0.25
+			g := newTestGroup(t, l, cfg)
+			picker := &ownerPicker{peer: peer, owns: func(key string) bool { return len(key)%2 == 0 }}
+			g.SetPeers(picker)
+
+			var sawMain, sawHot int64
+			for i := range tt.ops {
+				key := fmt.Sprintf("k%d", rng.IntN(tt.keys))
+				var op string
+				switch r := rng.IntN(1000); {
+				case r < 2:
+					op = "purge"
+					g.PurgeLocal()
+				case r < 4:
+					op = "toggle peers"
+					if g.peers.Load() == nil {
+						g.SetPeers(picker)
+					} else {
+						g.SetPeers(nil)
+					}
+				case r < 100:
+					op = "remove " + key
+					g.RemoveLocal(key)
+				default:
+					op = "get " + key
+					next, nextErr = Value{Bytes: make([]byte, size())}, nil
+					switch rng.IntN(20) {
+					case 0:
+						next, nextErr = Value{}, ErrNotFound
+					case 1:
+						next.TTL = time.Duration(rng.IntN(5)+1) * time.Millisecond
+					}
+					if _, err := g.Get(context.Background(), key); err != nil && !errors.Is(err, ErrNotFound) {
+						t.Fatalf("op %d (%s): %v", i, op, err)
+					}
+				}
+				st := g.Stats()
+				if total := st.Main.Bytes + st.Hot.Bytes; total > tt.cacheBytes {
+					t.Fatalf("op %d (%s): main %d + hot %d = %d bytes, bound %d", i, op, st.Main.Bytes, st.Hot.Bytes, total, tt.cacheBytes)
+				}
+				sawMain = max(sawMain, st.Main.Bytes)
+				sawHot = max(sawHot, st.Hot.Bytes)
+			}
+			// The bound must have been under pressure for the test to mean anything.
+			if sawMain < tt.cacheBytes/2 || sawHot < tt.cacheBytes/16 {
+				t.Fatalf("the caches never filled (main peak %d, hot peak %d, bound %d)", sawMain, sawHot, tt.cacheBytes)
+			}
+			if st := g.Stats(); st.Main.Evictions == 0 {
+				t.Fatalf("no eviction in %d operations: %+v", tt.ops, st.Main)
+			}
+		})
+	}
+}
