@@ -1,0 +1,272 @@
+package peers
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Config tunes one node's membership and peer transport. NodeName and HTTPAddr are required;
+// every duration whose zero value is not described otherwise takes DefaultConfig's value.
+// Start from DefaultConfig (production LAN) or LocalConfig (loopback tests).
+type Config struct {
+	// NodeName names this node in the cluster; it must be unique, because the ring is built
+	// from names. Required.
+	NodeName string
+
+	// GossipAddr is the host:port memberlist binds (TCP and UDP on the same port) and
+	// advertises. Port 0 picks a free port (read it back with Cluster.GossipAddr). A host of
+	// 0.0.0.0 binds every interface and advertises the first private address. Zero: ":7946".
+	GossipAddr string
+
+	// HTTPAddr is the host:port of this node's HTTP server, where peers reach Handler. It is
+	// advertised in the node's metadata. An unspecified host (":8080", "0.0.0.0:8080") is
+	// replaced by the address memberlist advertises. Required.
+	HTTPAddr string
+
+	// Seeds are the members to join at Start and on every RejoinInterval: host:port, or a
+	// DNS name with a port, which may resolve to several addresses (all are tried). An
+	// unreachable seed is logged and retried; it does not fail Start. Zero: start a new
+	// cluster alone and wait for others to join it.
+	Seeds []string
+
+	// SecretKey, when set, encrypts and authenticates gossip with AES-GCM; it must be 16, 24
+	// or 32 bytes (AES-128/192/256), and the same on every member. Zero: gossip in clear.
+	SecretKey []byte
+
+	// Label is memberlist's cluster label: packets from a cluster with another label are
+	// dropped, so two clusters on one network cannot merge by mistake. Zero: no label.
+	Label string
+
+	// RejoinInterval is how often the node joins its Seeds again, skipping those already
+	// alive in its view, so that a partition heals and a node whose seeds were down at Start
+	// finds them later. Shorter merges sooner at the cost of a TCP push/pull per seed.
+	// Negative disables rejoining.
+	RejoinInterval time.Duration
+
+	// RebuildQuiet is how long membership must stay still before the ring is rebuilt: a burst
+	// of joins (a rolling deploy) then costs one rebuild and one reshuffle of ownership, not
+	// one per event. A rebuild is never delayed by more than 10x RebuildQuiet. Longer batches
+	// more; shorter converges sooner. Negative rebuilds at once.
+	RebuildQuiet time.Duration
+
+	// FetchTimeout bounds one peer HTTP call: a fetch, a remove or a purge. A fetch that
+	// times out counts as "owner unreachable", after which the asking Group loads the key
+	// itself, so it should exceed the owners' load times; it is further bounded by the
+	// caller's context (the Group's LoadTimeout).
+	FetchTimeout time.Duration
+
+	// LeaveTimeout bounds how long Leave waits for its departure to be gossiped when the
+	// caller's context has no deadline.
+	LeaveTimeout time.Duration
+
+	// MaxIdleConnsPerPeer is how many idle HTTP connections to each peer are kept for reuse.
+	// More keeps bursts of concurrent fetches off the TCP handshake; each costs a socket.
+	MaxIdleConnsPerPeer int
+
+	// ProbeInterval is memberlist's failure-detection period: every interval one random
+	// member is probed. Shorter detects a crashed node sooner and costs more packets.
+	ProbeInterval time.Duration
+
+	// ProbeTimeout is how long a probe waits for an ack before asking other members to
+	// probe indirectly. It should exceed the 99th percentile round trip of the network.
+	ProbeTimeout time.Duration
+
+	// GossipInterval is how often gossip messages are sent to GossipNodes random members.
+	// Shorter spreads news faster at the cost of more packets.
+	GossipInterval time.Duration
+
+	// PushPullInterval is how often a full state exchange with one random member runs; it
+	// repairs what gossip missed.
+	PushPullInterval time.Duration
+
+	// SuspicionMult scales how long a member stays suspect before it is declared dead:
+	// SuspicionMult * max(1, log10(members)) * ProbeInterval. Lower detects crashes sooner
+	// and raises the risk of declaring a slow node dead.
+	SuspicionMult int
+
+	// SuspicionMaxTimeoutMult caps the suspicion timeout, as a multiple of the one above,
+	// when few members confirm the suspicion (memberlist starts at the cap and shrinks it as
+	// confirmations arrive, so with few members this is the timeout that applies).
+	SuspicionMaxTimeoutMult int
+
+	// TCPTimeout bounds memberlist's TCP operations: joins, push/pull, TCP fallback probes.
+	TCPTimeout time.Duration
+
+	// GossipToTheDeadTime is how long a dead member keeps receiving gossip, so it learns it
+	// was declared dead and refutes it if it is in fact alive.
+	GossipToTheDeadTime time.Duration
+
+	// DeadNodeReclaimTime is how long after a member dies its name may come back from another
+	// address (a restarted pod with a new IP). Zero: never, as in memberlist.
+	DeadNodeReclaimTime time.Duration
+
+	// Logger receives membership events and transport failures; memberlist's own log lines
+	// are passed to it at their level ([DEBUG] at Debug, and so on). Zero: slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns production values for a LAN: memberlist's DefaultLANConfig timings
+// (1 s probes, 200 ms gossip, 30 s push/pull), a ring rebuilt after 500 ms of quiet, a rejoin
+// every 30 s, and 10 s peer calls.
+func DefaultConfig() Config {
+	return Config{
+		GossipAddr:              ":7946",
+		RejoinInterval:          30 * time.Second,
+		RebuildQuiet:            500 * time.Millisecond,
+		FetchTimeout:            10 * time.Second,
+		LeaveTimeout:            5 * time.Second,
+		MaxIdleConnsPerPeer:     64,
+		ProbeInterval:           time.Second,
+		ProbeTimeout:            500 * time.Millisecond,
+		GossipInterval:          200 * time.Millisecond,
+		PushPullInterval:        30 * time.Second,
+		SuspicionMult:           4,
+		SuspicionMaxTimeoutMult: 6,
+		TCPTimeout:              10 * time.Second,
+		GossipToTheDeadTime:     30 * time.Second,
+		DeadNodeReclaimTime:     0,
+	}
+}
+
+// LocalConfig returns a preset for clusters on one machine (tests, a laptop): it binds
+// 127.0.0.1 on a free port and uses fast probes, gossip and suspicion so that a crashed node
+// leaves every ring within about two seconds. memberlist's own DefaultLocalConfig keeps LAN
+// suspicion timeouts and shows convergence tails near 20 s on loopback.
+func LocalConfig() Config {
+	c := DefaultConfig()
+	c.GossipAddr = "127.0.0.1:0"
+	c.RejoinInterval = time.Second
+	c.RebuildQuiet = 50 * time.Millisecond
+	c.FetchTimeout = 5 * time.Second
+	c.LeaveTimeout = 2 * time.Second
+	c.ProbeInterval = 200 * time.Millisecond
+	c.ProbeTimeout = 100 * time.Millisecond
+	c.GossipInterval = 20 * time.Millisecond
+	c.PushPullInterval = 2 * time.Second
+	c.SuspicionMult = 3
+	c.SuspicionMaxTimeoutMult = 2
+	c.TCPTimeout = time.Second
+	c.GossipToTheDeadTime = 2 * time.Second
+	c.DeadNodeReclaimTime = time.Second
+	return c
+}
+
+// withDefaults fills zero durations and counts from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.GossipAddr == "" {
+		c.GossipAddr = d.GossipAddr
+	}
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&c.RejoinInterval, &d.RejoinInterval},
+		{&c.RebuildQuiet, &d.RebuildQuiet},
+		{&c.FetchTimeout, &d.FetchTimeout},
+		{&c.LeaveTimeout, &d.LeaveTimeout},
+		{&c.ProbeInterval, &d.ProbeInterval},
+		{&c.ProbeTimeout, &d.ProbeTimeout},
+		{&c.GossipInterval, &d.GossipInterval},
+		{&c.PushPullInterval, &d.PushPullInterval},
+		{&c.TCPTimeout, &d.TCPTimeout},
+		{&c.GossipToTheDeadTime, &d.GossipToTheDeadTime},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
+	}
+	for _, f := range []struct{ v, def *int }{
+		{&c.MaxIdleConnsPerPeer, &d.MaxIdleConnsPerPeer},
+		{&c.SuspicionMult, &d.SuspicionMult},
+		{&c.SuspicionMaxTimeoutMult, &d.SuspicionMaxTimeoutMult},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports every field that is missing or out of range, after zero fields have taken
+// their defaults (as New does).
+func (c Config) Validate() error { return c.withDefaults().validate() }
+
+func (c Config) validate() error {
+	var errs []error
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("NodeName is required"))
+	}
+	if _, _, err := splitHostPort(c.GossipAddr); err != nil {
+		errs = append(errs, fmt.Errorf("GossipAddr %q: %w", c.GossipAddr, err))
+	}
+	if c.HTTPAddr == "" {
+		errs = append(errs, errors.New("HTTPAddr is required"))
+	} else if _, port, err := splitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("HTTPAddr %q: %w", c.HTTPAddr, err))
+	} else if port == 0 {
+		errs = append(errs, fmt.Errorf("HTTPAddr %q: port 0 cannot be advertised; pass the listener's address", c.HTTPAddr))
+	}
+	for _, s := range c.Seeds {
+		if _, _, err := splitHostPort(s); err != nil {
+			errs = append(errs, fmt.Errorf("seed %q: %w", s, err))
+		}
+	}
+	switch len(c.SecretKey) {
+	case 0, 16, 24, 32:
+	default:
+		errs = append(errs, fmt.Errorf("SecretKey must be 16, 24 or 32 bytes, got %d", len(c.SecretKey)))
+	}
+	if len(c.Label) > 255 {
+		errs = append(errs, fmt.Errorf("cluster Label must be at most 255 bytes, got %d", len(c.Label)))
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"FetchTimeout", c.FetchTimeout}, {"LeaveTimeout", c.LeaveTimeout},
+		{"ProbeInterval", c.ProbeInterval}, {"ProbeTimeout", c.ProbeTimeout},
+		{"GossipInterval", c.GossipInterval}, {"PushPullInterval", c.PushPullInterval},
+		{"TCPTimeout", c.TCPTimeout}, {"GossipToTheDeadTime", c.GossipToTheDeadTime},
+	} {
+		if f.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be > 0, got %v", f.name, f.v))
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"MaxIdleConnsPerPeer", c.MaxIdleConnsPerPeer},
+		{"SuspicionMult", c.SuspicionMult},
+		{"SuspicionMaxTimeoutMult", c.SuspicionMaxTimeoutMult},
+	} {
+		if f.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be > 0, got %d", f.name, f.v))
+		}
+	}
+	if c.DeadNodeReclaimTime < 0 {
+		errs = append(errs, fmt.Errorf("DeadNodeReclaimTime must be >= 0, got %v", c.DeadNodeReclaimTime))
+	}
+	if c.ProbeTimeout > c.ProbeInterval {
+		errs = append(errs, fmt.Errorf("ProbeTimeout (%v) must not exceed ProbeInterval (%v)", c.ProbeTimeout, c.ProbeInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// splitHostPort parses host:port with a numeric port (the host may be empty).
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	return host, int(port), nil
+}
