@@ -1,0 +1,244 @@
+// Package httpapi is the HTTP face of a groupcached node: the chi router that every client
+// talks to, and the server that carries the cluster's peer traffic on the same port.
+//
+// Clients read values with GET /groups/{group}/keys/{key}, where the key is one escaped path
+// segment of any bytes; the answer carries the value's ETag, a Cache-Control max-age from its
+// remaining TTL and an X-Groupcached-Source header (main, hot, peer or loader). DELETE removes
+// a key or purges a group across the cluster. GET /groups, /cluster, /healthz, /readyz and
+// /metrics describe the node; the peers package's handler serves everything under
+// peers.PathPrefix.
+//
+// The package turns group's sentinel errors into statuses in one place (errorStatus) and
+// answers every error as JSON {"error": "...", "code": "..."}. It keeps the hit path lean: no
+// access log, no per-request metric (the Prometheus collector reads Group.Stats at scrape
+// time), header values built into one allocation. It never loads, caches or routes keys
+// itself: that is group's and peers' work.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/groupcached/groupcached/group"
+	"github.com/groupcached/groupcached/peers"
+)
+
+// Cluster is what the API needs from the peers package; *peers.Cluster implements it. The
+// methods are called concurrently, on request paths and at metric scrapes, and must not block
+// for long.
+type Cluster interface {
+	// Members returns every member as this node sees it, this node included.
+	Members() []peers.Member
+	// Stats returns a snapshot of the cluster's counters.
+	Stats() peers.Stats
+	// Handler serves the peer endpoints. It receives requests with their full path, under
+	// peers.PathPrefix, and without any routing state of the API's router.
+	Handler() http.Handler
+}
+
+// API is one node's HTTP handler. It is safe for concurrent use. Build it with New, serve it
+// with NewServer, and call SetReady(true) once the node may take traffic.
+type API struct {
+	cfg     Config
+	log     *slog.Logger
+	router  *chi.Mux
+	cluster Cluster // nil on a single node
+
+	// groups is read on every request without a lock: it is built in New and never changes.
+	groups map[string]*group.Group
+	order  []*group.Group // name order, for /groups
+
+	maxKeyBytes int
+	// noTTLCacheControl is the Cache-Control value for values that never expire, computed
+	// once from Config.NoTTLMaxAge.
+	noTTLCacheControl []string
+
+	ready   atomic.Bool
+	metrics *metrics
+}
+
+// New builds the API over groups (names must be unique) and an optional cluster: with
+// cluster == nil the node serves alone and has no peer endpoints. logger receives failed
+// requests and handler panics; nil means slog.Default().
+func New(cfg Config, groups []*group.Group, cluster Cluster, logger *slog.Logger) (*API, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("httpapi: %w", err)
+	}
+	a := &API{
+		cfg:               cfg,
+		log:               orDefault(logger),
+		cluster:           cluster,
+		groups:            make(map[string]*group.Group, len(groups)),
+		maxKeyBytes:       cfg.MaxKeyBytes,
+		noTTLCacheControl: cacheControlNoCache,
+	}
+	if a.maxKeyBytes == 0 {
+		a.maxKeyBytes = DefaultMaxKeyBytes
+	}
+	if cfg.NoTTLMaxAge > 0 {
+		a.noTTLCacheControl = []string{fmt.Sprintf("max-age=%d", int64(cfg.NoTTLMaxAge/time.Second))}
+	}
+	for _, g := range groups {
+		if g == nil {
+			return nil, errors.New("httpapi: nil group")
+		}
+		if _, dup := a.groups[g.Name()]; dup {
+			return nil, fmt.Errorf("httpapi: two groups named %q", g.Name())
+		}
+		a.groups[g.Name()] = g
+		a.order = append(a.order, g)
+		if cfg.WriteTimeout > 0 && g.Config().LoadTimeout >= cfg.WriteTimeout {
+			a.log.Warn("a slow load will be cut off by the server's WriteTimeout before it can be answered 504",
+				"group", g.Name(), "load_timeout", g.Config().LoadTimeout, "write_timeout", cfg.WriteTimeout)
+		}
+	}
+	slices.SortFunc(a.order, func(x, y *group.Group) int {
+		switch {
+		case x.Name() < y.Name():
+			return -1
+		case x.Name() > y.Name():
+			return 1
+		}
+		return 0
+	})
+	m, err := newMetrics(a.order, cluster)
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: registering metrics: %w", err)
+	}
+	a.metrics = m
+	a.router = a.routes()
+	return a, nil
+}
+
+// routes builds the router. Every route is listed here.
+func (a *API) routes() *chi.Mux {
+	r := chi.NewRouter()
+	r.Use(a.recoverer)
+	r.NotFound(a.noRoute)
+	r.MethodNotAllowed(a.methodNotAllowed)
+
+	r.Get("/groups/{group}/keys/{key}", a.getKey)
+	r.Head("/groups/{group}/keys/{key}", a.getKey)
+	r.Delete("/groups/{group}/keys/{key}", a.removeKey)
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodDelete} {
+		r.MethodFunc(m, "/groups/{group}/keys/*", a.keyInManySegments)
+	}
+	r.Get("/groups/{group}", a.showGroup)
+	r.Delete("/groups/{group}", a.purgeGroup)
+	r.Get("/groups", a.listGroups)
+	r.Get("/cluster", a.showCluster)
+	r.Get("/healthz", a.healthz)
+	r.Get("/readyz", a.readyz)
+	r.Method(http.MethodGet, "/metrics", promhttp.InstrumentMetricHandler(a.metrics.registry,
+		promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{
+			ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelError),
+		})))
+	if a.cluster != nil {
+		h := detachRoute(a.cluster.Handler())
+		r.Handle(peers.PathPrefix, h)
+		r.Handle(peers.PathPrefix+"/*", h)
+	}
+	return r
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+// SetReady sets what /readyz answers: 200 when ready, 503 otherwise. A new API is not ready:
+// main calls SetReady(true) once the node has joined its cluster, and SetReady(false) first
+// thing when it stops, so that load balancers drain it.
+func (a *API) SetReady(ready bool) { a.ready.Store(ready) }
+
+// Registry returns the node's own Prometheus registry (never the global one), which /metrics
+// serves. Callers may register their own collectors on it.
+func (a *API) Registry() *prometheus.Registry { return a.metrics.registry }
+
+// NewServer returns an http.Server that serves the API with the configured timeouts and
+// limits. The caller sets nothing else and calls Serve(listener), then Shutdown(ctx) to stop.
+func (a *API) NewServer() *http.Server {
+	return &http.Server{
+		Handler:           a,
+		ReadHeaderTimeout: a.cfg.ReadHeaderTimeout,
+		ReadTimeout:       a.cfg.ReadTimeout,
+		WriteTimeout:      a.cfg.WriteTimeout,
+		IdleTimeout:       a.cfg.IdleTimeout,
+		MaxHeaderBytes:    a.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// recoverer turns a panic in a handler into a logged 500, so that one bad request cannot take
+// the node down. http.ErrAbortHandler passes through: net/http uses it to abort a response.
+func (a *API) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			rec := recover()
+			if rec == nil {
+				return
+			}
+			if rec == http.ErrAbortHandler {
+				panic(rec)
+			}
+			a.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", rec, "stack", string(debug.Stack()))
+			a.fail(w, r, &apiError{status: http.StatusInternalServerError, code: CodeInternal,
+				msg: fmt.Sprintf("internal error serving %s %s", r.Method, r.URL.Path)})
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// noRoute answers paths that match no route.
+func (a *API) noRoute(w http.ResponseWriter, r *http.Request) {
+	a.fail(w, r, &apiError{status: http.StatusNotFound, code: CodeNoRoute,
+		msg: fmt.Sprintf("no endpoint %s", r.URL.Path)})
+}
+
+// allMethods are the methods that methodNotAllowed offers in Allow.
+var allMethods = [...]string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions,
+}
+
+// methodNotAllowed answers a known path asked with a method it does not serve, listing the
+// methods it does serve in Allow. chi hands a custom 405 handler no list, so it is found by
+// asking the router which methods match the path.
+func (a *API) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.RawPath
+	if path == "" {
+		path = r.URL.Path
+	}
+	var allowed []string
+	for _, m := range allMethods {
+		if a.router.Match(chi.NewRouteContext(), m, path) {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) == 0 {
+		a.noRoute(w, r)
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	a.fail(w, r, &apiError{status: http.StatusMethodNotAllowed, code: CodeMethodNotAllowed,
+		msg: fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path)})
+}
+
+// detachRoute hands h the request without the API router's routing state, so that a handler
+// that is itself a chi router routes the full path from scratch.
+func detachRoute(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := context.WithValue(r.Context(), chi.RouteCtxKey, (*chi.Context)(nil))
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}

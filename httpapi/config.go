@@ -1,0 +1,111 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// DefaultMaxKeyBytes is the longest key, in decoded bytes, that DefaultConfig accepts.
+const DefaultMaxKeyBytes = 1024
+
+// Config tunes the HTTP API of one node. Start from DefaultConfig (production) or LocalConfig
+// (tests and a laptop) and change what you need; New validates it.
+type Config struct {
+	// NodeName names this node in /healthz and /cluster. When the API has no Cluster it is the
+	// only member /cluster lists. Empty shows as an empty name.
+	NodeName string
+
+	// MaxKeyBytes is the longest key accepted, counted in bytes after URL-decoding; a longer
+	// key, like an empty one, is answered 400 ("bad_key") before any cache or loader sees it.
+	// Zero means DefaultMaxKeyBytes (1 KiB); negative is invalid.
+	MaxKeyBytes int
+
+	// NoTTLMaxAge is the Cache-Control max-age sent with values that never expire (TTL 0).
+	// Such a value may still be removed or purged at any moment, so the default, zero, sends
+	// "Cache-Control: no-cache": HTTP caches may keep the value but must revalidate it with
+	// its ETag, which costs a body-less 304. A positive duration sends max-age=N (whole
+	// seconds) instead, for values that are known to change rarely. Negative is invalid.
+	// Values with a TTL always get max-age from their remaining lifetime.
+	NoTTLMaxAge time.Duration
+
+	// ReadHeaderTimeout bounds reading a request's headers, so a client that opens
+	// connections and trickles bytes cannot hold the node's sockets. Zero means
+	// ReadTimeout, and both zero means no limit.
+	ReadHeaderTimeout time.Duration
+
+	// ReadTimeout bounds reading a whole request, headers and body (the API's requests have
+	// no body). Zero means no limit.
+	ReadTimeout time.Duration
+
+	// WriteTimeout bounds the time from the end of the request headers to the end of the
+	// response, so a client that stops reading cannot hold a handler. It includes the time a
+	// cold Get spends loading, so it must exceed every group's LoadTimeout, or a slow load is
+	// cut off with a reset connection instead of a 504 (New logs a warning when it does not).
+	// Zero means no limit.
+	WriteTimeout time.Duration
+
+	// IdleTimeout bounds how long a keep-alive connection waits for its next request. Zero
+	// means ReadTimeout, and both zero means no limit.
+	IdleTimeout time.Duration
+
+	// MaxHeaderBytes bounds the size of a request's headers (the request line included).
+	// A key of MaxKeyBytes may take three times as many bytes escaped. Zero means
+	// net/http's default of 1 MiB.
+	MaxHeaderBytes int
+}
+
+// DefaultConfig returns production values: keys up to 1 KiB, no-cache for values without a
+// TTL, 5 s to send headers, 10 s to send a request, 60 s for a response (twice group's
+// default 30 s load timeout), 2 minutes of keep-alive and 64 KiB of headers.
+func DefaultConfig() Config {
+	return Config{
+		MaxKeyBytes:       DefaultMaxKeyBytes,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// LocalConfig returns DefaultConfig with the node named "local" and short timeouts that suit
+// tests on loopback, where a stuck request should fail the test quickly. Keep WriteTimeout
+// above the groups' LoadTimeout.
+func LocalConfig() Config {
+	c := DefaultConfig()
+	c.NodeName = "local"
+	c.ReadHeaderTimeout = time.Second
+	c.ReadTimeout = 2 * time.Second
+	c.WriteTimeout = 10 * time.Second
+	c.IdleTimeout = 10 * time.Second
+	return c
+}
+
+// Validate reports every field that is out of range.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MaxKeyBytes < 0 {
+		errs = append(errs, fmt.Errorf("MaxKeyBytes must be >= 0, got %d", c.MaxKeyBytes))
+	}
+	if c.NoTTLMaxAge < 0 {
+		errs = append(errs, fmt.Errorf("NoTTLMaxAge must be >= 0, got %v", c.NoTTLMaxAge))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ReadHeaderTimeout", c.ReadHeaderTimeout},
+		{"ReadTimeout", c.ReadTimeout},
+		{"WriteTimeout", c.WriteTimeout},
+		{"IdleTimeout", c.IdleTimeout},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must be >= 0, got %v", d.name, d.v))
+		}
+	}
+	if c.MaxHeaderBytes < 0 {
+		errs = append(errs, fmt.Errorf("MaxHeaderBytes must be >= 0, got %d", c.MaxHeaderBytes))
+	}
+	return errors.Join(errs...)
+}

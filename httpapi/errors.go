@@ -1,0 +1,119 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/groupcached/groupcached/group"
+)
+
+// Error codes are the "code" field of every JSON error body. Clients branch on them; the
+// "error" field is for people.
+const (
+	CodeUnknownGroup     = "unknown_group"           // 404: no group of that name on this node
+	CodeNotFound         = "not_found"               // 404: the origin has no such key
+	CodeNoRoute          = "no_route"                // 404: no such endpoint
+	CodeBadKey           = "bad_key"                 // 400: empty, over-long or badly escaped key
+	CodeMethodNotAllowed = "method_not_allowed"      // 405: see the Allow header
+	CodeLoadFailed       = "load_failed"             // 502: the loader (here or on the owner) failed
+	CodePeerUnavailable  = "peer_unavailable"        // 502: the owner could not be reached
+	CodeInvalidation     = "invalidation_incomplete" // 502: some peers did not confirm a Remove/Purge
+	CodeTimeout          = "timeout"                 // 504: the load ran past its timeout
+	CodeLoaderPanic      = "loader_panic"            // 500: the loader panicked; nothing was cached
+	CodeCanceled         = "canceled"                // 499: the client went away first
+	CodeInternal         = "internal"                // 500: a bug in this node; see its log
+	CodeNotReady         = "not_ready"               // 503: /readyz before SetReady(true)
+)
+
+// statusClientClosedRequest is the de-facto status for a request whose client left before
+// the answer was ready. Nobody reads it; it keeps such requests apart from server errors.
+const statusClientClosedRequest = 499
+
+// apiError is an error that already knows its status: the request itself was wrong (bad key,
+// unknown group, unknown route) or an operation wants its own code. It may wrap a cause.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+	err    error
+}
+
+func (e *apiError) Error() string {
+	if e.err != nil {
+		return e.msg + ": " + e.err.Error()
+	}
+	return e.msg
+}
+
+func (e *apiError) Unwrap() error { return e.err }
+
+// errorStatus maps an error to its HTTP status and code. It is the one place where group's
+// sentinels become statuses. Timeouts and cancellation are checked first, so that an
+// operation-specific apiError wrapping a timeout still reads as a timeout.
+func errorStatus(err error) (status int, code string) {
+	var ae *apiError
+	switch {
+	case errors.Is(err, group.ErrLoadTimeout), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, CodeTimeout
+	case errors.Is(err, context.Canceled):
+		return statusClientClosedRequest, CodeCanceled
+	case errors.Is(err, group.ErrLoaderPanic):
+		return http.StatusInternalServerError, CodeLoaderPanic
+	case errors.Is(err, group.ErrNotFound):
+		return http.StatusNotFound, CodeNotFound
+	case errors.Is(err, group.ErrInvalidKey):
+		return http.StatusBadRequest, CodeBadKey
+	case errors.As(err, &ae):
+		return ae.status, ae.code
+	case errors.Is(err, group.ErrPeerUnavailable):
+		return http.StatusBadGateway, CodePeerUnavailable
+	default:
+		return http.StatusBadGateway, CodeLoadFailed
+	}
+}
+
+// errorBody is the JSON body of every error answer.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// fail answers err as JSON with its mapped status and logs it by severity: server-side
+// failures at Error, a client that left at Debug, the client's own mistakes not at all.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := errorStatus(err)
+	a.metrics.httpErrors.WithLabelValues(code).Inc()
+	switch {
+	case code == CodeCanceled:
+		a.log.Debug("client went away", "method", r.Method, "path", r.URL.Path, "err", err)
+	case status >= 500:
+		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "err", err)
+	}
+	writeJSON(w, status, errorBody{Error: err.Error(), Code: code})
+}
+
+// writeJSON answers v as JSON. Encoding errors can only be the client's broken connection.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body, _ = json.Marshal(errorBody{Error: "encoding the answer: " + err.Error(), Code: CodeInternal})
+	}
+	body = append(body, '\n')
+	h := w.Header()
+	h["Content-Type"] = contentTypeJSON
+	h["Cache-Control"] = cacheControlNoStore
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// orDefault returns l, or slog.Default() when l is nil (as group.New does).
+func orDefault(l *slog.Logger) *slog.Logger {
+	if l != nil {
+		return l
+	}
+	return slog.Default()
+}

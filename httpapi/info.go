@@ -1,0 +1,176 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/groupcached/groupcached/group"
+	"github.com/groupcached/groupcached/peers"
+)
+
+// groupInfo is one group in GET /groups: its configuration and a snapshot of its counters.
+type groupInfo struct {
+	Name   string      `json:"name"`
+	Config groupConfig `json:"config"`
+	Stats  groupStats  `json:"stats"`
+}
+
+type groupConfig struct {
+	CacheBytes       int64   `json:"cache_bytes"`
+	HotCacheFraction float64 `json:"hot_cache_fraction"`
+	HotCacheRate     int     `json:"hot_cache_rate"`
+	TTL              string  `json:"ttl"` // "0s": values never expire
+	NegativeTTL      string  `json:"negative_ttl"`
+	LoadTimeout      string  `json:"load_timeout"`
+}
+
+type groupStats struct {
+	Gets           int64      `json:"gets"`
+	CacheHits      int64      `json:"cache_hits"`
+	NegativeHits   int64      `json:"negative_hits"`
+	Loads          int64      `json:"loads"`
+	LoadsDeduped   int64      `json:"loads_deduped"`
+	LocalLoads     int64      `json:"local_loads"`
+	LocalLoadErrs  int64      `json:"local_load_errors"`
+	LoaderPanics   int64      `json:"loader_panics"`
+	PeerLoads      int64      `json:"peer_loads"`
+	PeerErrors     int64      `json:"peer_errors"`
+	FallbackLoads  int64      `json:"fallback_loads"`
+	ServerRequests int64      `json:"server_requests"`
+	Main           cacheStats `json:"main"`
+	Hot            cacheStats `json:"hot"`
+	LoadCount      uint64     `json:"load_count"`
+	LoadSeconds    float64    `json:"load_seconds"` // total time spent in the loader
+}
+
+type cacheStats struct {
+	Bytes       int64 `json:"bytes"`
+	Items       int64 `json:"items"`
+	Hits        int64 `json:"hits"`
+	Evictions   int64 `json:"evictions"`
+	Expirations int64 `json:"expirations"`
+}
+
+func newGroupInfo(g *group.Group) groupInfo {
+	c, st := g.Config(), g.Stats()
+	return groupInfo{
+		Name: g.Name(),
+		Config: groupConfig{
+			CacheBytes:       c.CacheBytes,
+			HotCacheFraction: c.HotCacheFraction,
+			HotCacheRate:     c.HotCacheRate,
+			TTL:              c.TTL.String(),
+			NegativeTTL:      c.NegativeTTL.String(),
+			LoadTimeout:      c.LoadTimeout.String(),
+		},
+		Stats: groupStats{
+			Gets:           st.Gets,
+			CacheHits:      st.CacheHits,
+			NegativeHits:   st.NegativeHits,
+			Loads:          st.Loads,
+			LoadsDeduped:   st.LoadsDeduped,
+			LocalLoads:     st.LocalLoads,
+			LocalLoadErrs:  st.LocalLoadErrs,
+			LoaderPanics:   st.LoaderPanics,
+			PeerLoads:      st.PeerLoads,
+			PeerErrors:     st.PeerErrors,
+			FallbackLoads:  st.FallbackLoads,
+			ServerRequests: st.ServerRequests,
+			Main:           newCacheStats(st.Main),
+			Hot:            newCacheStats(st.Hot),
+			LoadCount:      st.LoadDuration.Count,
+			LoadSeconds:    st.LoadDuration.Sum,
+		},
+	}
+}
+
+func newCacheStats(c group.CacheStats) cacheStats {
+	return cacheStats{Bytes: c.Bytes, Items: c.Items, Hits: c.Hits, Evictions: c.Evictions, Expirations: c.Expirations}
+}
+
+// listGroups answers GET /groups: every group of this node, in name order.
+func (a *API) listGroups(w http.ResponseWriter, _ *http.Request) {
+	out := struct {
+		Node   string      `json:"node"`
+		Groups []groupInfo `json:"groups"`
+	}{Node: a.cfg.NodeName, Groups: make([]groupInfo, 0, len(a.order))}
+	for _, g := range a.order {
+		out.Groups = append(out.Groups, newGroupInfo(g))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// showGroup answers GET /groups/{group}.
+func (a *API) showGroup(w http.ResponseWriter, r *http.Request) {
+	g, err := a.groupParam(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newGroupInfo(g))
+}
+
+// clusterInfo is GET /cluster. Without a cluster, this node is the only member and owns the
+// whole key space.
+type clusterInfo struct {
+	Node      string         `json:"node"`
+	Clustered bool           `json:"clustered"`
+	Members   []peers.Member `json:"members"`
+	Stats     clusterStats   `json:"stats"`
+}
+
+type clusterStats struct {
+	Members        int       `json:"members"`
+	RingRebuilds   uint64    `json:"ring_rebuilds"`
+	LastRebuild    time.Time `json:"last_rebuild,omitzero"`
+	FetchErrors    uint64    `json:"fetch_errors"`
+	Unreachable    uint64    `json:"unreachable"`
+	Invalidations  uint64    `json:"invalidations"`
+	RebuildLatency string    `json:"rebuild_latency"`
+}
+
+func (a *API) showCluster(w http.ResponseWriter, _ *http.Request) {
+	out := clusterInfo{Node: a.cfg.NodeName}
+	if a.cluster == nil {
+		out.Members = []peers.Member{{Name: a.cfg.NodeName, State: "alive", Self: true, Share: 1}}
+		out.Stats = clusterStats{Members: 1, RebuildLatency: time.Duration(0).String()}
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	st := a.cluster.Stats()
+	out.Clustered = true
+	out.Members = a.cluster.Members()
+	if out.Members == nil {
+		out.Members = []peers.Member{}
+	}
+	out.Stats = clusterStats{
+		Members:        st.Members,
+		RingRebuilds:   st.RingRebuilds,
+		LastRebuild:    st.LastRebuild,
+		FetchErrors:    st.FetchErrors,
+		Unreachable:    st.Unreachable,
+		Invalidations:  st.Invalidations,
+		RebuildLatency: st.RebuildLatency.String(),
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type health struct {
+	Status string `json:"status"`
+	Node   string `json:"node"`
+}
+
+// healthz answers 200 while the process can serve HTTP at all.
+func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, health{Status: "ok", Node: a.cfg.NodeName})
+}
+
+// readyz answers 200 between SetReady(true) and SetReady(false), 503 otherwise, so that a load
+// balancer sends traffic only to a node that has joined its cluster and is not stopping.
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if !a.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "node " + a.cfg.NodeName + " is not ready", Code: CodeNotReady})
+		return
+	}
+	writeJSON(w, http.StatusOK, health{Status: "ready", Node: a.cfg.NodeName})
+}

@@ -1,0 +1,282 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/groupcached/groupcached/group"
+)
+
+// Header values that never change, shared by every response. net/http only reads them.
+var (
+	contentTypeOctet    = []string{"application/octet-stream"}
+	contentTypeJSON     = []string{"application/json"}
+	cacheControlNoStore = []string{"no-store"}
+	cacheControlNoCache = []string{"no-cache"}
+)
+
+// sourceHeader holds the X-Groupcached-Source values, one per group.Source.
+var sourceHeader = [...][]string{
+	group.SourceMain:   {group.SourceMain.String()},
+	group.SourceHot:    {group.SourceHot.String()},
+	group.SourcePeer:   {group.SourcePeer.String()},
+	group.SourceLoader: {group.SourceLoader.String()},
+}
+
+// getKey answers GET and HEAD /groups/{group}/keys/{key}: the value's bytes with their ETag,
+// freshness and origin, or 304 when the client's If-None-Match already names this value.
+//
+// This is the hot path. It allocates two things beyond what net/http and chi do (one string
+// holding every variable header value, one slice holding their header entries), writes
+// straight into the header map with canonical keys, and touches no metric: the group's own
+// counters are read at scrape time.
+func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
+	g, key, err := a.target(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	res, err := g.Get(r.Context(), key)
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("group %q, key %q: %w", g.Name(), key, err))
+		return
+	}
+
+	// One buffer for the ETag, Content-Length and (for values with a TTL) max-age, turned
+	// into one string whose substrings become the header values.
+	var buf [64]byte
+	b := appendETag(buf[:0], res.Hash)
+	etagEnd := len(b)
+	b = strconv.AppendInt(b, int64(len(res.Bytes)), 10)
+	lengthEnd := len(b)
+	if res.TTL > 0 {
+		b = append(b, "max-age="...)
+		b = strconv.AppendInt(b, int64(res.TTL/time.Second), 10)
+	}
+	s := string(b)
+	vals := make([]string, 3)
+	vals[0], vals[1], vals[2] = s[:etagEnd], s[etagEnd:lengthEnd], s[lengthEnd:]
+
+	h := w.Header()
+	h["Etag"] = vals[0:1:1]
+	if res.TTL > 0 {
+		h["Cache-Control"] = vals[2:3:3]
+	} else {
+		h["Cache-Control"] = a.noTTLCacheControl
+	}
+	h["X-Groupcached-Source"] = sourceHeader[res.Source]
+
+	if inm, ok := r.Header["If-None-Match"]; ok && noneMatchHits(inm, vals[0]) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h["Content-Type"] = contentTypeOctet
+	h["Content-Length"] = vals[1:2:2]
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	_, _ = w.Write(res.Bytes)
+}
+
+// removeKey answers DELETE /groups/{group}/keys/{key}: the key leaves this node's caches and,
+// through the cluster, the owner's and every hot copy, before the answer.
+func (a *API) removeKey(w http.ResponseWriter, r *http.Request) {
+	g, key, err := a.target(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	confirmed, err := g.Remove(r.Context(), key)
+	a.answerInvalidation(w, r, invalidation{Group: g.Name(), Key: key, PeersConfirmed: confirmed}, err)
+}
+
+// purgeGroup answers DELETE /groups/{group}: every entry of the group leaves every node.
+func (a *API) purgeGroup(w http.ResponseWriter, r *http.Request) {
+	g, err := a.groupParam(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	confirmed, err := g.Purge(r.Context())
+	a.answerInvalidation(w, r, invalidation{Group: g.Name(), PeersConfirmed: confirmed}, err)
+}
+
+// invalidation is the answer to a DELETE. Peers is how many other members were alive when
+// the answer was written; Error and Code are set when some of them did not confirm.
+type invalidation struct {
+	Group          string `json:"group"`
+	Key            string `json:"key,omitempty"`
+	PeersConfirmed int    `json:"peers_confirmed"`
+	Peers          int    `json:"peers"`
+	Error          string `json:"error,omitempty"`
+	Code           string `json:"code,omitempty"`
+}
+
+func (a *API) answerInvalidation(w http.ResponseWriter, r *http.Request, inv invalidation, err error) {
+	if a.cluster != nil {
+		inv.Peers = max(a.cluster.Stats().Members-1, 0)
+	}
+	status := http.StatusOK
+	if err != nil {
+		what := "purging the group"
+		if inv.Key != "" {
+			what = fmt.Sprintf("removing %q", inv.Key)
+		}
+		err = &apiError{status: http.StatusBadGateway, code: CodeInvalidation,
+			msg: fmt.Sprintf("group %q: %s on peers (%d confirmed)", inv.Group, what, inv.PeersConfirmed), err: err}
+		status, inv.Code = errorStatus(err)
+		inv.Error = err.Error()
+		a.metrics.httpErrors.WithLabelValues(inv.Code).Inc()
+		if inv.Code != CodeCanceled {
+			a.log.Error("invalidation incomplete", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+	}
+	writeJSON(w, status, inv)
+}
+
+// keyInManySegments answers a key path with more than one segment: the key's own slashes
+// must be escaped.
+func (a *API) keyInManySegments(w http.ResponseWriter, r *http.Request) {
+	a.fail(w, r, &apiError{status: http.StatusBadRequest, code: CodeBadKey,
+		msg: "a key is one path segment: escape '/' in keys as %2F"})
+}
+
+// target returns the group and the decoded key a /groups/{group}/keys/{key} request names.
+func (a *API) target(r *http.Request) (*group.Group, string, error) {
+	g, err := a.groupParam(r)
+	if err != nil {
+		return nil, "", err
+	}
+	key, err := a.keyParam(r)
+	if err != nil {
+		return nil, "", err
+	}
+	return g, key, nil
+}
+
+func (a *API) groupParam(r *http.Request) (*group.Group, error) {
+	name, err := pathParam(r, "group")
+	if err != nil {
+		return nil, &apiError{status: http.StatusNotFound, code: CodeUnknownGroup, msg: "bad group name", err: err}
+	}
+	g, ok := a.groups[name]
+	if !ok {
+		return nil, &apiError{status: http.StatusNotFound, code: CodeUnknownGroup, msg: fmt.Sprintf("no group %q on this node", name)}
+	}
+	return g, nil
+}
+
+// keyParam returns the decoded key, checked against MaxKeyBytes.
+func (a *API) keyParam(r *http.Request) (string, error) {
+	raw := chi.URLParam(r, "key")
+	if len(raw) > 3*a.maxKeyBytes { // cannot decode to MaxKeyBytes or fewer
+		return "", a.keyTooLong(len(raw))
+	}
+	key, err := decodeParam(r, raw)
+	if err != nil {
+		return "", &apiError{status: http.StatusBadRequest, code: CodeBadKey, msg: "badly escaped key", err: err}
+	}
+	switch {
+	case key == "":
+		return "", &apiError{status: http.StatusBadRequest, code: CodeBadKey, msg: "empty key"}
+	case len(key) > a.maxKeyBytes:
+		return "", a.keyTooLong(len(key))
+	}
+	return key, nil
+}
+
+func (a *API) keyTooLong(n int) error {
+	return &apiError{status: http.StatusBadRequest, code: CodeBadKey,
+		msg: fmt.Sprintf("key of %d bytes or more is longer than the limit of %d", n, a.maxKeyBytes)}
+}
+
+// pathParam returns chi's URL parameter name, decoded.
+func pathParam(r *http.Request, name string) (string, error) {
+	return decodeParam(r, chi.URLParam(r, name))
+}
+
+// decodeParam decodes one path parameter as chi matched it. chi routes on r.URL.RawPath when
+// the client's escaping differs from Go's default (always so when a segment holds %2F): then
+// its parameters are still escaped and are decoded here, "+" staying a "+". Otherwise chi
+// routes on r.URL.Path, which Go already decoded, and whose only slashes are separators.
+func decodeParam(r *http.Request, v string) (string, error) {
+	if r.URL.RawPath == "" {
+		return v, nil
+	}
+	return decodeKey(v)
+}
+
+// decodeKey decodes one escaped path segment: %XX is the byte XX, every other byte stands for
+// itself ("+" included). It returns an error for a malformed escape.
+func decodeKey(escaped string) (string, error) {
+	key, err := url.PathUnescape(escaped)
+	if err != nil {
+		return "", fmt.Errorf("decoding %q: %w", escaped, err)
+	}
+	return key, nil
+}
+
+// EscapeKey escapes key as one path segment of /groups/{group}/keys/{key}, so that any bytes
+// (slash, space, "+", "%", newline, UTF-8) reach the group exactly. It is url.PathEscape,
+// named here so that clients written in Go need not know the rules.
+func EscapeKey(key string) string { return url.PathEscape(key) }
+
+// appendETag appends the strong entity tag of a value whose xxhash is h: 16 hex digits in
+// quotes.
+func appendETag(b []byte, h uint64) []byte {
+	const digits = "0123456789abcdef"
+	b = append(b, '"')
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, digits[(h>>uint(shift))&0xf])
+	}
+	return append(b, '"')
+}
+
+// noneMatchHits reports whether an If-None-Match field (every line of it) names etag, so that
+// a GET or HEAD is answered 304 (RFC 9110, section 13.1.2): "*" matches any current value,
+// and tags compare weakly, so W/"x" matches "x". Malformed members are skipped.
+func noneMatchHits(fields []string, etag string) bool {
+	for _, v := range fields {
+		for {
+			for len(v) > 0 && (v[0] == ' ' || v[0] == '\t' || v[0] == ',') {
+				v = v[1:]
+			}
+			if v == "" {
+				break
+			}
+			if v[0] == '*' {
+				return true
+			}
+			if len(v) >= 2 && v[0] == 'W' && v[1] == '/' {
+				v = v[2:]
+			}
+			if len(v) == 0 || v[0] != '"' {
+				// Not an entity-tag: skip to the next member.
+				i := 0
+				for i < len(v) && v[i] != ',' {
+					i++
+				}
+				v = v[i:]
+				continue
+			}
+			end := 1
+			for end < len(v) && v[end] != '"' {
+				end++
+			}
+			if end == len(v) { // unterminated
+				break
+			}
+			if v[:end+1] == etag {
+				return true
+			}
+			v = v[end+1:]
+		}
+	}
+	return false
+}

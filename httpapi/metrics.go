@@ -1,0 +1,168 @@
+package httpapi
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/groupcached/groupcached/group"
+)
+
+// metrics is the node's Prometheus registry and what feeds it. The group and cluster series
+// come from statsCollector, which reads Group.Stats and Cluster.Stats at scrape time, so a
+// Get pays nothing for them. Series are labelled by group (and cache or source), never by key.
+type metrics struct {
+	registry *prometheus.Registry
+
+	// httpErrors counts error answers by code. It is touched only on the error path.
+	httpErrors *prometheus.CounterVec
+}
+
+func newMetrics(groups []*group.Group, cluster Cluster) (*metrics, error) {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		httpErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "http_errors_total",
+			Help:      "Error answers of the HTTP API, by error code.",
+		}, []string{"code"}),
+	}
+	for _, c := range []prometheus.Collector{
+		newStatsCollector(groups, cluster),
+		m.httpErrors,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := m.registry.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+const namespace = "groupcached"
+
+// statsCollector turns group.Stats and peers.Stats snapshots into const metrics.
+type statsCollector struct {
+	groups  []*group.Group
+	cluster Cluster // may be nil
+
+	gets, cacheHits, negativeHits, misses, loads, dedupedLoads *prometheus.Desc
+	loadErrors, loaderPanics, peerErrors, serverRequests       *prometheus.Desc
+	loadDuration                                               *prometheus.Desc
+	cacheBytes, cacheItems, evictions, expirations, capacity   *prometheus.Desc
+
+	members, ringRebuilds, fetchErrors, unreachable, invalidations, rebuildLatency *prometheus.Desc
+}
+
+func newStatsCollector(groups []*group.Group, cluster Cluster) *statsCollector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
+	}
+	g, gc, gs := []string{"group"}, []string{"group", "cache"}, []string{"group", "source"}
+	return &statsCollector{
+		groups:  groups,
+		cluster: cluster,
+
+		gets:           desc("gets_total", "Get calls from clients of this node.", g...),
+		cacheHits:      desc("cache_hits_total", "Gets and peer requests answered from a cache (main: keys this node owns; hot: copies of other nodes' keys).", gc...),
+		negativeHits:   desc("negative_hits_total", "Cache hits on a remembered not-found answer.", g...),
+		misses:         desc("cache_misses_total", "Gets and peer requests that missed both caches.", g...),
+		loads:          desc("loads_total", "Values (or not-found answers) filled, by source: local (this node's loader), peer (the owner), fallback (local loads because the owner was unreachable).", gs...),
+		dedupedLoads:   desc("deduped_loads_total", "Fills started after concurrent misses of one key were folded into one.", g...),
+		loadErrors:     desc("load_errors_total", "Loader calls on this node that failed, timed out or panicked.", g...),
+		loaderPanics:   desc("loader_panics_total", "Loader calls on this node that panicked.", g...),
+		peerErrors:     desc("peer_errors_total", "Fetches from a key's owner that failed.", g...),
+		serverRequests: desc("peer_requests_served_total", "Requests from other nodes served by this node.", g...),
+		loadDuration:   desc("load_duration_seconds", "Duration of loader calls on this node.", g...),
+		cacheBytes:     desc("cache_bytes", "Bytes held by a cache, per-entry overhead included.", gc...),
+		cacheItems:     desc("cache_items", "Entries held by a cache.", gc...),
+		evictions:      desc("cache_evictions_total", "Entries dropped to stay within the byte bound.", gc...),
+		expirations:    desc("cache_expirations_total", "Entries dropped because their TTL ran out.", gc...),
+		capacity:       desc("cache_capacity_bytes", "The group's configured byte bound (main and hot caches together).", g...),
+
+		members:        desc("cluster_members", "Alive members of the cluster, this node included."),
+		ringRebuilds:   desc("ring_rebuilds_total", "Times a new hash ring was swapped in."),
+		fetchErrors:    desc("peer_fetch_errors_total", "Peer fetches that failed on this node, any reason."),
+		unreachable:    desc("peer_unreachable_total", "Peer fetches that failed because the owner could not be reached."),
+		invalidations:  desc("invalidations_sent_total", "Remove and Purge broadcasts sent to the cluster."),
+		rebuildLatency: desc("ring_rebuild_latency_seconds", "Time from the last membership event to the ring swap."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.gets, c.cacheHits, c.negativeHits, c.misses, c.loads, c.dedupedLoads,
+		c.loadErrors, c.loaderPanics, c.peerErrors, c.serverRequests, c.loadDuration,
+		c.cacheBytes, c.cacheItems, c.evictions, c.expirations, c.capacity,
+		c.members, c.ringRebuilds, c.fetchErrors, c.unreachable, c.invalidations, c.rebuildLatency,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: one Stats snapshot per group, one for the cluster.
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, g := range c.groups {
+		name, st := g.Name(), g.Stats()
+		counter(c.gets, st.Gets, name)
+		counter(c.cacheHits, st.Main.Hits, name, "main")
+		counter(c.cacheHits, st.Hot.Hits, name, "hot")
+		counter(c.negativeHits, st.NegativeHits, name)
+		counter(c.misses, st.Loads, name)
+		counter(c.loads, st.LocalLoads, name, "local")
+		counter(c.loads, st.PeerLoads, name, "peer")
+		counter(c.loads, st.FallbackLoads, name, "fallback")
+		counter(c.dedupedLoads, st.LoadsDeduped, name)
+		counter(c.loadErrors, st.LocalLoadErrs, name)
+		counter(c.loaderPanics, st.LoaderPanics, name)
+		counter(c.peerErrors, st.PeerErrors, name)
+		counter(c.serverRequests, st.ServerRequests, name)
+		ch <- constHistogram(c.loadDuration, st.LoadDuration, name)
+		for _, cs := range []struct {
+			cache string
+			s     group.CacheStats
+		}{{"main", st.Main}, {"hot", st.Hot}} {
+			gauge(c.cacheBytes, float64(cs.s.Bytes), name, cs.cache)
+			gauge(c.cacheItems, float64(cs.s.Items), name, cs.cache)
+			counter(c.evictions, cs.s.Evictions, name, cs.cache)
+			counter(c.expirations, cs.s.Expirations, name, cs.cache)
+		}
+		gauge(c.capacity, float64(g.Config().CacheBytes), name)
+	}
+
+	if c.cluster == nil {
+		gauge(c.members, 1)
+		return
+	}
+	cs := c.cluster.Stats()
+	gauge(c.members, float64(cs.Members))
+	counter(c.ringRebuilds, int64(cs.RingRebuilds))
+	counter(c.fetchErrors, int64(cs.FetchErrors))
+	counter(c.unreachable, int64(cs.Unreachable))
+	counter(c.invalidations, int64(cs.Invalidations))
+	gauge(c.rebuildLatency, cs.RebuildLatency.Seconds())
+}
+
+// constHistogram turns group's per-bucket counts into Prometheus's cumulative buckets.
+func constHistogram(d *prometheus.Desc, h group.Histogram, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(h.Bounds))
+	var cum uint64
+	for i, upper := range h.Bounds {
+		if i < len(h.Counts) {
+			cum += h.Counts[i]
+		}
+		buckets[upper] = cum
+	}
+	m, err := prometheus.NewConstHistogram(d, h.Count, h.Sum, buckets, labels...)
+	if err != nil {
+		return prometheus.NewInvalidMetric(d, err)
+	}
+	return m
+}
