@@ -1,0 +1,337 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/groupcached/groupcached/group"
+)
+
+// envMap is a fake environment for loadConfig.
+type envMap map[string]string
+
+func (e envMap) lookup(k string) (string, bool) { v, ok := e[k]; return v, ok }
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "node.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func mustFlags(t *testing.T, args ...string) Flags {
+	t.Helper()
+	f, err := parseFlags(args, io.Discard)
+	if err != nil {
+		t.Fatalf("parseFlags(%q): %v", args, err)
+	}
+	return f
+}
+
+func TestEmbeddedConfigParsesAndValidates(t *testing.T) {
+	cfg, err := loadConfig(mustFlags(t), envMap{}.lookup)
+	if err != nil {
+		t.Fatalf("embedded config.yaml: %v", err)
+	}
+	if cfg.File != embeddedConfigName {
+		t.Errorf("File = %q, want %q", cfg.File, embeddedConfigName)
+	}
+	n := cfg.Node
+	if n.Name != "node-1" || n.HTTPAddr != "127.0.0.1:8080" || n.GossipAddr != "127.0.0.1:7946" || len(n.Join) != 0 {
+		t.Errorf("node = %+v, want node-1 on 127.0.0.1:8080 / :7946 with no seeds", n)
+	}
+	if len(cfg.Groups) != 1 {
+		t.Fatalf("groups = %+v, want one", cfg.Groups)
+	}
+	g := cfg.Groups[0]
+	if g.Name != "files" || g.CacheBytes != 64<<20 || g.TTL != 0 || g.Loader.Type != "file" || g.Loader.Root != "./examples/data" {
+		t.Errorf("group = %+v, want files, 64MiB, ttl 0, file loader over ./examples/data", g)
+	}
+	if err := g.GroupEngineConfig().Validate(); err != nil {
+		t.Errorf("group engine config: %v", err)
+	}
+	if _, err := os.Stat(g.Loader.Root); err != nil {
+		t.Errorf("the embedded config serves %s, which must ship with the repo: %v", g.Loader.Root, err)
+	}
+}
+
+func TestConfigDefaultsFillWhatTheFileLeavesOut(t *testing.T) {
+	path := writeConfig(t, "groups:\n  - name: g\n    loader: {type: file, root: .}\n")
+	cfg, err := loadConfig(mustFlags(t, "-config", path), envMap{}.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := group.DefaultConfig()
+	got := cfg.Groups[0].GroupEngineConfig()
+	if got != d {
+		t.Errorf("group config = %+v, want the engine defaults %+v", got, d)
+	}
+	want := defaultConfig().Node
+	host, _ := os.Hostname()
+	want.Name = host
+	if !reflect.DeepEqual(cfg.Node, want) {
+		t.Errorf("node = %+v, want defaults %+v", cfg.Node, want)
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	file := writeConfig(t, `node:
+  name: from-file
+  http_addr: 127.0.0.1:1001
+  gossip_addr: 127.0.0.1:2001
+  join: [file-seed:1]
+groups:
+  - name: g
+    loader: {type: file, root: .}
+`)
+	other := writeConfig(t, `node:
+  name: from-env-file
+groups:
+  - name: g
+    loader: {type: file, root: .}
+`)
+	type node struct {
+		name, http, gossip string
+		join               []string
+	}
+	tests := []struct {
+		name string
+		args []string
+		env  envMap
+		want node
+	}{
+		{"embedded file", nil, nil, node{"node-1", "127.0.0.1:8080", "127.0.0.1:7946", nil}},
+		{"file over defaults", []string{"-config", file}, nil,
+			node{"from-file", "127.0.0.1:1001", "127.0.0.1:2001", []string{"file-seed:1"}}},
+		{"config path from the environment", nil, envMap{"GROUPCACHED_CONFIG": other},
+			node{"from-env-file", defaultHTTPAddr, defaultGossipAddr, nil}},
+		{"flag -config over GROUPCACHED_CONFIG", []string{"-config", file}, envMap{"GROUPCACHED_CONFIG": other},
+			node{"from-file", "127.0.0.1:1001", "127.0.0.1:2001", []string{"file-seed:1"}}},
+		{"environment over file", []string{"-config", file}, envMap{
+			"GROUPCACHED_NAME": "from-env", "GROUPCACHED_HTTP": "127.0.0.1:1002",
+			"GROUPCACHED_GOSSIP": "127.0.0.1:2002", "GROUPCACHED_JOIN": "a:1, b:2",
+		}, node{"from-env", "127.0.0.1:1002", "127.0.0.1:2002", []string{"a:1", "b:2"}}},
+		{"empty environment variables are ignored, GROUPCACHED_JOIN empties the list", []string{"-config", file}, envMap{
+			"GROUPCACHED_NAME": "", "GROUPCACHED_JOIN": "",
+		}, node{"from-file", "127.0.0.1:1001", "127.0.0.1:2001", nil}},
+		{"flags over environment", []string{"-config", file, "-name", "from-flag", "-http", "127.0.0.1:1003",
+			"-gossip", "127.0.0.1:2003", "-join", "c:3,d:4"}, envMap{
+			"GROUPCACHED_NAME": "from-env", "GROUPCACHED_HTTP": "127.0.0.1:1002",
+			"GROUPCACHED_GOSSIP": "127.0.0.1:2002", "GROUPCACHED_JOIN": "a:1",
+		}, node{"from-flag", "127.0.0.1:1003", "127.0.0.1:2003", []string{"c:3", "d:4"}}},
+		{"one flag, the rest from the environment", []string{"-config", file, "-http", "127.0.0.1:0"},
+			envMap{"GROUPCACHED_NAME": "from-env"},
+			node{"from-env", "127.0.0.1:0", "127.0.0.1:2001", []string{"file-seed:1"}}},
+		{"an empty -join flag empties the list", []string{"-config", file, "-join", ""}, nil,
+			node{"from-file", "127.0.0.1:1001", "127.0.0.1:2001", nil}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := loadConfig(mustFlags(t, tt.args...), tt.env.lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := node{cfg.Node.Name, cfg.Node.HTTPAddr, cfg.Node.GossipAddr, cfg.Node.Join}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigEnvironmentSettings(t *testing.T) {
+	key32 := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // base64 of 32 bytes
+	tests := []struct {
+		name  string
+		file  string
+		env   envMap
+		check func(t *testing.T, c Config)
+	}{
+		{"secret key from the default variable", "", envMap{"GROUPCACHED_SECRET_KEY": key32},
+			func(t *testing.T, c Config) {
+				if len(c.SecretKey) != 32 {
+					t.Errorf("SecretKey has %d bytes, want 32", len(c.SecretKey))
+				}
+			}},
+		{"secret key from a named variable", "node: {secret_key_env: MY_KEY}\n", envMap{"MY_KEY": key32, "GROUPCACHED_SECRET_KEY": "ignored!"},
+			func(t *testing.T, c Config) {
+				if len(c.SecretKey) != 32 {
+					t.Errorf("SecretKey has %d bytes, want 32", len(c.SecretKey))
+				}
+			}},
+		{"no key, no encryption", "", nil,
+			func(t *testing.T, c Config) {
+				if c.SecretKey != nil {
+					t.Errorf("SecretKey = %x, want none", c.SecretKey)
+				}
+			}},
+		{"label, preset and log level from the environment", "node: {label: file, preset: lan}\n",
+			envMap{"GROUPCACHED_LABEL": "env", "GROUPCACHED_PRESET": "local", "GROUPCACHED_LOG_LEVEL": "debug"},
+			func(t *testing.T, c Config) {
+				if c.Node.Label != "env" || c.Node.Preset != "local" || c.Node.LogLevel != "debug" {
+					t.Errorf("node = %+v, want label env, preset local, log level debug", c.Node)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeConfig(t, tt.file+"groups:\n  - name: g\n    loader: {type: file, root: .}\n")
+			cfg, err := loadConfig(mustFlags(t, "-config", path), tt.env.lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, cfg)
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	const okGroup = "groups:\n  - name: g\n    loader: {type: file, root: .}\n"
+	tests := []struct {
+		name string
+		file string   // YAML; FILE in want is replaced by its path
+		args []string // extra flags
+		env  envMap
+		want []string // each must appear in the error, in this form
+	}{
+		{"unknown top-level key", "nodes:\n  name: x\n" + okGroup,
+			nil, nil, []string{`FILE:1: nodes: unknown key "nodes" (known keys here: node, groups)`}},
+		{"unknown node key", "node:\n  name: x\n  http: 127.0.0.1:1\n" + okGroup,
+			nil, nil, []string{`FILE:3: node.http: unknown key "http"`}},
+		{"unknown group key", "groups:\n  - name: g\n    size: 1MiB\n    loader: {type: file, root: .}\n",
+			nil, nil, []string{`FILE:3: groups[0].size: unknown key "size"`}},
+		{"unknown loader key", "groups:\n  - name: g\n    loader:\n      type: file\n      rot: .\n",
+			nil, nil, []string{`FILE:5: groups[0].loader.rot: unknown key "rot"`}},
+		{"bad size", "groups:\n  - name: g\n    cache_bytes: 64 megs\n    loader: {type: file, root: .}\n",
+			nil, nil, []string{`FILE:3: groups[0].cache_bytes: invalid size "64 megs"`}},
+		{"bad duration", "groups:\n  - name: g\n    loader: {type: file, root: .}\n    ttl: 30 seconds\n",
+			nil, nil, []string{`FILE:4: groups[0].ttl: invalid duration "30 seconds"`}},
+		{"bad number", "groups:\n  - name: g\n    hot_cache_fraction: lots\n    loader: {type: file, root: .}\n",
+			nil, nil, []string{`FILE:3: groups[0].hot_cache_fraction: invalid number "lots"`}},
+		{"list where a value belongs", "node:\n  name: [a, b]\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.name: want a string, got a list`}},
+		{"value where a list belongs", "node:\n  join: a:1\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.join: want a list, got "a:1"`}},
+		{"duplicate key", "node:\n  name: a\n  name: b\n" + okGroup,
+			nil, nil, []string{`FILE:3: node.name: duplicate key "name"`}},
+		{"YAML syntax", "node:\n  name: [unclosed\n" + okGroup,
+			nil, nil, []string{`FILE:`, `invalid YAML`}},
+		{"every mistake at once", "node:\n  nam: x\ngroups:\n  - name: g\n    ttl: soon\n    loader: {type: file, root: .}\n",
+			nil, nil, []string{`FILE:2: node.nam: unknown key`, `FILE:5: groups[0].ttl: invalid duration "soon"`}},
+		{"negative ttl", "groups:\n  - name: g\n    loader: {type: file, root: .}\n    ttl: -5s\n",
+			nil, nil, []string{`FILE:4: groups[0].ttl: must be >= 0s`}},
+		{"zero load timeout", "groups:\n  - name: g\n    load_timeout: 0s\n    loader: {type: file, root: .}\n",
+			nil, nil, []string{`FILE:3: groups[0].load_timeout: must be > 0s`}},
+		{"zero cache", "groups:\n  - name: g\n    cache_bytes: 0\n    loader: {type: file, root: .}\n",
+			nil, nil, []string{`FILE:3: groups[0].cache_bytes: must be > 0`}},
+		{"hot cache fraction out of range", "groups:\n  - name: g\n    hot_cache_fraction: 0.9\n    loader: {type: file, root: .}\n",
+			nil, nil, []string{`FILE:3: groups[0].hot_cache_fraction: must be in [0, 0.5]`}},
+		{"bad group name", "groups:\n  - name: a/b\n    loader: {type: file, root: .}\n",
+			nil, nil, []string{`FILE:2: groups[0].name: invalid group name "a/b"`}},
+		{"duplicate group", okGroup + "  - name: g\n    loader: {type: file, root: .}\n",
+			nil, nil, []string{`FILE:4: groups[1].name: group "g" is already defined by groups[0]`}},
+		{"no groups", "node:\n  name: x\n",
+			nil, nil, []string{`FILE: groups: at least one group is required`}},
+		{"missing loader", "groups:\n  - name: g\n",
+			nil, nil, []string{`FILE:2: groups[0]: loader is required`}},
+		{"loader rejects its config", "groups:\n  - name: g\n    loader:\n      type: http\n",
+			nil, nil, []string{`FILE:4: groups[0].loader: loader "http": url is required`}},
+		{"bad address in the file", "node:\n  http_addr: localhost\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.http_addr: invalid address "localhost"`}},
+		{"bad port in the file", "node:\n  gossip_addr: 127.0.0.1:99999\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.gossip_addr: invalid port`}},
+		{"seed without a port", "node:\n  join:\n    - seed-a:7946\n    - seed-b\n" + okGroup,
+			nil, nil, []string{`FILE:4: node.join[1]: seed "seed-b": want host:port`}},
+		{"seed from a flag", okGroup, []string{"-join", "a:1,b:0"}, nil,
+			[]string{`flag -join: seed "b:0": want host:port`}},
+		{"bad preset", "node:\n  preset: wan\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.preset: unknown preset "wan"`}},
+		{"shutdown delay too long", "node:\n  shutdown_delay: 9s\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.shutdown_delay: must be at least 0s and under 5s`}},
+		{"bad log level", "node:\n  log_level: loud\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.log_level: unknown log level "loud"`}},
+		{"bad address from a flag", okGroup, []string{"-http", "nonsense"}, nil,
+			[]string{`flag -http: invalid address "nonsense"`}},
+		{"bad address from the environment", okGroup, nil, envMap{"GROUPCACHED_GOSSIP": "x:y"},
+			[]string{`environment GROUPCACHED_GOSSIP: invalid port in "x:y"`}},
+		{"secret key not base64", okGroup, nil, envMap{"GROUPCACHED_SECRET_KEY": "not base64!"},
+			[]string{`environment GROUPCACHED_SECRET_KEY: the gossip key must be base64`}},
+		{"secret key of the wrong length", okGroup, nil, envMap{"GROUPCACHED_SECRET_KEY": "c2hvcnQ="},
+			[]string{`environment GROUPCACHED_SECRET_KEY: the gossip key must decode to 16, 24 or 32 bytes, got 5`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeConfig(t, tt.file)
+			_, err := loadConfig(mustFlags(t, append([]string{"-config", path}, tt.args...)...), tt.env.lookup)
+			if err == nil {
+				t.Fatal("loadConfig succeeded, want an error")
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Errorf("error %v is not a *ConfigError", err)
+			}
+			for _, w := range tt.want {
+				w = strings.ReplaceAll(w, "FILE", path)
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error:\n%v\nwant it to contain:\n%s", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigFileMissing(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  envMap
+		want string
+	}{
+		{"from the flag", []string{"-config", "/nonexistent/x.yaml"}, nil, "flag -config: reading the config file"},
+		{"from the environment", nil, envMap{"GROUPCACHED_CONFIG": "/nonexistent/x.yaml"}, "environment GROUPCACHED_CONFIG: reading the config file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig(mustFlags(t, tt.args...), tt.env.lookup)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseFlagsRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"unknown flag", []string{"-port", "1"}},
+		{"stray argument", []string{"serve"}},
+		{"missing value", []string{"-name"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := parseFlags(tt.args, io.Discard); err == nil {
+				t.Errorf("parseFlags(%q) succeeded, want an error", tt.args)
+			}
+		})
+	}
+}
+
+func TestGroupEngineConfig(t *testing.T) {
+	g := GroupConfig{CacheBytes: 1 << 20, TTL: time.Minute, NegativeTTL: 0, LoadTimeout: time.Second, HotCacheFraction: 0.25}
+	got := g.GroupEngineConfig()
+	want := group.DefaultConfig()
+	want.CacheBytes, want.TTL, want.NegativeTTL, want.LoadTimeout, want.HotCacheFraction = 1<<20, time.Minute, 0, time.Second, 0.25
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+}

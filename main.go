@@ -1,0 +1,78 @@
+// Command groupcached runs one node of a groupcached cluster: a peer-filling read-through
+// cache that answers GET /groups/{group}/keys/{key} over HTTP, fills each missing key once
+// per cluster from its origin (files, an HTTP service, a SQL database), and finds its peers
+// by gossip.
+//
+// This file only wires: flags and configuration (config.go), the node's parts (node.go), run,
+// and a graceful stop on SIGINT or SIGTERM. Exit status: 0 after a clean stop, 2 for a
+// configuration mistake (reported with its file and line), 1 for any other failure.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stderr))
+}
+
+func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
+	flags, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(flags, lookupEnv)
+	if err != nil {
+		fmt.Fprintf(stderr, "groupcached: invalid configuration:\n%v\n", err)
+		return 2
+	}
+	level, _ := parseLogLevel(cfg.Node.LogLevel)
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stopSignals()
+
+	n, err := newNode(cfg, logger)
+	if err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			fmt.Fprintf(stderr, "groupcached: invalid configuration:\n%v\n", err)
+			return 2
+		}
+		logger.Error("cannot build the node", "err", err)
+		return 1
+	}
+	if err := n.start(ctx); err != nil {
+		logger.Error("cannot start the node", "err", err)
+		return 1
+	}
+
+	status := 0
+	select {
+	case <-ctx.Done():
+		logger.Info("signal received; stopping gracefully (a second signal stops at once)")
+	case err := <-n.failed():
+		logger.Error("HTTP server failed", "err", err)
+		status = 1
+	}
+	stopSignals() // from here a second SIGINT or SIGTERM ends the process at once
+
+	stopCtx, cancel := context.WithTimeout(context.Background(), stopBudget)
+	defer cancel()
+	if err := n.stop(stopCtx); err != nil {
+		logger.Error("graceful stop incomplete", "err", err)
+		status = 1
+	}
+	return status
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+)
+
+// The origin-protection tests run three nodes in this test process (real HTTP and gossip
+// sockets on loopback, built by the same newNode the binary uses) and check, at the origin
+// itself, that a storm of concurrent requests for cold keys reaches it once per key.
+
+const (
+	protectClients = 100 // concurrent clients, spread round-robin over the nodes
+	protectKeys    = 50  // cold keys, every client asks for every one
+)
+
+// startInProcessCluster starts n nodes from the YAML groups section and waits until every
+// node sees all n members in its ring.
+func startInProcessCluster(t *testing.T, n int, groupsYAML string) []*node {
+	t.Helper()
+	path := writeConfig(t, "node:\n  preset: local\n  shutdown_delay: 0s\n"+groupsYAML)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	var nodes []*node
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("node-%d", i+1)
+		args := []string{"-config", path, "-name", name, "-http", "127.0.0.1:0", "-gossip", "127.0.0.1:0"}
+		if i > 0 {
+			args = append(args, "-join", nodes[0].cluster.GossipAddr())
+		}
+		cfg, err := loadConfig(mustFlags(t, args...), envMap{}.lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd, err := newNode(cfg, logger.With("node", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = nd.start(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), stopBudget)
+			defer cancel()
+			if err := nd.stop(ctx); err != nil {
+				t.Errorf("stopping %s: %v", name, err)
+			}
+		})
+		nodes = append(nodes, nd)
+		names = append(names, name)
+	}
+	for _, nd := range nodes {
+		waitFor(t, 30*time.Second, nd.cfg.Node.Name+" sees every member in its ring", func() error {
+			var alive []string
+			for _, m := range nd.cluster.Members() {
+				if m.State == "alive" && m.Share > 0 {
+					alive = append(alive, m.Name)
+				}
+			}
+			slices.Sort(alive)
+			if !slices.Equal(alive, names) {
+				return fmt.Errorf("sees %v", alive)
+			}
+			return nil
+		})
+	}
+	return nodes
+}
+
+// storm has protectClients clients, spread over the nodes, each GET every key in its own
+// random order, and fails the test on any answer but 200 with the origin's value.
+func storm(t *testing.T, nodes []*node, groupName string, keys []string, value func(string) string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, protectClients)
+	start := make(chan struct{})
+	for c := range protectClients {
+		addr := nodes[c%len(nodes)].httpAddr()
+		order := slices.Clone(keys)
+		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		wg.Go(func() {
+			<-start
+			for _, k := range order {
+				status, body, _, err := get(addr, groupName, k)
+				if err != nil || status != http.StatusOK || body != value(k) {
+					errs <- fmt.Errorf("client %d, GET %q on %s = %d %q, %v", c, k, addr, status, body, err)
+					return
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func coldKeys(prefix string) []string {
+	keys := make([]string, protectKeys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s-%02d", prefix, i)
+	}
+	return keys
+}
+
+func TestOriginProtectionHTTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster; skipped with -short")
+	}
+	origin := newCountingOrigin(t)
+	nodes := startInProcessCluster(t, 3, fmt.Sprintf(`groups:
+  - name: items
+    load_timeout: 20s
+    loader: {type: http, url: %q}
+`, origin.loaderURL()))
+	keys := coldKeys("item")
+
+	storm(t, nodes, "items", keys, originValue)
+	requests, distinct := origin.total()
+	if requests != protectKeys || distinct != protectKeys {
+		t.Errorf("after %d clients asked for %d cold keys: the origin saw %d requests for %d keys, want exactly one per key",
+			protectClients, protectKeys, requests, distinct)
+	}
+	for _, k := range keys {
+		if n := origin.count(k); n != 1 {
+			t.Errorf("key %q reached the origin %d times, want 1", k, n)
+		}
+	}
+
+	storm(t, nodes, "items", keys, originValue)
+	if again, _ := origin.total(); again != requests {
+		t.Errorf("repeating every request reached the origin %d more times, want 0", again-requests)
+	}
+}
+
+// TestOriginProtectionPostgres is the same storm with PostgreSQL as the origin, counted by the
+// database itself: examples/sidecar-postgres/schema.sql's load_item(k) logs every call in
+// load_log. Each run gets a schema of its own.
+func TestOriginProtectionPostgres(t *testing.T) {
+	dsn := os.Getenv("GROUPCACHED_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("set GROUPCACHED_TEST_POSTGRES_DSN to run this test against PostgreSQL, e.g. " +
+			"GROUPCACHED_TEST_POSTGRES_DSN='postgres://postgres@127.0.0.1:5432/test?sslmode=disable' go test -run Postgres .")
+	}
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster; skipped with -short")
+	}
+	schemaSQL, err := os.ReadFile("examples/sidecar-postgres/schema.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := openPostgres(t, dsn)
+	schema := fmt.Sprintf("groupcached_test_%d_%d", time.Now().UnixNano(), rand.IntN(1e6))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("creating schema %s: %v", schema, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+		}
+	})
+
+	scoped := withSearchPath(dsn, schema)
+	db := openPostgres(t, scoped)
+	if _, err := db.ExecContext(ctx, string(schemaSQL)); err != nil {
+		t.Fatalf("applying examples/sidecar-postgres/schema.sql: %v", err)
+	}
+	keys := coldKeys("pgkey")
+	values := map[string]string{}
+	for _, k := range keys {
+		var v sql.NullString
+		if err := db.QueryRowContext(ctx, "SELECT load_item($1)", k).Scan(&v); err != nil {
+			t.Fatalf("load_item(%q): %v", k, err)
+		}
+		if !v.Valid {
+			t.Fatalf("load_item(%q) is NULL: the schema must answer every key of this test", k)
+		}
+		values[k] = v.String
+	}
+	if _, err := db.ExecContext(ctx, "TRUNCATE load_log"); err != nil {
+		t.Fatal(err)
+	}
+
+	nodes := startInProcessCluster(t, 3, fmt.Sprintf(`groups:
+  - name: rows
+    load_timeout: 20s
+    loader:
+      type: sql
+      driver: postgres
+      dsn: %q
+      query: SELECT load_item($1)
+`, scoped))
+	loads := func() (total, distinct int) {
+		t.Helper()
+		if err := db.QueryRowContext(ctx, "SELECT count(*), count(DISTINCT k) FROM load_log").Scan(&total, &distinct); err != nil {
+			t.Fatalf("counting load_log: %v", err)
+		}
+		return total, distinct
+	}
+
+	value := func(k string) string { return values[k] }
+	storm(t, nodes, "rows", keys, value)
+	total, distinct := loads()
+	if total != protectKeys || distinct != protectKeys {
+		t.Errorf("after %d clients asked for %d cold keys: the database logged %d loads of %d keys, want exactly one per key",
+			protectClients, protectKeys, total, distinct)
+	}
+	storm(t, nodes, "rows", keys, value)
+	if again, _ := loads(); again != total {
+		t.Errorf("repeating every request reached the database %d more times, want 0", again-total)
+	}
+}
+
+// openPostgres opens and pings dsn; a database that is configured but unreachable fails the
+// test rather than skipping it.
+func openPostgres(t *testing.T, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatalf("GROUPCACHED_TEST_POSTGRES_DSN is set but unusable: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		t.Fatalf("GROUPCACHED_TEST_POSTGRES_DSN is set but PostgreSQL cannot be reached: %v", err)
+	}
+	return db
+}
+
+// withSearchPath adds search_path=schema to a URL or key=value DSN, so that every connection
+// of the pool works in that schema.
+func withSearchPath(dsn, schema string) string {
+	if strings.Contains(dsn, "://") {
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		return dsn + sep + "search_path=" + schema
+	}
+	return dsn + " search_path=" + schema
+}
