@@ -111,6 +111,9 @@ func fileName(key string) (string, error) {
 // openError turns a failed open into group.ErrNotFound when the key names nothing readable
 // inside the root, and into a load failure otherwise (permissions, too many open files).
 func openError(key string, err error) error {
+	if errors.Is(err, os.ErrClosed) {
+		return fmt.Errorf("file loader: opening %q: %w", key, err)
+	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		switch errno {
