@@ -207,11 +207,11 @@ func originTTL(h http.Header) time.Duration {
 			case "no-store", "no-cache", "private":
 				return time.Nanosecond
 			case "max-age":
-				if n, err := strconv.ParseInt(value, 10, 64); err == nil && n >= 0 {
+				if n, ok := deltaSeconds(value); ok {
 					maxAge = n
 				}
 			case "s-maxage":
-				if n, err := strconv.ParseInt(value, 10, 64); err == nil && n >= 0 {
+				if n, ok := deltaSeconds(value); ok {
 					sMaxAge = n
 				}
 			}
@@ -227,12 +227,21 @@ func originTTL(h http.Header) time.Duration {
 	if age, err := strconv.ParseInt(strings.TrimSpace(h.Get("Age")), 10, 64); err == nil && age > 0 {
 		fresh -= age
 	}
-	const maxSeconds = int64(100 * 365 * 24 * 3600) // keeps the Duration from overflowing
-	switch {
-	case fresh <= 0:
+	if fresh <= 0 {
 		return time.Nanosecond
-	case fresh > maxSeconds:
-		fresh = maxSeconds
 	}
 	return time.Duration(fresh) * time.Second
+}
+
+// deltaSeconds parses a Cache-Control delta-seconds value: digits only, and a value too large
+// to represent counts as 2^31 (RFC 9111, section 1.2.2).
+func deltaSeconds(s string) (int64, bool) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n > 1<<31 {
+		n = 1 << 31
+	}
+	return n, true
 }
