@@ -48,6 +48,8 @@ type Cluster interface {
 	Handler() http.Handler
 }
 
+var _ Cluster = (*peers.Cluster)(nil)
+
 // API is one node's HTTP handler. It is safe for concurrent use. Build it with New, serve it
 // with NewServer, and call SetReady(true) once the node may take traffic.
 type API struct {

@@ -1,0 +1,108 @@
+// Command benchserver serves one cached value two ways on 127.0.0.1, for scripts/bench-http.sh
+// to compare under a load generator:
+//
+//   - full: the whole httpapi stack (chi router, recoverer, key decoding, group.Group.Get, ETag,
+//     Cache-Control and source headers) over one group whose key is already cached;
+//   - bare: a bare chi route GET /groups/{group}/keys/{key} serving the same bytes from a map.
+//
+// Both listen on ports from :0 behind http.Servers with the same timeouts (httpapi's
+// NewServer), so the comparison measures the handler stack. It prints "full URL" and
+// "bare URL", one a line, then serves until SIGINT or SIGTERM, or until -max-run passes.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/groupcached/groupcached/group"
+	"github.com/groupcached/groupcached/httpapi"
+)
+
+func main() {
+	valueBytes := flag.Int("value-bytes", 1024, "size of the cached value")
+	key := flag.String("key", "key-1", "the cached key")
+	maxRun := flag.Duration("max-run", 10*time.Minute, "stop after this long even without a signal")
+	flag.Parse()
+	if err := run(*valueBytes, *key, *maxRun); err != nil {
+		fmt.Fprintln(os.Stderr, "benchserver:", err)
+		os.Exit(1)
+	}
+}
+
+func run(valueBytes int, key string, maxRun time.Duration) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, maxRun)
+	defer cancel()
+
+	value := bytes.Repeat([]byte("v"), valueBytes)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	g, err := group.New("bench", group.LoaderFunc(func(context.Context, string) (group.Value, error) {
+		return group.Value{Bytes: value}, nil
+	}), group.DefaultConfig(), log)
+	if err != nil {
+		return err
+	}
+	if _, err := g.Get(ctx, key); err != nil {
+		return fmt.Errorf("preloading %q: %w", key, err)
+	}
+	api, err := httpapi.New(httpapi.DefaultConfig(), []*group.Group{g}, nil, log)
+	if err != nil {
+		return err
+	}
+	api.SetReady(true)
+
+	values := map[string][]byte{key: value}
+	bare := chi.NewRouter()
+	bare.Get("/groups/{group}/keys/{key}", func(w http.ResponseWriter, r *http.Request) {
+		v, ok := values[chi.URLParam(r, "key")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(len(v)))
+		_, _ = w.Write(v)
+	})
+
+	fullSrv := api.NewServer()
+	bareSrv := api.NewServer()
+	bareSrv.Handler = bare
+
+	errc := make(chan error, 2)
+	for _, s := range []struct {
+		name string
+		srv  *http.Server
+	}{{"full", fullSrv}, {"bare", bareSrv}} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s http://%s/groups/bench/keys/%s\n", s.name, ln.Addr(), httpapi.EscapeKey(key))
+		go func() { errc <- s.srv.Serve(ln) }()
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	shutdown, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelShutdown()
+	err = errors.Join(fullSrv.Shutdown(shutdown), bareSrv.Shutdown(shutdown))
+	return err
+}
