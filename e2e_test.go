@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -271,4 +275,63 @@ func testEmbeddedConfig(t *testing.T, bin string) {
 	if code, err := p.wait(10 * time.Second); err != nil || code != 0 {
 		t.Errorf("after SIGINT: exit status %d, %v; want 0", code, err)
 	}
+}
+
+// TestClusterScriptSmoke runs scripts/cluster.sh --smoke on free ports: it builds the binary,
+// starts three nodes, waits for membership, checks a key is served everywhere and loaded
+// once, and stops them.
+func TestClusterScriptSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a 3-node cluster; skipped with -short")
+	}
+	for _, tool := range []string{"bash", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("scripts/cluster.sh needs %s: %v", tool, err)
+		}
+	}
+	httpBase, gossipBase := freePortRun(t, 3), freePortRun(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "scripts/cluster.sh", "--smoke")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("HTTP_BASE=%d", httpBase), fmt.Sprintf("GOSSIP_BASE=%d", gossipBase))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("scripts/cluster.sh --smoke: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "smoke check passed") {
+		t.Errorf("scripts/cluster.sh --smoke succeeded without its check:\n%s", out)
+	}
+}
+
+// freePortRun finds n consecutive loopback ports that are free for TCP and UDP right now.
+func freePortRun(t *testing.T, n int) int {
+	t.Helper()
+	for range 200 {
+		base := 20000 + rand.IntN(40000)
+		var closers []io.Closer
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			addr := fmt.Sprintf("127.0.0.1:%d", p)
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				ok = false
+				break
+			}
+			closers = append(closers, l)
+			u, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				ok = false
+				break
+			}
+			closers = append(closers, u)
+		}
+		for _, c := range closers {
+			c.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no run of free ports found")
+	return 0
 }
