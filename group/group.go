@@ -74,6 +74,8 @@ type Group struct {
 	// main holds keys this node owns; hot holds copies of keys fetched from their owners, so
 	// that a popular key does not cross the network on every Get. They share cfg.CacheBytes.
 	main, hot *cache
+	// clock stamps entries' deadlines; both caches read the same one.
+	clock clock
 
 	// peers and invalidator are set after construction, once the cluster exists; reading them
 	// on every miss must not take a lock.
@@ -107,13 +109,15 @@ func New(name string, loader Loader, cfg Config, logger *slog.Logger) (*Group, e
 	if cfg.HotCacheRate == 0 {
 		cfg.HotCacheRate = 1
 	}
+	clk := newClock()
 	g := &Group{
 		name:   name,
 		loader: loader,
 		cfg:    cfg,
 		log:    logger.With("group", name),
-		main:   newCache(cfg.CacheBytes),
-		hot:    newCache(0), // sized by SetPeers: without peers nothing is fetched
+		clock:  clk,
+		main:   newCache(cfg.CacheBytes, clk),
+		hot:    newCache(0, clk), // sized by SetPeers: without peers nothing is fetched
 	}
 	return g, nil
 }
@@ -168,11 +172,11 @@ func (g *Group) Get(ctx context.Context, key string) (Result, error) {
 		return Result{}, ErrInvalidKey
 	}
 	s := g.stats.stripe()
-	s.gets.Add(1)
-	if res, err, ok := g.lookup(s, key); ok {
-		return res, err
+	if e, ttl, src, hit := g.lookup(key); hit {
+		s.get[src].Add(1)
+		return g.answer(s, e, ttl, src)
 	}
-	s.loads.Add(1)
+	s.get[miss].Add(1)
 	if p := g.peers.Load(); p != nil {
 		if peer, ok := (*p).PickPeer(key); ok {
 			res, err, _ := g.flights.do(ctx, flightKey{key: key, remote: true}, func(c *call) (Result, error) {
@@ -190,46 +194,34 @@ func (g *Group) GetLocal(ctx context.Context, key string) (Result, error) {
 	if key == "" {
 		return Result{}, ErrInvalidKey
 	}
-	g.stats.serverRequests.Add(1)
 	s := g.stats.stripe()
-	if res, err, ok := g.lookup(s, key); ok {
-		return res, err
+	if e, ttl, src, hit := g.lookup(key); hit {
+		s.local[src].Add(1)
+		return g.answer(s, e, ttl, src)
 	}
-	s.loads.Add(1)
+	s.local[miss].Add(1)
 	return g.loadLocally(ctx, key)
 }
 
-// lookup answers from the main cache, then the hot cache. ok is false on a miss.
-func (g *Group) lookup(s *stripe, key string) (res Result, err error, ok bool) {
-	if e, hit := g.main.get(key); hit {
-		if ttl, live := e.remaining(now(e)); live {
-			s.mainHits.Add(1)
-			return g.answer(s, e, ttl, SourceMain)
-		}
+// lookup finds key in the main cache, then the hot cache, with its remaining TTL and the
+// cache that had it (SourceMain or SourceHot).
+func (g *Group) lookup(key string) (e entry, ttl time.Duration, src Source, hit bool) {
+	if e, ttl, hit = g.main.get(key); hit {
+		return e, ttl, SourceMain, true
 	}
-	if e, hit := g.hot.get(key); hit {
-		if ttl, live := e.remaining(now(e)); live {
-			s.hotHits.Add(1)
-			return g.answer(s, e, ttl, SourceHot)
-		}
+	if e, ttl, hit = g.hot.get(key); hit {
+		return e, ttl, SourceHot, true
 	}
-	return Result{}, nil, false
+	return entry{}, 0, 0, false
 }
 
-// now reads the clock only for entries that can expire: most hits skip it.
-func now(e entry) int64 {
-	if e.expires == 0 {
-		return 0
-	}
-	return time.Now().UnixNano()
-}
-
-func (g *Group) answer(s *stripe, e entry, ttl time.Duration, src Source) (Result, error, bool) {
+// answer turns a cached entry into Get's result; a remembered ErrNotFound is returned as such.
+func (g *Group) answer(s *stripe, e entry, ttl time.Duration, src Source) (Result, error) {
 	if e.negative {
 		s.negativeHits.Add(1)
-		return Result{}, ErrNotFound, true
+		return Result{}, ErrNotFound
 	}
-	return Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: src}, nil, true
+	return Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: src}, nil
 }
 
 // loadLocally joins or starts the one local load of key on this node.
@@ -258,13 +250,13 @@ func (g *Group) load(ctx context.Context, c *call, key string) (Result, error) {
 		if ttl <= 0 {
 			ttl = g.cfg.TTL
 		}
-		e := newEntry(v.Bytes, ttl)
+		e := g.newEntry(v.Bytes, ttl)
 		g.flights.cacheUnlessStale(c, func() { g.main.add(key, e) })
 		return Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: SourceLoader}, nil
 	case errors.Is(err, ErrNotFound):
 		g.stats.localLoads.Add(1)
 		if g.cfg.NegativeTTL > 0 {
-			g.flights.cacheUnlessStale(c, func() { g.main.add(key, negativeEntry(g.cfg.NegativeTTL)) })
+			g.flights.cacheUnlessStale(c, func() { g.main.add(key, g.negativeEntry(g.cfg.NegativeTTL)) })
 		}
 		return Result{}, err
 	default:
@@ -305,7 +297,7 @@ func (g *Group) fetch(ctx context.Context, c *call, peer Peer, key string) (Resu
 	switch {
 	case err == nil:
 		g.stats.peerLoads.Add(1)
-		e := newEntry(v.Bytes, v.TTL)
+		e := g.newEntry(v.Bytes, v.TTL)
 		if g.keepHot() {
 			g.flights.cacheUnlessStale(c, func() { g.hot.add(key, e) })
 		}
@@ -313,7 +305,7 @@ func (g *Group) fetch(ctx context.Context, c *call, peer Peer, key string) (Resu
 	case errors.Is(err, ErrNotFound):
 		g.stats.peerLoads.Add(1)
 		if g.cfg.NegativeTTL > 0 && g.keepHot() {
-			g.flights.cacheUnlessStale(c, func() { g.hot.add(key, negativeEntry(g.cfg.NegativeTTL)) })
+			g.flights.cacheUnlessStale(c, func() { g.hot.add(key, g.negativeEntry(g.cfg.NegativeTTL)) })
 		}
 		return Result{}, err
 	case errors.Is(err, ErrPeerUnavailable):
@@ -335,16 +327,16 @@ func (g *Group) keepHot() bool {
 	return g.cfg.HotCacheFraction > 0 && rand.IntN(g.cfg.HotCacheRate) == 0
 }
 
-func newEntry(value []byte, ttl time.Duration) entry {
+func (g *Group) newEntry(value []byte, ttl time.Duration) entry {
 	e := entry{value: value, hash: xxhash.Sum64(value)}
 	if ttl > 0 {
-		e.expires = time.Now().Add(ttl).UnixNano()
+		e.expires = g.clock.deadline(ttl)
 	}
 	return e
 }
 
-func negativeEntry(ttl time.Duration) entry {
-	return entry{negative: true, expires: time.Now().Add(ttl).UnixNano()}
+func (g *Group) negativeEntry(ttl time.Duration) entry {
+	return entry{negative: true, expires: g.clock.deadline(ttl)}
 }
 
 // RemoveLocal drops key from this node's caches and keeps a fill under way from caching it.
@@ -397,13 +389,25 @@ func (g *Group) Stats() Stats {
 	st.LocalLoadErrs = c.localLoadErrs.Load()
 	st.LocalLoads = c.localLoads.Load()
 	st.LoadsDeduped = c.loadsDeduped.Load()
-	st.Loads = c.sum(func(s *stripe) *atomic.Int64 { return &s.loads })
-	st.NegativeHits = c.sum(func(s *stripe) *atomic.Int64 { return &s.negativeHits })
-	mainHits := c.sum(func(s *stripe) *atomic.Int64 { return &s.mainHits })
-	hotHits := c.sum(func(s *stripe) *atomic.Int64 { return &s.hotHits })
+	// NegativeHits before the hits that include them; Gets, Loads, CacheHits and
+	// ServerRequests are sums of the same reads, so they agree with each other.
+	for i := range c.stripes {
+		st.NegativeHits += c.stripes[i].negativeHits.Load()
+	}
+	var get, local [3]int64
+	for i := range c.stripes {
+		s := &c.stripes[i]
+		for j := range get {
+			get[j] += s.get[j].Load()
+			local[j] += s.local[j].Load()
+		}
+	}
+	mainHits := get[SourceMain] + local[SourceMain]
+	hotHits := get[SourceHot] + local[SourceHot]
+	st.Gets = get[SourceMain] + get[SourceHot] + get[miss]
+	st.ServerRequests = local[SourceMain] + local[SourceHot] + local[miss]
 	st.CacheHits = mainHits + hotHits
-	st.ServerRequests = c.serverRequests.Load()
-	st.Gets = c.sum(func(s *stripe) *atomic.Int64 { return &s.gets })
+	st.Loads = get[miss] + local[miss]
 	st.Main = g.main.stats(mainHits)
 	st.Hot = g.hot.stats(hotHits)
 	st.LoadDuration = c.loadDuration.snapshot()

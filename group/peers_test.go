@@ -278,7 +278,7 @@ func TestSetPeersMovesTheBound(t *testing.T) {
 		t.Fatalf("unlinked: hot %+v, main bound %d; want an empty hot cache and the whole bound for main", st.Hot, g.main.c.GetMaximum())
 	}
 	// Unlinked, a late store into the hot cache cannot take any room.
-	g.hot.add("late", newEntry([]byte("v"), 0))
+	g.hot.add("late", g.newEntry([]byte("v"), 0))
 	if st := g.Stats(); st.Hot.Items != 0 {
 		t.Fatalf("hot cache took an entry while unlinked: %+v", st.Hot)
 	}

@@ -82,17 +82,24 @@ func (h *histogram) snapshot() Histogram {
 // different cores do not fight over one line. A power of two.
 const counterStripes = 16
 
-// stripe holds the counters bumped on every Get. Padded to its own 128-byte block.
+// miss indexes a stripe's counters of lookups that found nothing; SourceMain and SourceHot
+// index the hits.
+const miss = 2
+
+// stripe holds the counters bumped on every Get, one per outcome, so that a hit costs one
+// atomic add: Gets, hits and loads are sums of them. Padded to its own 128-byte block.
 type stripe struct {
-	gets, mainHits, hotHits, negativeHits, loads atomic.Int64
-	_                                            [128 - 5*8]byte
+	get          [3]atomic.Int64 // Get: main hits, hot hits, misses
+	local        [3]atomic.Int64 // GetLocal (requests from peers): the same
+	negativeHits atomic.Int64
+	_            [128 - 7*8]byte
 }
 
 type counters struct {
 	stripes [counterStripes]stripe
 
 	loadsDeduped, localLoads, localLoadErrs, loaderPanics atomic.Int64
-	peerLoads, peerErrors, fallbackLoads, serverRequests  atomic.Int64
+	peerLoads, peerErrors, fallbackLoads                  atomic.Int64
 
 	loadDuration histogram
 }
@@ -101,12 +108,4 @@ type counters struct {
 // need no shared state, unlike a round-robin index.
 func (c *counters) stripe() *stripe {
 	return &c.stripes[rand.Uint32()&(counterStripes-1)]
-}
-
-func (c *counters) sum(field func(*stripe) *atomic.Int64) int64 {
-	var n int64
-	for i := range c.stripes {
-		n += field(&c.stripes[i]).Load()
-	}
-	return n
 }
