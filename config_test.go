@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -333,5 +334,115 @@ func TestGroupEngineConfig(t *testing.T) {
 	want.CacheBytes, want.TTL, want.NegativeTTL, want.LoadTimeout, want.HotCacheFraction = 1<<20, time.Minute, 0, time.Second, 0.25
 	if got != want {
 		t.Errorf("got %+v, want %+v", got, want)
+	}
+}
+
+func TestConfigLoaderBlock(t *testing.T) {
+	path := writeConfig(t, `groups:
+  - name: api
+    ttl: 5m
+    loader:
+      type: http
+      url: "http://127.0.0.1:9/items/{key}"
+      headers: {Authorization: "Bearer t0ken", X-Trace: "on"}
+      timeout: 2s
+      max_body_bytes: 1MiB
+      use_origin_ttl: true
+  - name: rows
+    loader:
+      type: sql
+      driver: sqlite
+      dsn_env: ROWS_DSN
+      query: SELECT v FROM t WHERE k = ?
+      max_open_conns: 4
+`)
+	cfg, err := loadConfig(mustFlags(t, "-config", path), envMap{}.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := cfg.Groups[0].Loader
+	if h.Type != "http" || h.URL != "http://127.0.0.1:9/items/{key}" || h.Timeout != 2*time.Second ||
+		h.MaxBodyBytes != 1<<20 || !h.UseOriginTTL || cfg.Groups[0].TTL != 5*time.Minute {
+		t.Errorf("http group = %+v", cfg.Groups[0])
+	}
+	if want := map[string]string{"Authorization": "Bearer t0ken", "X-Trace": "on"}; !reflect.DeepEqual(h.Headers, want) {
+		t.Errorf("headers = %v, want %v", h.Headers, want)
+	}
+	s := cfg.Groups[1].Loader
+	if s.Type != "sql" || s.Driver != "sqlite" || s.DSNEnv != "ROWS_DSN" || s.MaxOpenConns != 4 || s.Query != "SELECT v FROM t WHERE k = ?" {
+		t.Errorf("sql group = %+v", cfg.Groups[1])
+	}
+}
+
+func TestConfigLoaderBlockErrors(t *testing.T) {
+	tests := []struct {
+		name, loader, want string
+	}{
+		{"headers as a list", "{type: http, url: \"http://h:1/{key}\", headers: [a, b]}", `FILE:3: groups[0].loader.headers: want a mapping of names to values, got a list`},
+		{"duplicate header", "\n      type: http\n      url: \"http://h:1/{key}\"\n      headers:\n        A: x\n        A: y", `FILE:8: groups[0].loader.headers: duplicate key "A"`},
+		{"bad boolean", "{type: http, url: \"http://h:1/{key}\", use_origin_ttl: yes}", `FILE:3: groups[0].loader.use_origin_ttl: invalid boolean "yes": want true or false`},
+		{"bad integer", "{type: sql, driver: sqlite, dsn: x, query: q, max_open_conns: many}", `FILE:3: groups[0].loader.max_open_conns: invalid integer "many"`},
+		{"field of another type", "{type: file, root: ., url: \"http://h:1/{key}\"}", `FILE:3: groups[0].loader: loader "file": field "url" does not belong to type "file"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeConfig(t, "groups:\n  - name: g\n    loader: "+tt.loader+"\n")
+			_, err := loadConfig(mustFlags(t, "-config", path), envMap{}.lookup)
+			if want := strings.ReplaceAll(tt.want, "FILE", path); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("err = %v\nwant it to contain %s", err, want)
+			}
+		})
+	}
+}
+
+// FuzzParseConfig checks that no document, however malformed, panics the decoder, and that
+// every error it reports is a *ConfigError naming the file.
+func FuzzParseConfig(f *testing.F) {
+	f.Add(string(embeddedConfig))
+	f.Add("node: {name: a, join: [x:1]}\ngroups: [{name: g, loader: {type: http, headers: {a: b}}}]\n")
+	f.Add("groups:\n  - &g {name: a}\n  - *g\n")
+	f.Add("- 1\n- 2\n")
+	f.Add("node: [1]\ngroups: {a: b}\n")
+	f.Fuzz(func(t *testing.T, doc string) {
+		_, err := parseConfig("fuzz.yaml", []byte(doc))
+		if err == nil {
+			return
+		}
+		for _, e := range flatten(err) {
+			ce, ok := e.(*ConfigError)
+			if !ok || ce.File != "fuzz.yaml" {
+				t.Fatalf("error %T %v is not a *ConfigError for fuzz.yaml", e, e)
+			}
+		}
+	})
+}
+
+// flatten unwraps errors.Join trees into their leaves.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func TestConfigAliasBomb(t *testing.T) {
+	// One group with 200 headers, repeated by alias 1,000 times: a small file that expands to
+	// 200,000 values.
+	var b strings.Builder
+	b.WriteString("groups:\n  - &g {name: g, loader: {type: http, url: \"http://h:1/{key}\", headers: {")
+	for i := range 200 {
+		fmt.Fprintf(&b, "h%d: v, ", i)
+	}
+	b.WriteString("}}}\n")
+	for range 999 {
+		b.WriteString("  - *g\n")
+	}
+	_, err := parseConfig("bomb.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "expands to more than") {
+		t.Errorf("err = %v, want the expansion refused", err)
 	}
 }

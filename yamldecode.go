@@ -25,7 +25,15 @@ type yamlDecoder struct {
 	file  string
 	lines map[string]int // key path ("groups[0].ttl") → line of its value
 	errs  []error
+
+	// nodes counts the nodes visited: aliases are followed, so a small document of nested
+	// aliases could otherwise expand into billions of them.
+	nodes int
 }
+
+// maxDecodeNodes bounds the nodes one document may expand to, aliases included. A real
+// configuration has a few hundred.
+const maxDecodeNodes = 100_000
 
 // defaulter is implemented by config types whose zero value is not their default.
 type defaulter interface{ setDefaults() }
@@ -41,6 +49,12 @@ func (d *yamlDecoder) errorf(n *yaml.Node, path, format string, args ...any) {
 
 // decode stores n into v, which must be settable.
 func (d *yamlDecoder) decode(n *yaml.Node, path string, v reflect.Value) {
+	if d.nodes++; d.nodes > maxDecodeNodes {
+		if d.nodes == maxDecodeNodes+1 {
+			d.errorf(n, path, "the document expands to more than %d values (aliases included)", maxDecodeNodes)
+		}
+		return
+	}
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
