@@ -97,16 +97,19 @@ type view struct {
 
 // nodeEvent is a copy of what memberlist reported about a node.
 type nodeEvent struct {
-	left  bool // NotifyLeave
-	name  string
-	addr  string
-	meta  []byte
-	state memberlist.NodeStateType
+	left bool // NotifyLeave: the node left or died
+	name string
+	addr string
+	meta []byte
 }
 
 // nodeMeta is the metadata every node gossips about itself.
 type nodeMeta struct {
 	HTTPAddr string `json:"http"`
+	// Leaving is set by Leave before memberlist's leave message goes out: memberlist's
+	// NotifyLeave does not say whether a node left or died (Node.State is not kept up to
+	// date), and the members drop a leaving node from their rings a little sooner.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // New validates cfg (zero fields take DefaultConfig's values) and returns a Cluster that knows
@@ -130,15 +133,21 @@ func New(cfg Config) (*Cluster, error) {
 		departed:  make(map[string]time.Time),
 	}
 	c.life, c.stop = context.WithCancel(context.Background())
-	c.setMeta(cfg.HTTPAddr)
+	c.setMeta(nodeMeta{HTTPAddr: cfg.HTTPAddr})
 	c.known[cfg.NodeName] = &Member{Name: cfg.NodeName, HTTPAddr: cfg.HTTPAddr, State: "alive", Self: true}
 	c.rebuild()
 	return c, nil
 }
 
-func (c *Cluster) setMeta(httpAddr string) {
-	b, _ := json.Marshal(nodeMeta{HTTPAddr: httpAddr})
+func (c *Cluster) setMeta(m nodeMeta) {
+	b, _ := json.Marshal(m)
 	c.meta.Store(&b)
+}
+
+func (c *Cluster) currentMeta() nodeMeta {
+	var m nodeMeta
+	_ = json.Unmarshal(*c.meta.Load(), &m)
+	return m
 }
 
 // Name returns this node's name.
@@ -257,12 +266,12 @@ func (c *Cluster) Start(ctx context.Context) error {
 
 	if host, port, _ := splitHostPort(c.cfg.HTTPAddr); host == "" || net.ParseIP(host).IsUnspecified() {
 		// Advertise an address peers can dial: the one memberlist advertises.
-		c.setMeta(net.JoinHostPort(self.Addr.String(), strconv.Itoa(port)))
+		c.setMeta(nodeMeta{HTTPAddr: net.JoinHostPort(self.Addr.String(), strconv.Itoa(port))})
 		if err := ml.UpdateNode(c.cfg.TCPTimeout); err != nil {
 			c.log.Warn("advertising the HTTP address", "err", err)
 		}
 	}
-	c.log.Info("cluster started", "gossip", c.gossipAddr, "http", c.advertisedHTTP())
+	c.log.Info("cluster started", "gossip", c.gossipAddr, "http", c.currentMeta().HTTPAddr)
 
 	c.join(ctx, ml, true)
 	c.rebuild()
@@ -271,12 +280,6 @@ func (c *Cluster) Start(ctx context.Context) error {
 		c.wg.Go(func() { c.rejoinLoop(ml) })
 	}
 	return nil
-}
-
-func (c *Cluster) advertisedHTTP() string {
-	var m nodeMeta
-	_ = json.Unmarshal(*c.meta.Load(), &m)
-	return m.HTTPAddr
 }
 
 func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
@@ -318,11 +321,19 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	var err error
 	if running {
 		c.closing.Store(true)
-		timeout := c.cfg.LeaveTimeout
+		deadline := time.Now().Add(c.cfg.LeaveTimeout)
 		if d, ok := ctx.Deadline(); ok {
-			timeout = time.Until(d)
+			deadline = d
 		}
-		if err = ml.Leave(timeout); err != nil {
+		// First say "leaving" in the metadata, which tells the members that this is a
+		// departure and not a crash, then leave; each step gets half of what remains.
+		m := c.currentMeta()
+		m.Leaving = true
+		c.setMeta(m)
+		if uerr := ml.UpdateNode(time.Until(deadline) / 2); uerr != nil {
+			c.log.Warn("announcing departure", "err", uerr)
+		}
+		if err = ml.Leave(time.Until(deadline)); err != nil {
 			err = fmt.Errorf("peers: leaving: %w", err)
 		}
 	}
@@ -498,9 +509,8 @@ func (c *Cluster) rebuild() {
 		}
 		m.GossipAddr = ev.addr
 		if ev.left {
-			m.State = "dead"
-			if ev.state == memberlist.StateLeft {
-				m.State = "left"
+			if m.State != "left" {
+				m.State = "dead"
 			}
 			c.departed[ev.name] = now
 			continue
@@ -509,6 +519,11 @@ func (c *Cluster) rebuild() {
 		if err := json.Unmarshal(ev.meta, &meta); err != nil || meta.HTTPAddr == "" {
 			c.log.Warn("member without an HTTP address in its metadata; not in the ring", "member", ev.name, "err", err)
 			m.State = "dead"
+			c.departed[ev.name] = now
+			continue
+		}
+		if meta.Leaving {
+			m.State = "left"
 			c.departed[ev.name] = now
 			continue
 		}
@@ -591,7 +606,7 @@ func (e eventDelegate) NotifyUpdate(n *memberlist.Node) { e.c.notify(copyEvent(n
 func (e eventDelegate) NotifyLeave(n *memberlist.Node)  { e.c.notify(copyEvent(n, true)) }
 
 func copyEvent(n *memberlist.Node, left bool) nodeEvent {
-	return nodeEvent{left: left, name: n.Name, addr: n.Address(), meta: bytes.Clone(n.Meta), state: n.State}
+	return nodeEvent{left: left, name: n.Name, addr: n.Address(), meta: bytes.Clone(n.Meta)}
 }
 
 // memberlistLog passes memberlist's "[LEVEL] memberlist: ..." lines to slog at their level.

@@ -1,0 +1,300 @@
+package peers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/groupcached/groupcached/group"
+)
+
+// pair is an owner node serving its group over real HTTP, and an asking node's peer client
+// pointed at it. Neither runs memberlist: the transport alone is under test.
+type pair struct {
+	owner, asker *testNode
+	peer         *httpPeer
+	log          *loadLog
+}
+
+func newPair(t *testing.T, owner nodeOptions, tune func(*Config)) *pair {
+	t.Helper()
+	log := newLoadLog()
+	o := newNode(t, "owner", log, owner)
+	a := newNode(t, "asker", log, nodeOptions{tune: tune})
+	return &pair{owner: o, asker: a, log: log, peer: newHTTPPeer(a.c, "owner", o.srv.Listener.Addr().String())}
+}
+
+func TestTransportKeysRoundTrip(t *testing.T) {
+	echo := func(_ context.Context, _, key string) (group.Value, error) {
+		return group.Value{Bytes: []byte(key), TTL: time.Hour}, nil
+	}
+	p := newPair(t, nodeOptions{load: echo}, nil)
+	keys := []string{
+		"plain",
+		"with space",
+		"a+b",
+		"a/b/../c//d",
+		"100%",
+		"%2F%20",
+		"line\nbreak\r\n",
+		"naïve 日本語 🙂",
+		"\x00\xff\xfe binary",
+		"?q=1&key=other#frag",
+		strings.Repeat("long", 500),
+	}
+	for _, key := range keys {
+		t.Run(key[:min(len(key), 20)], func(t *testing.T) {
+			v, err := p.peer.Fetch(context.Background(), testGroup, key)
+			if err != nil {
+				t.Fatalf("Fetch: %v", err)
+			}
+			if !bytes.Equal(v.Bytes, []byte(key)) {
+				t.Errorf("value = %q, want the key %q", v.Bytes, key)
+			}
+			if got := p.log.loads(key); len(got) != 1 || got[0] != "owner" {
+				t.Errorf("loads of the exact key = %v, want one on owner", got)
+			}
+			if v.TTL <= 59*time.Minute || v.TTL > time.Hour {
+				t.Errorf("TTL = %v, want the owner's remaining hour", v.TTL)
+			}
+		})
+	}
+}
+
+func TestTransportOwnerErrors(t *testing.T) {
+	boom := errors.New("origin exploded")
+	load := func(ctx context.Context, _, key string) (group.Value, error) {
+		switch key {
+		case "missing":
+			return group.Value{}, group.ErrNotFound
+		case "failing":
+			return group.Value{}, boom
+		case "panicking":
+			panic("loader bug")
+		case "slow":
+			<-ctx.Done()
+			return group.Value{}, ctx.Err()
+		case "forever":
+			return group.Value{Bytes: []byte("v")}, nil
+		}
+		return defaultLoad(ctx, "", key)
+	}
+	ownerCfg := testGroupConfig()
+	ownerCfg.LoadTimeout = 100 * time.Millisecond
+	p := newPair(t, nodeOptions{load: load, group: ownerCfg}, nil)
+
+	tests := []struct {
+		group, key string
+		want       error  // errors.Is target
+		code       string // RemoteError code
+		contains   string
+	}{
+		{testGroup, "missing", group.ErrNotFound, codeNotFound, "not found"},
+		{testGroup, "failing", nil, codeLoadFailed, "origin exploded"},
+		{testGroup, "panicking", group.ErrLoaderPanic, codeLoaderPanic, "panicked"},
+		{testGroup, "slow", group.ErrLoadTimeout, codeLoadTimeout, "timed out"},
+		{"nosuchgroup", "k", ErrUnknownGroup, codeUnknownGroup, `"nosuchgroup"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.group+"/"+tt.key, func(t *testing.T) {
+			_, err := p.peer.Fetch(context.Background(), tt.group, tt.key)
+			if err == nil {
+				t.Fatal("Fetch succeeded, want an error")
+			}
+			if errors.Is(err, group.ErrPeerUnavailable) {
+				t.Errorf("error %v is ErrPeerUnavailable: the asker would load again", err)
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("error %v is not %v", err, tt.want)
+			}
+			var re *RemoteError
+			if !errors.As(err, &re) || re.Code != tt.code {
+				t.Errorf("error %v: want a RemoteError with code %s", err, tt.code)
+			}
+			if !strings.Contains(err.Error(), tt.contains) {
+				t.Errorf("error %q does not mention %q", err, tt.contains)
+			}
+			if tt.group == testGroup {
+				if got := p.log.loads(tt.key); len(got) != 1 {
+					t.Errorf("owner loaded %q %d times, want 1", tt.key, len(got))
+				}
+			}
+		})
+	}
+	st := p.asker.c.Stats()
+	if st.FetchErrors != 4 || st.Unreachable != 0 {
+		t.Errorf("stats: FetchErrors %d (want 4: not-found is an answer), Unreachable %d (want 0)", st.FetchErrors, st.Unreachable)
+	}
+}
+
+func TestTransportUnavailable(t *testing.T) {
+	refused := func(t *testing.T) string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return addr
+	}
+	server := func(t *testing.T, h http.HandlerFunc) string {
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		return srv.Listener.Addr().String()
+	}
+	stopped := func(t *testing.T) string {
+		n := newNode(t, "stopped", newLoadLog(), nodeOptions{})
+		if err := n.c.Shutdown(); err != nil {
+			t.Fatal(err)
+		}
+		return n.srv.Listener.Addr().String()
+	}
+	fast := func(c *Config) { c.FetchTimeout = 100 * time.Millisecond }
+
+	tests := []struct {
+		name string
+		addr func(t *testing.T) string
+	}{
+		{"connection refused", refused},
+		{"peer shutting down", stopped},
+		{"proxy 502 without our code", func(t *testing.T) string {
+			return server(t, func(w http.ResponseWriter, _ *http.Request) {
+				http.Error(w, "bad gateway", http.StatusBadGateway)
+			})
+		}},
+		{"endpoint not mounted", func(t *testing.T) string {
+			return server(t, http.NotFound)
+		}},
+		{"no answer within FetchTimeout", func(t *testing.T) string {
+			return server(t, func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+		}},
+		{"connection cut mid-body", func(t *testing.T) string {
+			return server(t, func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Length", "100")
+				w.WriteHeader(http.StatusOK)
+				_, _ = w.Write([]byte("short"))
+			})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			asker := newNode(t, "asker", newLoadLog(), nodeOptions{tune: fast})
+			peer := newHTTPPeer(asker.c, "owner", tt.addr(t))
+			_, err := peer.Fetch(context.Background(), testGroup, "k")
+			if !errors.Is(err, group.ErrPeerUnavailable) {
+				t.Fatalf("error = %v, want ErrPeerUnavailable", err)
+			}
+			if st := asker.c.Stats(); st.Unreachable != 1 || st.FetchErrors != 1 {
+				t.Errorf("stats: Unreachable %d, FetchErrors %d, want 1 and 1", st.Unreachable, st.FetchErrors)
+			}
+		})
+	}
+
+	t.Run("caller deadline is the caller's, not the peer's", func(t *testing.T) {
+		addr := server(t, func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+		asker := newNode(t, "asker", newLoadLog(), nodeOptions{})
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err := newHTTPPeer(asker.c, "owner", addr).Fetch(ctx, testGroup, "k")
+		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, group.ErrPeerUnavailable) {
+			t.Fatalf("error = %v, want DeadlineExceeded and not ErrPeerUnavailable", err)
+		}
+	})
+}
+
+func TestTransportPoolsConnections(t *testing.T) {
+	var opened atomic.Int64
+	countConns := func(srv *http.Server) {
+		srv.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				opened.Add(1)
+			}
+		}
+	}
+	p := newPair(t, nodeOptions{server: countConns}, nil)
+	for i := range 50 {
+		if _, err := p.peer.Fetch(context.Background(), testGroup, "k"+strings.Repeat("x", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := opened.Load(); n != 1 {
+		t.Errorf("50 sequential fetches opened %d connections, want 1", n)
+	}
+}
+
+func TestHandlerRejects(t *testing.T) {
+	n := newNode(t, "owner", newLoadLog(), nodeOptions{})
+	tests := []struct {
+		name, method, path string
+		peerHeader         bool
+		status             int
+	}{
+		{"not from a peer", http.MethodGet, pathFetch + "?group=things&key=k", false, http.StatusBadRequest},
+		{"wrong method", http.MethodPost, pathFetch + "?group=things&key=k", true, http.StatusMethodNotAllowed},
+		{"unknown endpoint", http.MethodGet, PathPrefix + "/v9/nope", true, http.StatusNotFound},
+		{"bad query", http.MethodGet, pathFetch + "?group=%zz", true, http.StatusBadRequest},
+		{"empty key", http.MethodGet, pathFetch + "?group=things&key=", true, http.StatusBadRequest},
+		{"fetch", http.MethodGet, pathFetch + "?group=things&key=k", true, http.StatusOK},
+		{"remove", http.MethodPost, pathRemove + "?group=things&key=k", true, http.StatusNoContent},
+		{"purge", http.MethodPost, pathPurge + "?group=things", true, http.StatusNoContent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, n.srv.URL+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.peerHeader {
+				req.Header.Set(headerPeer, "test")
+			}
+			resp, err := n.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("status = %d, want %d", resp.StatusCode, tt.status)
+			}
+		})
+	}
+}
+
+func BenchmarkPeerFetch(b *testing.B) {
+	log := newLoadLog()
+	owner := newNode(b, "owner", log, nodeOptions{})
+	asker := newNode(b, "asker", log, nodeOptions{})
+	peer := newHTTPPeer(asker.c, "owner", owner.srv.Listener.Addr().String())
+	ctx := context.Background()
+	if _, err := peer.Fetch(ctx, testGroup, "hot"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := peer.Fetch(ctx, testGroup, "hot"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkHandlerFetch(b *testing.B) {
+	owner := newNode(b, "owner", newLoadLog(), nodeOptions{})
+	h := owner.c.Handler()
+	req := httptest.NewRequest(http.MethodGet, pathFetch+"?group=things&key=hot", nil)
+	req.Header.Set(headerPeer, "bench")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatalf("status %d", w.Code)
+		}
+	}
+}
