@@ -32,19 +32,23 @@ type entry struct {
 //     own expiration puts each read through its timer wheel and made a hit cost about 300 ns
 //     instead of 40-60 ns; an expired entry that nobody asks for again holds its bytes, still
 //     within the bound, until the policy evicts it as unused.
-//   - Reads reach the policy through otter's lossy read buffers, drained on otter's default
-//     asynchronous executor. A synchronous executor makes the reader that fills a buffer
-//     replay it into the policy, about 400 ns per read on average.
+//   - Reads reach the policy through otter's lossy read buffers, drained on another
+//     goroutine. Drained by the reader that fills a buffer (otter's synchronous executor),
+//     they cost about 400 ns per read on average.
 //
-// Writes, on the other hand, are applied to the policy at once: add runs otter's maintenance
-// before it returns, so the weighted size is back within the bound when add returns (the
-// asynchronous drain alone could leave it above for a while).
+// Writes, on the other hand, are applied to the policy at once, on the writer's goroutine:
+// the weighted size is back within the bound when add returns (an asynchronous drain alone
+// could leave it above for a while).
 type cache struct {
 	c           *otter.Cache[string, entry]
 	clock       clock
 	maxBytes    atomic.Int64
 	evictions   atomic.Int64
 	expirations atomic.Int64
+
+	// writers counts adds in progress. While one runs, otter's maintenance runs on the
+	// calling goroutine; otherwise (a read filled a buffer) on a new one.
+	writers atomic.Int32
 }
 
 func newCache(maxBytes int64, clk clock) *cache {
@@ -53,6 +57,13 @@ func newCache(maxBytes int64, clk clock) *cache {
 	c.c = otter.Must(&otter.Options[string, entry]{
 		MaximumWeight: uint64(max(maxBytes, 1)),
 		Weigher:       func(key string, e entry) uint32 { return weight(key, e.value) },
+		Executor: func(maintain func()) {
+			if c.writers.Load() > 0 {
+				maintain()
+				return
+			}
+			go maintain()
+		},
 		// Called under otter's bucket lock: it only counts, which is why it is allowed there
 		// (OnDeletion would start a goroutine per evicted entry on the default executor).
 		OnAtomicDeletion: func(ev otter.DeletionEvent[string, entry]) {
@@ -122,8 +133,13 @@ func (c *cache) add(key string, e entry) {
 	if int64(weight(key, e.value)) > c.maxBytes.Load() {
 		return
 	}
+	c.writers.Add(1)
+	defer c.writers.Add(-1)
 	c.c.Set(key, e)
-	c.c.CleanUp()
+	// Set ran maintenance here unless another goroutine held otter's policy lock; then the
+	// write may still wait in otter's write buffer. WeightedSize takes that lock and replays
+	// whatever is pending, so the bound holds from here on.
+	c.c.WeightedSize()
 }
 
 func (c *cache) remove(key string) { c.c.Invalidate(key) }
