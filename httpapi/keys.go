@@ -76,13 +76,23 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h["Content-Type"] = contentTypeOctet
-	h["Content-Length"] = vals[1:2:2]
 	if r.Method == http.MethodHead {
+		h["Content-Length"] = vals[1:2:2]
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	// net/http adds Content-Length itself, without touching the header map, when a handler
+	// returns having written a body that fits its buffer; larger bodies need it set here, or
+	// they would go out chunked.
+	if len(res.Bytes) > autoContentLength {
+		h["Content-Length"] = vals[1:2:2]
+	}
 	_, _ = w.Write(res.Bytes)
 }
+
+// autoContentLength is the largest body for which net/http's server computes Content-Length
+// by itself (its bufferBeforeChunkingSize).
+const autoContentLength = 2048
 
 // removeKey answers DELETE /groups/{group}/keys/{key}: the key leaves this node's caches and,
 // through the cluster, the owner's and every hot copy, before the answer.

@@ -484,3 +484,30 @@ func TestCanceledRequestIsNotLoggedAsError(t *testing.T) {
 		t.Errorf("a load failure was not logged as an error:\n%s", logs)
 	}
 }
+
+func TestContentLengthForEverySize(t *testing.T) {
+	sized := newTestGroup(t, "sized", group.LoaderFunc(func(_ context.Context, key string) (group.Value, error) {
+		n, err := strconv.Atoi(key)
+		if err != nil {
+			return group.Value{}, group.ErrNotFound
+		}
+		return group.Value{Bytes: []byte(strings.Repeat("s", n))}, nil
+	}), testGroupConfig())
+	n := startNode(t, LocalConfig(), nil, sized)
+	for _, size := range []int{0, 1, autoContentLength - 1, autoContentLength, autoContentLength + 1, 100 << 10} {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			t.Run(fmt.Sprintf("%s %d bytes", method, size), func(t *testing.T) {
+				resp, body := n.do(t, method, keyPath("sized", strconv.Itoa(size)))
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("status %d", resp.StatusCode)
+				}
+				if resp.ContentLength != int64(size) || len(resp.TransferEncoding) != 0 {
+					t.Errorf("Content-Length %d, Transfer-Encoding %q; want %d and none", resp.ContentLength, resp.TransferEncoding, size)
+				}
+				if method == http.MethodGet && len(body) != size {
+					t.Errorf("body of %d bytes, want %d", len(body), size)
+				}
+			})
+		}
+	}
+}
