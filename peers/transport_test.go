@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -296,5 +297,24 @@ func BenchmarkHandlerFetch(b *testing.B) {
 		if w.Code != http.StatusOK {
 			b.Fatalf("status %d", w.Code)
 		}
+	}
+}
+
+// BenchmarkPickPeer is the lookup every cache miss makes, on a 50-member view.
+func BenchmarkPickPeer(b *testing.B) {
+	n := newNode(b, "node-0", newLoadLog(), nodeOptions{})
+	for i := 1; i < 50; i++ {
+		n.c.notify(nodeEvent{name: "node-" + strconv.Itoa(i), addr: "127.0.0.1:1", meta: []byte(`{"http":"127.0.0.1:2"}`)})
+	}
+	n.c.rebuild()
+	if got := n.c.Stats().Members; got != 50 {
+		b.Fatalf("%d members, want 50", got)
+	}
+	keys := testKeys(1 << 16)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		_, _ = n.c.PickPeer(keys[i&(len(keys)-1)])
+		i++
 	}
 }
