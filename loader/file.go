@@ -77,19 +77,42 @@ func (f *File) Load(ctx context.Context, key string) (group.Value, error) {
 	if st.Size() > f.maxBytes {
 		return group.Value{}, fmt.Errorf("file loader: %q has %d bytes, limit %d: %w", key, st.Size(), f.maxBytes, ErrTooLarge)
 	}
-	// Read one byte past the limit, so that a file that grew since Stat is refused too.
-	data, err := io.ReadAll(io.LimitReader(fh, f.maxBytes+1))
+	data, err := readLimited(fh, st.Size(), f.maxBytes)
 	if err != nil {
 		return group.Value{}, fmt.Errorf("file loader: reading %q: %w", key, err)
-	}
-	if int64(len(data)) > f.maxBytes {
-		return group.Value{}, fmt.Errorf("file loader: %q is above the limit of %d bytes: %w", key, f.maxBytes, ErrTooLarge)
 	}
 	return group.Value{Bytes: data}, nil
 }
 
 // Close releases the root directory. Loads after Close fail.
 func (f *File) Close() error { return f.root.Close() }
+
+// readLimited reads r to the end into one buffer sized from sizeHint, and fails with
+// ErrTooLarge as soon as more than limit bytes arrive (a file that grew since its Stat, a body
+// longer than announced).
+func readLimited(r io.Reader, sizeHint, limit int64) ([]byte, error) {
+	if sizeHint < 0 {
+		sizeHint = 512
+	}
+	// One spare byte: a read that fills the hint exactly then meets EOF without growing.
+	buf := make([]byte, 0, min(sizeHint, limit)+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, fmt.Errorf("more than %d bytes: %w", limit, ErrTooLarge)
+		}
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			return nil, err
+		}
+	}
+}
 
 // fileName maps a key to a name relative to the root, or refuses it with group.ErrInvalidKey
 // when it could not name a file inside the root (empty, NUL bytes, absolute, or leaving it

@@ -260,3 +260,40 @@ func BenchmarkFileLoad(b *testing.B) {
 		}
 	}
 }
+
+func TestReadLimited(t *testing.T) {
+	tests := []struct {
+		name            string
+		size, hint, lim int64
+		wantErr         error
+	}{
+		{"exact hint", 100, 100, 1000, nil},
+		{"hint too small", 300, 10, 1000, nil},
+		{"hint too large", 10, 500, 1000, nil},
+		{"unknown size", 2000, -1, 4096, nil},
+		{"empty", 0, 0, 10, nil},
+		{"at the limit", 64, 64, 64, nil},
+		{"one past the limit", 65, 64, 64, ErrTooLarge},
+		{"hint hides a large body", 5000, 10, 100, ErrTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := bytes.Repeat([]byte("abcdefg"), int(tt.size/7)+1)[:tt.size]
+			// iotest-style: a reader that hands out at most 33 bytes per Read.
+			got, err := readLimited(&smallReader{r: bytes.NewReader(want)}, tt.hint, tt.lim)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || got != nil {
+					t.Fatalf("readLimited = %d bytes, %v; want %v", len(got), err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("readLimited = %d bytes, %v; want the %d bytes", len(got), err, len(want))
+			}
+		})
+	}
+}
+
+type smallReader struct{ r *bytes.Reader }
+
+func (s *smallReader) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), 33)]) }

@@ -160,12 +160,12 @@ func (h *HTTP) Load(ctx context.Context, key string) (group.Value, error) {
 	if resp.ContentLength > h.maxBytes {
 		return group.Value{}, fmt.Errorf("http loader: %q: origin sent %d bytes, limit %d: %w", key, resp.ContentLength, h.maxBytes, ErrTooLarge)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, h.maxBytes+1))
+	body, err := readLimited(resp.Body, resp.ContentLength, h.maxBytes)
+	if errors.Is(err, ErrTooLarge) {
+		return group.Value{}, fmt.Errorf("http loader: %q: body %w", key, err)
+	}
 	if err != nil {
 		return group.Value{}, h.requestError(ctx, key, err)
-	}
-	if int64(len(body)) > h.maxBytes {
-		return group.Value{}, fmt.Errorf("http loader: %q: body above the limit of %d bytes: %w", key, h.maxBytes, ErrTooLarge)
 	}
 	v := group.Value{Bytes: body}
 	if h.useTTL {

@@ -388,3 +388,22 @@ func BenchmarkSQLiteLoad(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkPostgresLoad(b *testing.B) {
+	dsn := os.Getenv(postgresEnv)
+	if dsn == "" {
+		b.Skipf("set %s to run this benchmark", postgresEnv)
+	}
+	s, err := NewSQL(Config{Driver: "postgres", DSN: dsn, Query: "SELECT 'value of ' || $1::text"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Load(ctx, "k"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
