@@ -312,15 +312,15 @@ func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
 }
 
 // Leave announces this node's departure, waits until it has been gossiped (bounded by ctx's
-// deadline, or LeaveTimeout), then shuts down like Shutdown. Peer requests that arrive
-// meanwhile are answered "shutting down", so askers load for themselves.
+// deadline, or LeaveTimeout), then shuts down like Shutdown. Until then it keeps serving its
+// peers, who may still route keys to it; afterwards peer requests are answered "shutting
+// down", and the askers load for themselves.
 func (c *Cluster) Leave(ctx context.Context) error {
 	c.mu.Lock()
 	ml, running := c.ml, c.started && !c.stopped
 	c.mu.Unlock()
 	var err error
 	if running {
-		c.closing.Store(true)
 		deadline := time.Now().Add(c.cfg.LeaveTimeout)
 		if d, ok := ctx.Deadline(); ok {
 			deadline = d

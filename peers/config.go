@@ -54,9 +54,11 @@ type Config struct {
 	RebuildQuiet time.Duration
 
 	// FetchTimeout bounds one peer HTTP call: a fetch, a remove or a purge. A fetch that
-	// times out counts as "owner unreachable", after which the asking Group loads the key
-	// itself, so it should exceed the owners' load times; it is further bounded by the
-	// caller's context (the Group's LoadTimeout).
+	// times out before the owner answers counts as "owner unreachable", after which the
+	// asking Group loads the key itself: so that a slow origin is not asked twice, keep it
+	// at or above the groups' LoadTimeout (the Group's own deadline then ends the wait first
+	// and reports ErrLoadTimeout). Connecting is bounded separately by min(FetchTimeout, 5 s),
+	// so a peer that is gone is detected quickly whatever this value.
 	FetchTimeout time.Duration
 
 	// LeaveTimeout bounds how long Leave waits for its departure to be gossiped when the
@@ -111,13 +113,13 @@ type Config struct {
 
 // DefaultConfig returns production values for a LAN: memberlist's DefaultLANConfig timings
 // (1 s probes, 200 ms gossip, 30 s push/pull), a ring rebuilt after 500 ms of quiet, a rejoin
-// every 30 s, and 10 s peer calls.
+// every 30 s, and peer calls bounded by 30 s (group.DefaultConfig's LoadTimeout).
 func DefaultConfig() Config {
 	return Config{
 		GossipAddr:              ":7946",
 		RejoinInterval:          30 * time.Second,
 		RebuildQuiet:            500 * time.Millisecond,
-		FetchTimeout:            10 * time.Second,
+		FetchTimeout:            30 * time.Second,
 		LeaveTimeout:            5 * time.Second,
 		MaxIdleConnsPerPeer:     64,
 		ProbeInterval:           time.Second,
@@ -141,7 +143,7 @@ func LocalConfig() Config {
 	c.GossipAddr = "127.0.0.1:0"
 	c.RejoinInterval = time.Second
 	c.RebuildQuiet = 50 * time.Millisecond
-	c.FetchTimeout = 5 * time.Second
+	c.FetchTimeout = 10 * time.Second
 	c.LeaveTimeout = 2 * time.Second
 	c.ProbeInterval = 200 * time.Millisecond
 	c.ProbeTimeout = 100 * time.Millisecond
