@@ -274,14 +274,43 @@ func (g *Group) load(ctx context.Context, c *call, key string) (Result, error) {
 	}
 }
 
-// callLoader turns a panic in the loader into an error.
-func (g *Group) callLoader(ctx context.Context, key string) (v Value, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			v, err = Value{}, &panicError{value: r, stack: debugStack()}
-		}
+// callLoader calls the loader under ctx, which carries the group's load timeout.
+func (g *Group) callLoader(ctx context.Context, key string) (Value, error) {
+	return callBounded(ctx, func() (Value, error) { return g.loader.Load(ctx, key) })
+}
+
+// callBounded runs call (a loader or a peer fetch) on its own goroutine and returns its
+// result, or an error wrapping ctx.Err() once ctx ends, whether or not call honours ctx: a
+// loader that ignores its context must not hold every waiter of the key (and the key itself)
+// forever. Such a call goes on alone and its result is dropped. A panic in call becomes an
+// error matching ErrLoaderPanic.
+func callBounded(ctx context.Context, call func() (Value, error)) (Value, error) {
+	type outcome struct {
+		v   Value
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		var o outcome
+		defer func() {
+			if r := recover(); r != nil {
+				o = outcome{err: &panicError{value: r, stack: debugStack()}}
+			}
+			done <- o
+		}()
+		o.v, o.err = call()
 	}()
-	return g.loader.Load(ctx, key)
+	select {
+	case o := <-done:
+		return o.v, o.err
+	case <-ctx.Done():
+		select {
+		case o := <-done: // it finished as the deadline came: keep its answer
+			return o.v, o.err
+		default:
+			return Value{}, fmt.Errorf("no answer: %w", ctx.Err())
+		}
+	}
 }
 
 // fetch asks the owner for key and keeps a copy in the hot cache, for one fetch in
@@ -293,7 +322,7 @@ func (g *Group) fetch(ctx context.Context, c *call, peer Peer, key string) (Resu
 	fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.LoadTimeout)
 	defer cancel()
 
-	v, err := peer.Fetch(fetchCtx, g.name, key)
+	v, err := callBounded(fetchCtx, func() (Value, error) { return peer.Fetch(fetchCtx, g.name, key) })
 	switch {
 	case err == nil:
 		g.stats.peerLoads.Add(1)

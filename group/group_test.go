@@ -254,30 +254,40 @@ func TestCancelledCallerLeavesAtOnce(t *testing.T) {
 }
 
 func TestLoadTimeout(t *testing.T) {
-	blocking := func(ctx context.Context) error {
+	// unblock ends the calls that ignore their context, once the test is over.
+	unblock := make(chan struct{})
+	t.Cleanup(func() { close(unblock) })
+	honours := func(ctx context.Context) error {
 		<-ctx.Done()
 		return fmt.Errorf("origin: %w", ctx.Err())
 	}
+	ignores := func(context.Context) error {
+		<-unblock
+		return errors.New("too late")
+	}
 	tests := []struct {
 		name  string
-		peer  func(ctx context.Context, group, key string) (Value, error)
+		wait  func(ctx context.Context) error
+		peer  bool
 		local bool
 	}{
-		{name: "local loader", local: true},
-		{name: "owner that does not answer", peer: func(ctx context.Context, _, _ string) (Value, error) {
-			return Value{}, blocking(ctx)
-		}},
+		{name: "loader", wait: honours, local: true},
+		{name: "loader that ignores its context", wait: ignores, local: true},
+		{name: "owner that does not answer", wait: honours, peer: true},
+		{name: "owner that ignores its context", wait: ignores, peer: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := &countingLoader{fn: func(ctx context.Context, key string) (Value, error) {
-				return Value{}, blocking(ctx)
+				return Value{}, tt.wait(ctx)
 			}}
 			cfg := testConfig()
 			cfg.LoadTimeout = 30 * time.Millisecond
 			g := newTestGroup(t, l, cfg)
-			if tt.peer != nil {
-				g.SetPeers(&ownerPicker{peer: &fakePeer{fn: tt.peer}})
+			if tt.peer {
+				g.SetPeers(&ownerPicker{peer: &fakePeer{fn: func(ctx context.Context, _, _ string) (Value, error) {
+					return Value{}, tt.wait(ctx)
+				}}})
 			}
 			_, err := g.Get(t.Context(), "slow")
 			if !errors.Is(err, ErrLoadTimeout) {
