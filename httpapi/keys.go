@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/go-chi/chi/v5"
 
@@ -31,10 +32,9 @@ var sourceHeader = [...][]string{
 // getKey answers GET and HEAD /groups/{group}/keys/{key}: the value's bytes with their ETag,
 // freshness and origin, or 304 when the client's If-None-Match already names this value.
 //
-// This is the hot path. It allocates two things beyond what net/http and chi do (one string
-// holding every variable header value, one slice holding their header entries), writes
-// straight into the header map with canonical keys, and touches no metric: the group's own
-// counters are read at scrape time.
+// This is the hot path. Beyond what net/http and chi allocate, it makes one allocation (a
+// headerBlock), writes straight into the header map with canonical keys, and touches no
+// metric: the group's own counters are read at scrape time.
 func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 	g, key, err := a.target(r)
 	if err != nil {
@@ -47,37 +47,23 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// One buffer for the ETag, Content-Length and (for values with a TTL) max-age, turned
-	// into one string whose substrings become the header values.
-	var buf [64]byte
-	b := appendETag(buf[:0], res.Hash)
-	etagEnd := len(b)
-	b = strconv.AppendInt(b, int64(len(res.Bytes)), 10)
-	lengthEnd := len(b)
-	if res.TTL > 0 {
-		b = append(b, "max-age="...)
-		b = strconv.AppendInt(b, int64(res.TTL/time.Second), 10)
-	}
-	s := string(b)
-	vals := make([]string, 3)
-	vals[0], vals[1], vals[2] = s[:etagEnd], s[etagEnd:lengthEnd], s[lengthEnd:]
-
+	hb := newHeaderBlock(res)
 	h := w.Header()
-	h["Etag"] = vals[0:1:1]
+	h["Etag"] = hb.vals[0:1:1]
 	if res.TTL > 0 {
-		h["Cache-Control"] = vals[2:3:3]
+		h["Cache-Control"] = hb.vals[2:3:3]
 	} else {
 		h["Cache-Control"] = a.noTTLCacheControl
 	}
 	h["X-Groupcached-Source"] = sourceHeader[res.Source]
 
-	if inm, ok := r.Header["If-None-Match"]; ok && noneMatchHits(inm, vals[0]) {
+	if inm, ok := r.Header["If-None-Match"]; ok && noneMatchHits(inm, hb.vals[0]) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	h["Content-Type"] = contentTypeOctet
 	if r.Method == http.MethodHead {
-		h["Content-Length"] = vals[1:2:2]
+		h["Content-Length"] = hb.vals[1:2:2]
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -85,9 +71,34 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 	// returns having written a body that fits its buffer; larger bodies need it set here, or
 	// they would go out chunked.
 	if len(res.Bytes) > autoContentLength {
-		h["Content-Length"] = vals[1:2:2]
+		h["Content-Length"] = hb.vals[1:2:2]
 	}
 	_, _ = w.Write(res.Bytes)
+}
+
+// headerBlock holds one response's variable header values, and the text they point into, in
+// a single allocation. The header map keeps slices of vals after the handler returns (net/http
+// writes a small response's headers then), so a block is never reused.
+type headerBlock struct {
+	vals [3]string // ETag, Content-Length, Cache-Control (max-age, when the value has a TTL)
+	text [72]byte  // room for all three at their longest
+}
+
+func newHeaderBlock(res group.Result) *headerBlock {
+	hb := new(headerBlock)
+	b := appendETag(hb.text[:0], res.Hash)
+	etagEnd := len(b)
+	b = strconv.AppendInt(b, int64(len(res.Bytes)), 10)
+	lengthEnd := len(b)
+	if res.TTL > 0 {
+		b = append(b, "max-age="...)
+		b = strconv.AppendInt(b, int64(res.TTL/time.Second), 10)
+	}
+	// The bytes are never written again, which is what unsafe.String asks. (Were text ever
+	// too small, append would have moved b to a new array, and s would point there.)
+	s := unsafe.String(unsafe.SliceData(b), len(b))
+	hb.vals[0], hb.vals[1], hb.vals[2] = s[:etagEnd], s[etagEnd:lengthEnd], s[lengthEnd:]
+	return hb
 }
 
 // autoContentLength is the largest body for which net/http's server computes Content-Length

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Load test of one node's GET hit path: the full httpapi stack against a bare chi route that
-# serves the same bytes from a map (scripts/benchserver), measured alternately in one run
-# with wrk. Prints each round's requests/s and the ratio full/bare; the target is >= 0.97.
+# serves the same bytes from a map (scripts/benchserver, one process each), measured
+# alternately in one run with wrk. For each run it prints the requests/s and the requests
+# per CPU-second the server process used (read from /proc), then the ratios full/bare. The
+# target is a requests/s ratio >= 0.97. The per-CPU-second ratio is the steadier figure on
+# a machine that other work shares: it does not move when a neighbour takes a core.
 #
-#   scripts/bench-http.sh                 # 3 rounds x 10 s, 2 threads, 64 connections
-#   ROUNDS=5 DURATION=20s scripts/bench-http.sh
+#   scripts/bench-http.sh                         # 3 rounds x 10 s, 2 threads, 64 connections
+#   ROUNDS=6 DURATION=5s scripts/bench-http.sh
 #
-# Traffic goes to 127.0.0.1 only; every wrk run and the server itself are bounded in time.
+# Traffic goes to 127.0.0.1 only; every wrk run and both servers are bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +18,7 @@ DURATION="${DURATION:-10s}"
 THREADS="${THREADS:-2}"
 CONNECTIONS="${CONNECTIONS:-64}"
 VALUE_BYTES="${VALUE_BYTES:-1024}"
+WARMUP="${WARMUP:-3s}"
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "== installing wrk"
@@ -24,9 +28,10 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 work="$(mktemp -d)"
-server_pid=""
+pids=()
 cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -34,52 +39,68 @@ trap cleanup EXIT
 echo "== building scripts/benchserver"
 go build -o "$work/benchserver" ./scripts/benchserver
 
-# The server stops by itself after twice the planned load time plus a minute.
-secs="${DURATION%s}"
-max_run=$(( (secs * ROUNDS * 2) * 2 + 60 ))
-"$work/benchserver" -value-bytes "$VALUE_BYTES" -max-run "${max_run}s" >"$work/addrs" &
-server_pid=$!
+secs() { echo "${1%s}"; }
+# Each server stops by itself after twice the planned load time plus a minute.
+max_run=$(( ($(secs "$DURATION") * ROUNDS + $(secs "$WARMUP")) * 2 * 2 + 60 ))
 
-for _ in $(seq 100); do
-  [ "$(wc -l <"$work/addrs")" -ge 2 ] && break
-  kill -0 "$server_pid" 2>/dev/null || { echo "benchserver exited" >&2; exit 1; }
-  read -r -t 0.1 _ </dev/zero 2>/dev/null || true
+declare -A url pid
+for name in full bare; do
+  "$work/benchserver" -serve "$name" -value-bytes "$VALUE_BYTES" -max-run "${max_run}s" >"$work/$name.addr" &
+  pid[$name]=$!
+  pids+=("$!")
 done
-full_url="$(awk '$1 == "full" {print $2}' "$work/addrs")"
-bare_url="$(awk '$1 == "bare" {print $2}' "$work/addrs")"
-[ -n "$full_url" ] && [ -n "$bare_url" ] || { echo "benchserver printed no addresses" >&2; exit 1; }
-for url in "$full_url" "$bare_url"; do
-  curl -fsS -o /dev/null "$url"
+for name in full bare; do
+  for _ in $(seq 200); do
+    [ -s "$work/$name.addr" ] && break
+    kill -0 "${pid[$name]}" 2>/dev/null || { echo "benchserver ($name) exited" >&2; exit 1; }
+    sleep 0.05
+  done
+  url[$name]="$(awk -v n="$name" '$1 == n {print $2}' "$work/$name.addr")"
+  [ -n "${url[$name]}" ] || { echo "benchserver ($name) printed no address" >&2; exit 1; }
+  curl -fsS -o /dev/null "${url[$name]}"
 done
 
-# rps URL: one wrk run, bounded by timeout, printing its requests/s.
-rps() {
-  timeout $(( secs + 30 )) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$1" >"$work/wrk.out"
+# cpu_ticks PID: user + system time of the process so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz="$(getconf CLK_TCK)"
+
+# run NAME DURATION: one bounded wrk run; prints "requests/s requests-per-CPU-second".
+run() {
+  local name="$1" d="$2" before after
+  before="$(cpu_ticks "${pid[$name]}")"
+  timeout $(( $(secs "$d") + 30 )) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$d" "${url[$name]}" >"$work/wrk.out"
+  after="$(cpu_ticks "${pid[$name]}")"
   if grep -q "Non-2xx" "$work/wrk.out"; then cat "$work/wrk.out" >&2; echo "non-2xx answers" >&2; exit 1; fi
-  awk '/^Requests\/sec:/ {print $2}' "$work/wrk.out"
+  awk -v b="$before" -v a="$after" -v hz="$hz" '
+    /^Requests\/sec:/ {rps = $2}
+    /requests in/ {n = $1}
+    END {printf "%.0f %.0f\n", rps, n / ((a - b) / hz)}' "$work/wrk.out"
 }
 
-echo "== warm-up (5 s each)"
-DURATION_SAVED="$DURATION"; DURATION=5s; secs=5
-rps "$full_url" >/dev/null; rps "$bare_url" >/dev/null
-DURATION="$DURATION_SAVED"; secs="${DURATION%s}"
+echo "== warm-up ($WARMUP each)"
+run full "$WARMUP" >/dev/null
+run bare "$WARMUP" >/dev/null
 
 echo "== wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, value of $VALUE_BYTES bytes, alternating"
-printf "%-6s %14s %14s %8s\n" round full_rps bare_rps ratio
+printf "%-6s %12s %12s %7s %14s %14s %7s\n" round full_rps bare_rps ratio full_req/cpu-s bare_req/cpu-s ratio
 : >"$work/rounds"
 for round in $(seq "$ROUNDS"); do
   # Alternate which one goes first, so drift in the machine's load favours neither.
-  if [ $((round % 2)) = 1 ]; then f="$(rps "$full_url")"; b="$(rps "$bare_url")"
-  else b="$(rps "$bare_url")"; f="$(rps "$full_url")"; fi
+  if [ $((round % 2)) = 1 ]; then f="$(run full "$DURATION")"; b="$(run bare "$DURATION")"
+  else b="$(run bare "$DURATION")"; f="$(run full "$DURATION")"; fi
   echo "$f $b" >>"$work/rounds"
-  printf "%-6s %14s %14s %8s\n" "$round" "$f" "$b" "$(awk -v f="$f" -v b="$b" 'BEGIN {printf "%.3f", f / b}')"
+  echo "$round $f $b" | awk '{printf "%-6s %12s %12s %7.3f %14s %14s %7.3f\n", $1, $2, $4, $2 / $4, $3, $5, $3 / $5}'
 done
 # The ratio of the sums weighs every second alike; the median of the per-round ratios
 # resists a round that other work on the machine disturbed.
-sort -n -k3 <(awk '{print $1, $2, $1 / $2}' "$work/rounds") | awk '
-  { f += $1; b += $2; r[NR] = $3 }
+awk '
+  function median(a, n,   i, j, t) {
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j] < a[j - 1]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  { fr += $1; fc += $2; br += $3; bc += $4; r[NR] = $1 / $3; c[NR] = $2 / $4 }
   END {
-    med = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
-    printf "mean   %14.0f %14.0f %8.3f\n", f / NR, b / NR, f / b
-    printf "ratio full/bare: %.3f of the sums, %.3f median of %d rounds (target >= 0.97)\n", f / b, med, NR
-  }'
+    printf "%-6s %12.0f %12.0f %7.3f %14.0f %14.0f %7.3f\n", "mean", fr / NR, br / NR, fr / br, fc / NR, bc / NR, fc / bc
+    printf "requests/s full/bare: %.3f of the sums, %.3f median of %d rounds (target >= 0.97)\n", fr / br, median(r, NR), NR
+    printf "requests per CPU-second full/bare: %.3f of the sums, %.3f median\n", fc / bc, median(c, NR)
+  }' "$work/rounds"

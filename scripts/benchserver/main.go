@@ -6,8 +6,10 @@
 //   - bare: a bare chi route GET /groups/{group}/keys/{key} serving the same bytes from a map.
 //
 // Both listen on ports from :0 behind http.Servers with the same timeouts (httpapi's
-// NewServer), so the comparison measures the handler stack. It prints "full URL" and
-// "bare URL", one a line, then serves until SIGINT or SIGTERM, or until -max-run passes.
+// NewServer), so the comparison measures the handler stack. -serve picks which of the two
+// this process serves (bench-http.sh runs one process for each, so that it can read each
+// one's CPU time). It prints "full URL" and/or "bare URL", one a line, then serves until
+// SIGINT or SIGTERM, or until -max-run passes.
 package main
 
 import (
@@ -21,7 +23,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,14 +40,29 @@ func main() {
 	valueBytes := flag.Int("value-bytes", 1024, "size of the cached value")
 	key := flag.String("key", "key-1", "the cached key")
 	maxRun := flag.Duration("max-run", 10*time.Minute, "stop after this long even without a signal")
+	serve := flag.String("serve", "full,bare", "which servers to run: full, bare or both")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
-	if err := run(*valueBytes, *key, *maxRun); err != nil {
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchserver:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(*valueBytes, *key, *maxRun, strings.Split(*serve, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "benchserver:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(valueBytes int, key string, maxRun time.Duration) error {
+func run(valueBytes int, key string, maxRun time.Duration, serve []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, maxRun)
@@ -88,6 +108,9 @@ func run(valueBytes int, key string, maxRun time.Duration) error {
 		name string
 		srv  *http.Server
 	}{{"full", fullSrv}, {"bare", bareSrv}} {
+		if !slices.Contains(serve, s.name) {
+			continue
+		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
