@@ -29,9 +29,14 @@ const (
 
 // startInProcessCluster starts n nodes from the YAML groups section and waits until every
 // node sees all n members in its ring.
+//
+// The nodes use the "lan" preset: the storms below load both cores (more so under -race),
+// and the "local" preset's 100ms probe timeout then lets a busy member be declared dead and
+// come back, reshuffling ownership mid-storm, which is a second load by design. Joining is as
+// fast with either preset; only failure detection is slower, and these tests kill no node.
 func startInProcessCluster(t *testing.T, n int, groupsYAML string) []*node {
 	t.Helper()
-	path := writeConfig(t, "node:\n  preset: local\n  shutdown_delay: 0s\n"+groupsYAML)
+	path := writeConfig(t, "node:\n  preset: lan\n  shutdown_delay: 0s\n"+groupsYAML)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -144,8 +149,11 @@ func TestOriginProtectionHTTP(t *testing.T) {
 	}
 	for _, k := range keys {
 		if n := origin.count(k); n != 1 {
-			t.Errorf("key %q reached the origin %d times, want 1", k, n)
+			t.Errorf("key %q reached the origin %d times, want 1 (owner in each node's ring: %s)", k, n, owners(nodes, k))
 		}
+	}
+	if t.Failed() {
+		logClusterState(t, nodes)
 	}
 
 	storm(t, nodes, "items", keys, originValue)
@@ -229,10 +237,37 @@ func TestOriginProtectionPostgres(t *testing.T) {
 	if total != protectKeys || distinct != protectKeys {
 		t.Errorf("after %d clients asked for %d cold keys: the database logged %d loads of %d keys, want exactly one per key",
 			protectClients, protectKeys, total, distinct)
+		logClusterState(t, nodes)
 	}
 	storm(t, nodes, "rows", keys, value)
 	if again, _ := loads(); again != total {
 		t.Errorf("repeating every request reached the database %d more times, want 0", again-total)
+	}
+}
+
+// owners lists the owner of key in each node's current ring.
+func owners(nodes []*node, key string) string {
+	var b strings.Builder
+	for _, n := range nodes {
+		fmt.Fprintf(&b, "%s→%s ", n.cfg.Node.Name, n.cluster.Owner(key))
+	}
+	return b.String()
+}
+
+// logClusterState explains a failed count: how each node's ring changed and how its loads
+// were made.
+func logClusterState(t *testing.T, nodes []*node) {
+	t.Helper()
+	for _, n := range nodes {
+		cs := n.cluster.Stats()
+		t.Logf("%s: ring %v, %d rebuilds, last %v ago; fetch errors %d, unreachable %d",
+			n.cfg.Node.Name, n.cluster.RingMembers(), cs.RingRebuilds, time.Since(cs.LastRebuild).Round(time.Millisecond),
+			cs.FetchErrors, cs.Unreachable)
+		for _, g := range n.groups {
+			st := g.Stats()
+			t.Logf("  group %s: local loads %d, peer loads %d, fallback loads %d, peer errors %d, served to peers %d",
+				g.Name(), st.LocalLoads, st.PeerLoads, st.FallbackLoads, st.PeerErrors, st.ServerRequests)
+		}
 	}
 }
 
