@@ -257,14 +257,24 @@ func TestSetPeersMovesTheBound(t *testing.T) {
 	cfg := testConfig()
 	cfg.CacheBytes = 1 << 20
 	cfg.HotCacheRate = 1
-	g := newTestGroup(t, &countingLoader{}, cfg)
+	l := &countingLoader{fn: func(context.Context, string) (Value, error) { return Value{Bytes: make([]byte, 1000)}, nil }}
+	g := newTestGroup(t, l, cfg)
 	if got := g.main.c.GetMaximum(); got != 1<<20 {
 		t.Fatalf("main bound alone = %d, want all of CacheBytes", got)
+	}
+	// Fill the main cache to its bound, so that linking must evict to make room.
+	for i := 0; g.Stats().Main.Evictions == 0; i++ {
+		if _, err := g.GetLocal(t.Context(), fmt.Sprintf("fill-%d", i)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	peer := &fakePeer{fn: func(context.Context, string, string) (Value, error) { return Value{Bytes: []byte("x")}, nil }}
 	g.SetPeers(&ownerPicker{peer: peer})
 	if m, h := g.main.c.GetMaximum(), g.hot.c.GetMaximum(); m+h != 1<<20 || h != 1<<17 {
 		t.Fatalf("linked: main %d + hot %d, want 7/8 + 1/8 of %d", m, h, 1<<20)
+	}
+	if b := g.Stats().Main.Bytes; b > 1<<20-1<<17 || b < 1<<20-1<<17-2*(1000+EntryOverhead+16) {
+		t.Fatalf("main holds %d bytes after linking, want just under %d", b, 1<<20-1<<17)
 	}
 	if _, err := g.Get(t.Context(), "k"); err != nil {
 		t.Fatal(err)
