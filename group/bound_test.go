@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 )
@@ -95,5 +96,92 @@ func TestByteBoundHolds(t *testing.T) {
 				t.Fatalf("no eviction in %d operations: %+v", tt.ops, st.Main)
 			}
 		})
+	}
+}
+
+// TestConcurrentUse runs Gets, GetLocals, Removes, Purges and peer changes from several
+// goroutines at once (for the race detector), while another goroutine checks that every
+// Stats snapshot keeps its invariants and the byte bound.
+func TestConcurrentUse(t *testing.T) {
+	const workers, ops = 4, 3000
+	cfg := testConfig()
+	cfg.CacheBytes = 256 << 10
+	cfg.HotCacheRate = 2
+	cfg.NegativeTTL = time.Millisecond
+	cfg.TTL = 2 * time.Millisecond
+	loader := LoaderFunc(func(_ context.Context, key string) (Value, error) {
+		if len(key)%5 == 0 {
+			return Value{}, ErrNotFound
+		}
+		return Value{Bytes: make([]byte, 64*len(key))}, nil
+	})
+	g := newTestGroup(t, loader, cfg)
+	peer := &fakePeer{fn: func(_ context.Context, _, key string) (Value, error) {
+		return Value{Bytes: make([]byte, 100*len(key)), TTL: time.Millisecond}, nil
+	}}
+	picker := &ownerPicker{peer: peer, owns: func(key string) bool { return key[len(key)-1]%2 == 0 }}
+
+	stop := make(chan struct{})
+	checked := make(chan error, 1)
+	go func() {
+		var err error
+		defer func() { checked <- err }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			st := g.Stats()
+			switch {
+			case st.CacheHits > st.Gets+st.ServerRequests:
+				err = fmt.Errorf("hits %d > gets %d + server requests %d", st.CacheHits, st.Gets, st.ServerRequests)
+			case st.NegativeHits > st.CacheHits:
+				err = fmt.Errorf("negative hits %d > hits %d", st.NegativeHits, st.CacheHits)
+			case st.LocalLoads+st.LocalLoadErrs > st.LoadsDeduped:
+				err = fmt.Errorf("local loads %d + errors %d > fills %d", st.LocalLoads, st.LocalLoadErrs, st.LoadsDeduped)
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for range ops {
+				key := fmt.Sprintf("k%d", rng.IntN(300))
+				switch r := rng.IntN(100); {
+				case r < 1:
+					g.PurgeLocal()
+				case r < 2:
+					if rng.IntN(2) == 0 {
+						g.SetPeers(picker)
+					} else {
+						g.SetPeers(nil)
+					}
+				case r < 10:
+					g.RemoveLocal(key)
+				case r < 30:
+					_, _ = g.GetLocal(context.Background(), key)
+				default:
+					_, _ = g.Get(context.Background(), key)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-checked; err != nil {
+		t.Fatal(err)
+	}
+	st := g.Stats()
+	if st.Main.Bytes+st.Hot.Bytes > cfg.CacheBytes {
+		t.Fatalf("main %d + hot %d bytes, bound %d", st.Main.Bytes, st.Hot.Bytes, cfg.CacheBytes)
+	}
+	if st.Gets == 0 || st.ServerRequests == 0 || st.CacheHits == 0 || st.PeerLoads == 0 {
+		t.Fatalf("the mix did not exercise the group: %+v", st)
 	}
 }
