@@ -194,6 +194,9 @@ func (a *API) recoverer(next http.Handler) http.Handler {
 				panic(rec)
 			}
 			a.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", rec, "stack", string(debug.Stack()))
+			// Headers the handler set for its own answer (an ETag, say) must not ride along
+			// with the error. If they were already sent, the error goes nowhere anyway.
+			clear(w.Header())
 			a.fail(w, r, &apiError{status: http.StatusInternalServerError, code: CodeInternal,
 				msg: fmt.Sprintf("internal error serving %s %s", r.Method, r.URL.Path)})
 		}()
