@@ -143,10 +143,10 @@ func (c *cache) add(key string, e entry) {
 	c.writers.Add(1)
 	defer c.writers.Add(-1)
 	c.c.Set(key, e)
-	// Set ran maintenance here unless another goroutine held otter's policy lock; then the
-	// write may still wait in otter's write buffer. WeightedSize takes that lock and replays
-	// whatever is pending, so the bound holds from here on.
-	c.c.WeightedSize()
+	// Set runs maintenance here only if no drain is pending or running elsewhere; otherwise
+	// the write may still wait in otter's write buffer. CleanUp takes the policy lock and
+	// replays whatever is pending, so the bound holds from here on.
+	c.c.CleanUp()
 }
 
 func (c *cache) remove(key string) { c.c.Invalidate(key) }
