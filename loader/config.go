@@ -50,7 +50,8 @@ type Config struct {
 	// "http://origin:8080/items/{key}". The key is path-escaped into it as one segment, so it
 	// can never change the scheme, host, port or query. Required for "http".
 	URL string `yaml:"url"`
-	// Headers (http) are sent with every request, for example an origin token. Nil: none.
+	// Headers (http) are sent with every request, for example an origin token; they may
+	// replace the default User-Agent, "groupcached". Nil: none.
 	Headers map[string]string `yaml:"headers"`
 	// MaxBodyBytes (http, file) is the largest value accepted; a larger body or file is an
 	// error, never a truncated value. Zero: DefaultMaxBodyBytes (8MiB).

@@ -66,7 +66,7 @@ func NewHTTP(cfg Config) (*HTTP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loader %q: %w", TypeHTTP, err)
 	}
-	headers := make(http.Header, len(cfg.Headers))
+	headers := http.Header{"User-Agent": {"groupcached"}} // origins can tell the cache's loads apart
 	for k, v := range cfg.Headers {
 		headers.Set(k, v)
 	}

@@ -89,7 +89,7 @@ func newOrigin(t *testing.T, other string) *origin {
 		case "redirect-loop":
 			http.Redirect(w, r, "/items/redirect-loop", http.StatusFound)
 		case "headers":
-			fmt.Fprintf(w, "%s|%s", r.Header.Get("Authorization"), r.Header.Get("X-Origin-Token"))
+			fmt.Fprintf(w, "%s|%s|%s", r.Header.Get("Authorization"), r.Header.Get("X-Origin-Token"), r.Header.Get("User-Agent"))
 		case "hello":
 			_, _ = w.Write([]byte("world"))
 		default:
@@ -151,7 +151,7 @@ func TestHTTPLoad(t *testing.T) {
 		{key: "line\nbreak", want: "value of line\nbreak", wantURI: "/items/line%0Abreak"},
 		{key: "empty", want: ""},
 		{key: "exact", want: strings.Repeat("z", 64)},
-		{key: "headers", want: "Bearer t0ken|abc"},
+		{key: "headers", want: "Bearer t0ken|abc|groupcached"},
 		{key: "redirect-same", want: "world"},
 		{key: "missing", wantErr: group.ErrNotFound},
 		{key: "gone", wantErr: group.ErrNotFound},
