@@ -44,8 +44,10 @@ type entry struct {
 //     they cost about 400 ns per read on average.
 //
 // Writes, on the other hand, are applied to the policy at once, on the writer's goroutine:
-// the weighted size is back within the bound when add returns (an asynchronous drain alone
-// could leave it above for a while).
+// add replays otter's pending maintenance before it returns, so the weighted size is within
+// the bound from then on (an asynchronous drain alone could leave it above for a while). It
+// also drains the reads buffered since the last write, which keeps the policy's view of hits
+// close to complete (BenchmarkHitRatio).
 type cache struct {
 	c           *otter.Cache[string, entry]
 	clock       clock
@@ -54,7 +56,8 @@ type cache struct {
 	expirations atomic.Int64
 
 	// writers counts adds in progress. While one runs, otter's maintenance runs on the
-	// calling goroutine; otherwise (a read filled a buffer) on a new one.
+	// calling goroutine (a write need not start a goroutine); otherwise (a read filled a
+	// buffer) on a new one.
 	writers atomic.Int32
 }
 
