@@ -133,6 +133,7 @@ func TestOriginProtectionHTTP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster; skipped with -short")
 	}
+	t.Parallel()
 	origin := newCountingOrigin(t)
 	nodes := startInProcessCluster(t, 3, fmt.Sprintf(`groups:
   - name: items
@@ -174,6 +175,7 @@ func TestOriginProtectionPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster; skipped with -short")
 	}
+	t.Parallel()
 	schemaSQL, err := os.ReadFile("examples/sidecar-postgres/schema.sql")
 	if err != nil {
 		t.Fatal(err)
