@@ -235,6 +235,12 @@ func (g *Group) loadLocally(ctx context.Context, key string) (Result, error) {
 // load calls the loader under the group's own timeout and caches what it returns. It runs in
 // the fill's goroutine; ctx is the first caller's, used only for its values.
 func (g *Group) load(ctx context.Context, c *call, key string) (Result, error) {
+	// A fill that ended between this caller's cache miss and its joining the flights has
+	// already cached the key: look again, or the origin pays twice (golang/groupcache does
+	// the same).
+	if e, ttl, hit := g.main.get(key); hit {
+		return g.answer(g.stats.stripe(), e, ttl, SourceMain)
+	}
 	g.stats.loadsDeduped.Add(1)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.LoadTimeout)
 	defer cancel()
@@ -318,6 +324,9 @@ func callBounded(ctx context.Context, call func() (Value, error)) (Value, error)
 // the callers sharing the fetch. It runs in the fill's goroutine; ctx is the first caller's,
 // used only for its values.
 func (g *Group) fetch(ctx context.Context, c *call, peer Peer, key string) (Result, error) {
+	if e, ttl, src, hit := g.lookup(key); hit { // see load
+		return g.answer(g.stats.stripe(), e, ttl, src)
+	}
 	g.stats.loadsDeduped.Add(1)
 	fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.LoadTimeout)
 	defer cancel()
