@@ -19,7 +19,7 @@ type envMap map[string]string
 
 func (e envMap) lookup(k string) (string, bool) { v, ok := e[k]; return v, ok }
 
-func writeConfig(t *testing.T, body string) string {
+func writeConfig(t testing.TB, body string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "node.yaml")
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
@@ -28,7 +28,7 @@ func writeConfig(t *testing.T, body string) string {
 	return path
 }
 
-func mustFlags(t *testing.T, args ...string) Flags {
+func mustFlags(t testing.TB, args ...string) Flags {
 	t.Helper()
 	f, err := parseFlags(args, io.Discard)
 	if err != nil {

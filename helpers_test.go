@@ -24,7 +24,7 @@ import (
 
 // waitFor polls cond every 20ms until it returns nil or the deadline passes, then fails the
 // test with cond's last error.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() error) {
+func waitFor(t testing.TB, within time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	tick := time.NewTicker(20 * time.Millisecond)

@@ -34,7 +34,7 @@ const (
 // and the "local" preset's 100ms probe timeout then lets a busy member be declared dead and
 // come back, reshuffling ownership mid-storm, which is a second load by design. Joining is as
 // fast with either preset; only failure detection is slower, and these tests kill no node.
-func startInProcessCluster(t *testing.T, n int, groupsYAML string) []*node {
+func startInProcessCluster(t testing.TB, n int, groupsYAML string) []*node {
 	t.Helper()
 	path := writeConfig(t, "node:\n  preset: lan\n  shutdown_delay: 0s\n"+groupsYAML)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
