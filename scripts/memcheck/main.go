@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -84,6 +85,11 @@ func run(cacheBytes int64, valueSize int, fill float64) error {
 	target := cacheBytes + cacheBytes/4 + 32<<20
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	fmt.Printf("configured bytes     %s (value %d B, %d keys loaded, EntryOverhead %d B)\n", mib(cacheBytes), valueSize, n, group.EntryOverhead)
+	limit := "off"
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		limit = mib(l)
+	}
+	fmt.Printf("GOMEMLIMIT           %s\n", limit)
 	fmt.Printf("cached               %s in %d items, %d evictions\n", mib(st.Main.Bytes), st.Main.Items, st.Main.Evictions)
 	fmt.Printf("RSS at start         %s\n", mib(rssBefore))
 	fmt.Printf("RSS after the fill   %s  (%.2fx configured)\n", mib(rssFilled), float64(rssFilled)/float64(cacheBytes))
