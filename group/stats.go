@@ -33,10 +33,10 @@ type Stats struct {
 // CacheStats describes one of a Group's two caches.
 type CacheStats struct {
 	Bytes       int64 // weighted size: keys + values + EntryOverhead per entry
-	Items       int64 // entries, negative ones included
+	Items       int64 // entries, negative ones and expired ones not yet dropped included
 	Hits        int64
-	Evictions   int64 // entries dropped to stay within the byte bound
-	Expirations int64 // entries dropped because their TTL ran out
+	Evictions   int64 // entries dropped to stay within the byte bound, expired ones included
+	Expirations int64 // expired entries found by a Get, and dropped there
 }
 
 // Histogram is a fixed-bucket histogram of durations in seconds, shaped for Prometheus.
