@@ -12,6 +12,7 @@
 #   GOSSIP_BASE=7947   gossip ports GOSSIP_BASE .. GOSSIP_BASE+2
 #   NODES=3            how many nodes
 #   WAIT_SECONDS=30    how long to wait for the nodes to see each other
+# GROUPCACHED_* variables reach every node (GROUPCACHED_PRESET=lan, GROUPCACHED_LOG_LEVEL=debug).
 # Exit status: 0 after a clean stop; 1 if a node failed to start, to converge or to answer.
 set -euo pipefail
 
@@ -25,7 +26,7 @@ SMOKE=0
 case "${1:-}" in
   --smoke) SMOKE=1 ;;
   "") ;;
-  -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: $0 [--smoke]" >&2; exit 2 ;;
 esac
 
@@ -82,6 +83,15 @@ for i in $(seq 1 "$NODES"); do
   $SETSID "$WORK/groupcached" "${args[@]}" >"$WORK/node-$i.log" 2>&1 &
   PIDS+=("$!")
   log "node-$i: http $(http_addr "$i"), gossip $(gossip_addr "$i"), log $WORK/node-$i.log"
+  if [ "$i" -eq 1 ]; then
+    # The others join node-1: it must be listening for gossip first.
+    deadline=$((SECONDS + WAIT_SECONDS))
+    until curl -fsS --max-time 2 "http://$(http_addr 1)/readyz" >/dev/null 2>&1; do
+      kill -0 "${PIDS[0]}" 2>/dev/null || fail "node-1 exited during start-up"
+      [ "$SECONDS" -lt "$deadline" ] || fail "node-1 is not ready after ${WAIT_SECONDS}s"
+      sleep 0.1
+    done
+  fi
 done
 
 # alive_members prints how many members a node sees alive; 0 while it does not answer.
