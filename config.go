@@ -187,14 +187,17 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// Flags are the command-line settings; each overrides the environment and the file.
+// Flags are the command-line settings; each one given overrides the environment and the file.
 type Flags struct {
-	Config string
-	Name   string
-	HTTP   string
-	Gossip string
-	Join   string // comma-separated
-	set    map[string]bool
+	Config string // -config: the YAML file
+	Name   string // -name: node.name
+	HTTP   string // -http: node.http_addr
+	Gossip string // -gossip: node.gossip_addr
+	Join   string // -join: node.join, comma-separated
+
+	// set holds the names of the flags given on the command line: an empty value given
+	// explicitly (-join "") still overrides, a flag not given does not.
+	set map[string]bool
 }
 
 // parseFlags reads the command line. Errors (and -h) are already reported on out.
@@ -250,17 +253,17 @@ func loadConfig(f Flags, lookupEnv func(string) (string, bool)) (Config, error) 
 		return Config{}, err
 	}
 	var errs []error
-	overlay := func(dst *string, flagName, envName string) {
+	overlay := func(dst *string, envName, flagName, flagValue string) {
 		if v, ok := lookupEnv(envName); ok && v != "" {
 			*dst = v
 		}
 		if f.set[flagName] {
-			*dst = flagValue(f, flagName)
+			*dst = flagValue
 		}
 	}
-	overlay(&cfg.Node.Name, "name", "GROUPCACHED_NAME")
-	overlay(&cfg.Node.HTTPAddr, "http", "GROUPCACHED_HTTP")
-	overlay(&cfg.Node.GossipAddr, "gossip", "GROUPCACHED_GOSSIP")
+	overlay(&cfg.Node.Name, "GROUPCACHED_NAME", "name", f.Name)
+	overlay(&cfg.Node.HTTPAddr, "GROUPCACHED_HTTP", "http", f.HTTP)
+	overlay(&cfg.Node.GossipAddr, "GROUPCACHED_GOSSIP", "gossip", f.Gossip)
 	if v, ok := lookupEnv("GROUPCACHED_JOIN"); ok {
 		cfg.Node.Join = splitList(v)
 	}
@@ -302,18 +305,6 @@ func loadConfig(f Flags, lookupEnv func(string) (string, bool)) (Config, error) 
 		return Config{}, err
 	}
 	return cfg, nil
-}
-
-func flagValue(f Flags, name string) string {
-	switch name {
-	case "name":
-		return f.Name
-	case "http":
-		return f.HTTP
-	case "gossip":
-		return f.Gossip
-	}
-	panic("config: no flag " + name)
 }
 
 // splitList splits a comma-separated list, dropping blanks.
