@@ -21,7 +21,7 @@ func getAll(t *testing.T, reqs []struct {
 	key string
 }) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	errs := make(chan error, len(reqs))
 	var wg sync.WaitGroup
@@ -66,7 +66,11 @@ func TestClusterFillsOncePerCluster(t *testing.T) {
 		return defaultLoad(ctx, node, key)
 	}
 	log := newLoadLog()
-	nodes := startCluster(t, 5, log, func(string) nodeOptions { return nodeOptions{load: gatedLoad} })
+	// Generous timeouts: 900 requests under -race on 2 shared cores can take seconds to get
+	// through, and the fills wait for all of them.
+	gcfg := testGroupConfig()
+	gcfg.LoadTimeout = 40 * time.Second
+	nodes := startCluster(t, 5, log, func(string) nodeOptions { return nodeOptions{load: gatedLoad, group: gcfg} })
 	misses := func() (n int64) {
 		for _, node := range nodes {
 			n += node.g.Stats().Loads
@@ -108,12 +112,17 @@ func TestClusterFillsOncePerCluster(t *testing.T) {
 			}()
 			// Every Get misses on its node, and every key reaches its owner from the 4 others.
 			want := int64(len(reqs) + 4*len(tt.keys))
-			waitFor(t, 20*time.Second, func() bool { return misses()-missesBefore >= want })
+			waitFor(t, 30*time.Second, func() bool { return misses()-missesBefore >= want })
 			close(open)
 			<-done
 
 			if got := log.total() - before; got != len(tt.keys) {
 				t.Errorf("%d loads for %d keys (%d Gets), want exactly one per key", got, len(tt.keys), len(reqs))
+				for _, n := range nodes {
+					st, cs := n.g.Stats(), n.c.Stats()
+					t.Logf("%s: ring %v, rebuilds %d, fallback loads %d, unreachable %d, fetch errors %d",
+						n.name, n.c.RingMembers(), cs.RingRebuilds, st.FallbackLoads, cs.Unreachable, cs.FetchErrors)
+				}
 			}
 			for _, k := range tt.keys {
 				owner := nodes[0].c.Owner(k)

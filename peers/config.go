@@ -145,9 +145,9 @@ func LocalConfig() Config {
 	c.RebuildQuiet = 50 * time.Millisecond
 	c.FetchTimeout = 10 * time.Second
 	c.LeaveTimeout = 2 * time.Second
-	c.ProbeInterval = 200 * time.Millisecond
-	c.ProbeTimeout = 100 * time.Millisecond
-	c.GossipInterval = 20 * time.Millisecond
+	c.ProbeInterval = 500 * time.Millisecond
+	c.ProbeTimeout = 250 * time.Millisecond
+	c.GossipInterval = 50 * time.Millisecond
 	c.PushPullInterval = 2 * time.Second
 	c.SuspicionMult = 3
 	c.SuspicionMaxTimeoutMult = 2
