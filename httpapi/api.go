@@ -156,7 +156,22 @@ func (a *API) routes() *chi.Mux {
 }
 
 // ServeHTTP implements http.Handler.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+//
+// A GET or HEAD of /groups/{group}/keys/{key} with both segments present, the API's hot
+// path, is matched here, by the same rules, without entering chi: chi's routing allocates a
+// route context, a copy of the request and a map of path values on every request, which
+// costs more than the cache lookup and the response headers together. Every other request,
+// malformed ones included, goes through the chi router, which has the same route.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if groupSeg, keySeg, ok := splitKeyPath(routingPath(r.URL)); ok {
+			defer a.recoverPanic(w, r)
+			a.serveKey(w, r, groupSeg, keySeg)
+			return
+		}
+	}
+	a.router.ServeHTTP(w, r)
+}
 
 // SetReady sets what /readyz answers: 200 when ready, 503 otherwise. A new API is not ready:
 // main calls SetReady(true) once the node has joined its cluster, and SetReady(false) first
@@ -181,27 +196,31 @@ func (a *API) NewServer() *http.Server {
 	}
 }
 
-// recoverer turns a panic in a handler into a logged 500, so that one bad request cannot take
-// the node down. http.ErrAbortHandler passes through: net/http uses it to abort a response.
+// recoverer turns a panic in a handler into a logged 500 (see recoverPanic).
 func (a *API) recoverer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			rec := recover()
-			if rec == nil {
-				return
-			}
-			if rec == http.ErrAbortHandler {
-				panic(rec)
-			}
-			a.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", rec, "stack", string(debug.Stack()))
-			// Headers the handler set for its own answer (an ETag, say) must not ride along
-			// with the error. If they were already sent, the error goes nowhere anyway.
-			clear(w.Header())
-			a.fail(w, r, &apiError{status: http.StatusInternalServerError, code: CodeInternal,
-				msg: fmt.Sprintf("internal error serving %s %s", r.Method, r.URL.Path)})
-		}()
+		defer a.recoverPanic(w, r)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// recoverPanic, deferred, turns a panic in a handler into a logged 500, so that one bad
+// request cannot take the node down. http.ErrAbortHandler passes through: net/http uses it to
+// abort a response.
+func (a *API) recoverPanic(w http.ResponseWriter, r *http.Request) {
+	rec := recover()
+	if rec == nil {
+		return
+	}
+	if rec == http.ErrAbortHandler {
+		panic(rec)
+	}
+	a.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", rec, "stack", string(debug.Stack()))
+	// Headers the handler set for its own answer (an ETag, say) must not ride along with the
+	// error. If they were already sent, the error goes nowhere anyway.
+	clear(w.Header())
+	a.fail(w, r, &apiError{status: http.StatusInternalServerError, code: CodeInternal,
+		msg: fmt.Sprintf("internal error serving %s %s", r.Method, r.URL.Path)})
 }
 
 // noRoute answers paths that match no route.
@@ -220,10 +239,7 @@ var allMethods = [...]string{
 // methods it does serve in Allow. chi hands a custom 405 handler no list, so it is found by
 // asking the router which methods match the path.
 func (a *API) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.RawPath
-	if path == "" {
-		path = r.URL.Path
-	}
+	path := routingPath(r.URL)
 	var allowed []string
 	for _, m := range allMethods {
 		if a.router.Match(chi.NewRouteContext(), m, path) {

@@ -90,11 +90,15 @@ func runHandler(b *testing.B, h http.Handler, path string, header ...string) {
 	}
 }
 
-// BenchmarkGetHit is a local-hit GET through the full stack (router, recoverer, key decoding,
-// Group.Get, headers), beside the same request on a bare chi route over a map.
+// BenchmarkGetHit is a local-hit GET through the full stack (hot-path routing, recoverer, key
+// decoding, Group.Get, headers), beside the same request through the API's chi router alone,
+// and on a bare chi route over a map.
 func BenchmarkGetHit(b *testing.B) {
 	b.Run("api", func(b *testing.B) {
 		runHandler(b, benchAPI(b, "key-1"), "/groups/bench/keys/key-1")
+	})
+	b.Run("api-through-chi", func(b *testing.B) {
+		runHandler(b, benchAPI(b, "key-1").router, "/groups/bench/keys/key-1")
 	})
 	b.Run("api-escaped-key", func(b *testing.B) {
 		runHandler(b, benchAPI(b, "dir/key 1"), "/groups/bench/keys/"+EscapeKey("dir/key 1"))

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/groupcached/groupcached/group"
 	"github.com/groupcached/groupcached/peers"
 )
@@ -102,7 +104,7 @@ func (a *API) listGroups(w http.ResponseWriter, _ *http.Request) {
 
 // showGroup answers GET /groups/{group}.
 func (a *API) showGroup(w http.ResponseWriter, r *http.Request) {
-	g, err := a.groupParam(r)
+	g, err := a.lookupGroup(r, chi.URLParam(r, "group"))
 	if err != nil {
 		a.fail(w, r, err)
 		return

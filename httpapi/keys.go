@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -29,14 +30,21 @@ var sourceHeader = [...][]string{
 	group.SourceLoader: {group.SourceLoader.String()},
 }
 
-// getKey answers GET and HEAD /groups/{group}/keys/{key}: the value's bytes with their ETag,
-// freshness and origin, or 304 when the client's If-None-Match already names this value.
+// getKey answers GET and HEAD /groups/{group}/keys/{key} for requests that reach the chi
+// router; well-formed ones take the same path without it (see ServeHTTP).
+func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
+	a.serveKey(w, r, chi.URLParam(r, "group"), chi.URLParam(r, "key"))
+}
+
+// serveKey answers a GET or HEAD of a key, given its group and key path segments as the
+// router matched them: the value's bytes with their ETag, freshness and origin, or 304 when
+// the client's If-None-Match already names this value.
 //
-// This is the hot path. Beyond what net/http and chi allocate, it makes one allocation (a
+// This is the hot path. Beyond what net/http allocates, it makes one allocation (a
 // headerBlock), writes straight into the header map with canonical keys, and touches no
 // metric: the group's own counters are read at scrape time.
-func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
-	g, key, err := a.target(r)
+func (a *API) serveKey(w http.ResponseWriter, r *http.Request, groupSeg, keySeg string) {
+	g, key, err := a.target(r, groupSeg, keySeg)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -86,7 +94,8 @@ type headerBlock struct {
 
 func newHeaderBlock(res group.Result) *headerBlock {
 	hb := new(headerBlock)
-	b := appendETag(hb.text[:0], res.Hash)
+	putETag((*[etagLen]byte)(hb.text[:etagLen]), res.Hash)
+	b := hb.text[:etagLen]
 	etagEnd := len(b)
 	b = strconv.AppendInt(b, int64(len(res.Bytes)), 10)
 	lengthEnd := len(b)
@@ -108,7 +117,7 @@ const autoContentLength = 2048
 // removeKey answers DELETE /groups/{group}/keys/{key}: the key leaves this node's caches and,
 // through the cluster, the owner's and every hot copy, before the answer.
 func (a *API) removeKey(w http.ResponseWriter, r *http.Request) {
-	g, key, err := a.target(r)
+	g, key, err := a.target(r, chi.URLParam(r, "group"), chi.URLParam(r, "key"))
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -119,7 +128,7 @@ func (a *API) removeKey(w http.ResponseWriter, r *http.Request) {
 
 // purgeGroup answers DELETE /groups/{group}: every entry of the group leaves every node.
 func (a *API) purgeGroup(w http.ResponseWriter, r *http.Request) {
-	g, err := a.groupParam(r)
+	g, err := a.lookupGroup(r, chi.URLParam(r, "group"))
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -168,21 +177,23 @@ func (a *API) keyInManySegments(w http.ResponseWriter, r *http.Request) {
 		msg: "a key is one path segment: escape '/' in keys as %2F"})
 }
 
-// target returns the group and the decoded key a /groups/{group}/keys/{key} request names.
-func (a *API) target(r *http.Request) (*group.Group, string, error) {
-	g, err := a.groupParam(r)
+// target returns the group and the decoded key that the path segments of a
+// /groups/{group}/keys/{key} request name.
+func (a *API) target(r *http.Request, groupSeg, keySeg string) (*group.Group, string, error) {
+	g, err := a.lookupGroup(r, groupSeg)
 	if err != nil {
 		return nil, "", err
 	}
-	key, err := a.keyParam(r)
+	key, err := a.decodeKeySegment(r, keySeg)
 	if err != nil {
 		return nil, "", err
 	}
 	return g, key, nil
 }
 
-func (a *API) groupParam(r *http.Request) (*group.Group, error) {
-	name, err := pathParam(r, "group")
+// lookupGroup returns the group that the path segment seg names.
+func (a *API) lookupGroup(r *http.Request, seg string) (*group.Group, error) {
+	name, err := decodeSegment(r, seg)
 	if err != nil {
 		return nil, &apiError{status: http.StatusNotFound, code: CodeUnknownGroup, msg: "bad group name", err: err}
 	}
@@ -193,13 +204,13 @@ func (a *API) groupParam(r *http.Request) (*group.Group, error) {
 	return g, nil
 }
 
-// keyParam returns the decoded key, checked against MaxKeyBytes.
-func (a *API) keyParam(r *http.Request) (string, error) {
-	raw := chi.URLParam(r, "key")
-	if len(raw) > 3*a.maxKeyBytes { // cannot decode to MaxKeyBytes or fewer
-		return "", a.keyTooLong(len(raw))
+// decodeKeySegment returns the key that the path segment seg holds, checked against
+// MaxKeyBytes.
+func (a *API) decodeKeySegment(r *http.Request, seg string) (string, error) {
+	if len(seg) > 3*a.maxKeyBytes { // cannot decode to MaxKeyBytes or fewer
+		return "", a.keyTooLong(len(seg))
 	}
-	key, err := decodeParam(r, raw)
+	key, err := decodeSegment(r, seg)
 	if err != nil {
 		return "", &apiError{status: http.StatusBadRequest, code: CodeBadKey, msg: "badly escaped key", err: err}
 	}
@@ -217,20 +228,44 @@ func (a *API) keyTooLong(n int) error {
 		msg: fmt.Sprintf("key of %d bytes or more is longer than the limit of %d", n, a.maxKeyBytes)}
 }
 
-// pathParam returns chi's URL parameter name, decoded.
-func pathParam(r *http.Request, name string) (string, error) {
-	return decodeParam(r, chi.URLParam(r, name))
+// decodeSegment decodes one path segment of r as the router matched it. Routing (chi's, and
+// ServeHTTP's own) reads r.URL.RawPath when the client's escaping differs from Go's default
+// (always so when a segment holds %2F): then segments are still escaped and are decoded
+// here, "+" staying a "+". Otherwise routing reads r.URL.Path, which Go already decoded, and
+// whose only slashes are separators.
+func decodeSegment(r *http.Request, seg string) (string, error) {
+	if r.URL.RawPath == "" {
+		return seg, nil
+	}
+	return decodeKey(seg)
 }
 
-// decodeParam decodes one path parameter as chi matched it. chi routes on r.URL.RawPath when
-// the client's escaping differs from Go's default (always so when a segment holds %2F): then
-// its parameters are still escaped and are decoded here, "+" staying a "+". Otherwise chi
-// routes on r.URL.Path, which Go already decoded, and whose only slashes are separators.
-func decodeParam(r *http.Request, v string) (string, error) {
-	if r.URL.RawPath == "" {
-		return v, nil
+// routingPath is the path that routing reads (see decodeSegment).
+func routingPath(u *url.URL) string {
+	if u.RawPath != "" {
+		return u.RawPath
 	}
-	return decodeKey(v)
+	return u.Path
+}
+
+// splitKeyPath returns the group and key segments of a path of the form
+// /groups/{group}/keys/{key} with both segments non-empty; ok is false for any other path.
+func splitKeyPath(path string) (groupSeg, keySeg string, ok bool) {
+	const groups, keys = "/groups/", "/keys/"
+	rest, found := strings.CutPrefix(path, groups)
+	if !found {
+		return "", "", false
+	}
+	i := strings.IndexByte(rest, '/')
+	if i <= 0 {
+		return "", "", false
+	}
+	groupSeg, rest = rest[:i], rest[i:]
+	keySeg, found = strings.CutPrefix(rest, keys)
+	if !found || keySeg == "" || strings.IndexByte(keySeg, '/') >= 0 {
+		return "", "", false
+	}
+	return groupSeg, keySeg, true
 }
 
 // decodeKey decodes one escaped path segment: %XX is the byte XX, every other byte stands for
@@ -248,15 +283,17 @@ func decodeKey(escaped string) (string, error) {
 // named here so that clients written in Go need not know the rules.
 func EscapeKey(key string) string { return url.PathEscape(key) }
 
-// appendETag appends the strong entity tag of a value whose xxhash is h: 16 hex digits in
-// quotes.
-func appendETag(b []byte, h uint64) []byte {
+// etagLen is the length of an entity tag: 16 hex digits in quotes.
+const etagLen = 18
+
+// putETag writes the strong entity tag of a value whose xxhash is h.
+func putETag(t *[etagLen]byte, h uint64) {
 	const digits = "0123456789abcdef"
-	b = append(b, '"')
-	for shift := 60; shift >= 0; shift -= 4 {
-		b = append(b, digits[(h>>uint(shift))&0xf])
+	t[0], t[etagLen-1] = '"', '"'
+	for i := etagLen - 2; i >= 1; i-- {
+		t[i] = digits[h&0xf]
+		h >>= 4
 	}
-	return append(b, '"')
 }
 
 // noneMatchHits reports whether an If-None-Match field (every line of it) names etag, so that

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
+	"github.com/go-chi/chi/v5"
+
 	"github.com/groupcached/groupcached/group"
 )
 
@@ -509,5 +512,109 @@ func TestContentLengthForEverySize(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestHotPathMatchesTheChiRoute sends the same requests to ServeHTTP (whose hot path skips
+// chi) and to the chi router alone, and expects the same answers.
+func TestHotPathMatchesTheChiRoute(t *testing.T) {
+	n := startNode(t, LocalConfig(), nil)
+	viaChi := startServer(t, n.api.router)
+	first, _ := n.do(t, http.MethodGet, keyPath("g", "k"))
+	etag := first.Header.Get("Etag")
+	for _, tc := range []struct {
+		method, path string
+		header       []string
+	}{
+		{http.MethodGet, keyPath("g", "k"), nil},
+		{http.MethodHead, keyPath("g", "k"), nil},
+		{http.MethodGet, keyPath("g", "k"), []string{"If-None-Match", etag}},
+		{http.MethodGet, keyPath("g", "a/b c+d%e\n"), nil},
+		{http.MethodGet, "/groups/%67/keys/a%2Bb", nil},
+		{http.MethodGet, keyPath("g", "missing-1"), nil},
+		{http.MethodGet, keyPath("g", "fail-1"), nil},
+		{http.MethodGet, keyPath("nope", "k"), nil},
+		{http.MethodGet, keyPath("g", strings.Repeat("x", DefaultMaxKeyBytes+1)), nil},
+		{http.MethodGet, "/groups/g/keys/", nil},
+		{http.MethodGet, "/groups/g/keys/a/b", nil},
+		{http.MethodGet, "/groups//keys/k", nil},
+		{http.MethodGet, "/groups/g/keys", nil},
+		{http.MethodPost, keyPath("g", "k"), nil},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			n.do(t, http.MethodGet, tc.path) // a first load answers "loader", later ones "main"
+			hot, hotBody := n.do(t, tc.method, tc.path, tc.header...)
+			chi, chiBody := request(t, viaChi, tc.method, tc.path, tc.header...)
+			if hot.StatusCode != chi.StatusCode || string(hotBody) != string(chiBody) {
+				t.Errorf("ServeHTTP: %d %q; chi: %d %q", hot.StatusCode, hotBody, chi.StatusCode, chiBody)
+			}
+			for _, h := range []string{"Etag", "Cache-Control", "Content-Type", "Content-Length", "X-Groupcached-Source", "Allow"} {
+				if hot.Header.Get(h) != chi.Header.Get(h) {
+					t.Errorf("%s: ServeHTTP %q, chi %q", h, hot.Header.Get(h), chi.Header.Get(h))
+				}
+			}
+		})
+	}
+}
+
+func TestSplitKeyPath(t *testing.T) {
+	for _, tc := range []struct {
+		path       string
+		group, key string
+		ok         bool
+	}{
+		{"/groups/g/keys/k", "g", "k", true},
+		{"/groups/g%2Fx/keys/a%2Fb", "g%2Fx", "a%2Fb", true},
+		{"/groups/g/keys/", "", "", false},
+		{"/groups//keys/k", "", "", false},
+		{"/groups/g/keys/a/b", "", "", false},
+		{"/groups/g/keys", "", "", false},
+		{"/groups/g/values/k", "", "", false},
+		{"/groups/g", "", "", false},
+		{"/group/g/keys/k", "", "", false},
+		{"groups/g/keys/k", "", "", false},
+		{"", "", "", false},
+	} {
+		g, k, ok := splitKeyPath(tc.path)
+		if g != tc.group || k != tc.key || ok != tc.ok {
+			t.Errorf("splitKeyPath(%q) = %q, %q, %v; want %q, %q, %v", tc.path, g, k, ok, tc.group, tc.key, tc.ok)
+		}
+	}
+}
+
+// FuzzSplitKeyPath checks that the hot path takes exactly the paths that chi would route to
+// GET /groups/{group}/keys/{key} with both segments non-empty, and reads the same segments.
+func FuzzSplitKeyPath(f *testing.F) {
+	a, err := New(LocalConfig(), nil, nil, discardLogger())
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{"/groups/g/keys/k", "/groups/g/keys/", "/groups//keys/k", "/groups/g/keys/a/b", "/groups/a%2Fb/keys/%20", "/groups/g", "/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		g, k, ok := splitKeyPath(path)
+		rctx := chi.NewRouteContext()
+		pattern := a.router.Find(rctx, http.MethodGet, path)
+		chiOK := pattern == "/groups/{group}/keys/{key}" && rctx.URLParam("group") != "" && rctx.URLParam("key") != ""
+		if ok != chiOK {
+			t.Fatalf("path %q: hot path %v, chi pattern %q key %q", path, ok, pattern, rctx.URLParam("key"))
+		}
+		if ok && (g != rctx.URLParam("group") || k != rctx.URLParam("key")) {
+			t.Fatalf("path %q: hot path %q %q, chi %q %q", path, g, k, rctx.URLParam("group"), rctx.URLParam("key"))
+		}
+	})
+}
+
+func TestETagIsTheValueHash(t *testing.T) {
+	var tag [etagLen]byte
+	putETag(&tag, 0x0123456789abcdef)
+	if string(tag[:]) != `"0123456789abcdef"` {
+		t.Errorf("putETag = %s", tag[:])
+	}
+	n := startNode(t, LocalConfig(), nil)
+	resp, body := n.do(t, http.MethodGet, keyPath("g", "hashed"))
+	if want := fmt.Sprintf(`"%016x"`, xxhash.Sum64(body)); resp.Header.Get("Etag") != want {
+		t.Errorf("ETag %s, want the xxhash of the value, %s", resp.Header.Get("Etag"), want)
 	}
 }
