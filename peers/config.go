@@ -135,9 +135,12 @@ func DefaultConfig() Config {
 }
 
 // LocalConfig returns a preset for clusters on one machine (tests, a laptop): it binds
-// 127.0.0.1 on a free port and uses fast probes, gossip and suspicion so that a crashed node
-// leaves every ring within about two seconds. memberlist's own DefaultLocalConfig keeps LAN
-// suspicion timeouts and shows convergence tails near 20 s on loopback.
+// 127.0.0.1 on a free port and uses fast gossip and short suspicion so that a joining or
+// leaving node is in every ring within a few hundred milliseconds and a crashed node leaves
+// them within about three seconds (BENCHMARKS.md). memberlist's own DefaultLocalConfig keeps
+// LAN suspicion timeouts and shows convergence tails near 20 s on loopback. Probes stay at
+// 500 ms with a 250 ms timeout: faster ones made nodes of a test process starved by -race
+// on two shared cores miss acks, and be declared dead while alive.
 func LocalConfig() Config {
 	c := DefaultConfig()
 	c.GossipAddr = "127.0.0.1:0"

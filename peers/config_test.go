@@ -24,7 +24,11 @@ func TestConfigValidate(t *testing.T) {
 		want   string // substring of the error; empty: valid
 	}{
 		{"local preset", func(*Config) {}, ""},
-		{"default preset", func(c *Config) { d := DefaultConfig(); d.NodeName, d.HTTPAddr, d.Logger = c.NodeName, c.HTTPAddr, c.Logger; *c = d }, ""},
+		{"default preset", func(c *Config) {
+			d := DefaultConfig()
+			d.NodeName, d.HTTPAddr, d.Logger = c.NodeName, c.HTTPAddr, c.Logger
+			*c = d
+		}, ""},
 		{"zero fields take defaults", func(c *Config) { *c = Config{NodeName: "a", HTTPAddr: "127.0.0.1:1", Logger: c.Logger} }, ""},
 		{"no name", func(c *Config) { c.NodeName = "" }, "NodeName is required"},
 		{"no HTTP address", func(c *Config) { c.HTTPAddr = "" }, "HTTPAddr is required"},
