@@ -51,11 +51,9 @@ type request = struct {
 func TestClusterFillsOncePerCluster(t *testing.T) {
 	// Each subtest holds its fills open until every Get has missed its node's caches and every
 	// fetch has reached its owner, so that all requests for a key overlap its one fill, as
-	// they do when an origin is slow. (A request that misses the cache just before a fill
-	// stores its value, and reaches the singleflight just after the fill has left it, starts a
-	// second fill: the Group does not look in its caches again inside the fill. Scheduling
-	// delays of a few milliseconds on a loaded machine make that visible; see the report to
-	// group/.)
+	// they do when an origin is slow: the hardest case for "once per cluster". (Requests that
+	// arrive after a fill are answered from the cache; the Group also looks again inside the
+	// fill for the caller that missed just before the fill stored its value.)
 	var gate atomic.Pointer[chan struct{}]
 	gatedLoad := func(ctx context.Context, node, key string) (group.Value, error) {
 		select {
