@@ -318,3 +318,26 @@ func BenchmarkPickPeer(b *testing.B) {
 		i++
 	}
 }
+
+// TestTransportNeverForwards gives the owner a ring in which the asker owns the key: the owner
+// must still answer from its own caches and loader, never send the request back (no
+// ping-pong, no distributed deadlock when views differ).
+func TestTransportNeverForwards(t *testing.T) {
+	p := newPair(t, nodeOptions{}, nil)
+	p.owner.c.notify(nodeEvent{name: "asker", addr: "127.0.0.1:1", meta: []byte(`{"http":"` + p.asker.srv.Listener.Addr().String() + `"}`)})
+	p.owner.c.rebuild()
+	key := keyOwnedBy(t, []string{"asker", "owner"}, "asker", "disputed")
+	if got := p.owner.c.Owner(key); got != "asker" {
+		t.Fatalf("owner's ring gives %q to %s, want asker", key, got)
+	}
+	v, err := p.peer.Fetch(context.Background(), testGroup, key)
+	if err != nil || string(v.Bytes) != "value of "+key {
+		t.Fatalf("Fetch = %q, %v", v.Bytes, err)
+	}
+	if got := p.log.loads(key); len(got) != 1 || got[0] != "owner" {
+		t.Errorf("loads = %v, want one on the node that was asked", got)
+	}
+	if n := p.asker.g.Stats().ServerRequests; n != 0 {
+		t.Errorf("the asker served %d peer requests: the owner forwarded", n)
+	}
+}
