@@ -109,22 +109,23 @@ func weight(key string, value []byte) uint32 {
 	return uint32(w)
 }
 
-// get returns the entry for key and its remaining lifetime (0: never expires) if it is
-// present and has not expired. An expired entry found here is dropped and counted.
-func (c *cache) get(key string) (entry, time.Duration, bool) {
-	e, ok := c.c.GetIfPresent(key)
-	if !ok {
-		return entry{}, 0, false
+// get stores the entry for key in *e and returns its remaining lifetime (0: never expires)
+// if it is present and has not expired. An expired entry found here is dropped and counted.
+// The entry is written through e, not returned: on the hit path every copy of it shows.
+func (c *cache) get(key string, e *entry) (time.Duration, bool) {
+	var ok bool
+	if *e, ok = c.c.GetIfPresent(key); !ok {
+		return 0, false
 	}
 	if e.expires == 0 {
-		return e, 0, true
+		return 0, true
 	}
 	now := c.clock.now()
 	if left := e.expires - now; left > 0 {
-		return e, time.Duration(left), true
+		return time.Duration(left), true
 	}
 	c.dropExpired(key, now)
-	return entry{}, 0, false
+	return 0, false
 }
 
 // dropExpired removes key if its entry has expired at now. A fill may have replaced it with a

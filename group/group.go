@@ -172,9 +172,10 @@ func (g *Group) Get(ctx context.Context, key string) (Result, error) {
 		return Result{}, ErrInvalidKey
 	}
 	s := g.stats.stripe()
-	if e, ttl, src, hit := g.lookup(key); hit {
+	var e entry
+	if ttl, src, hit := g.lookup(key, &e); hit {
 		s.get[src].Add(1)
-		return g.answer(s, e, ttl, src)
+		return g.answer(s, &e, ttl, src)
 	}
 	s.get[miss].Add(1)
 	if p := g.peers.Load(); p != nil {
@@ -195,28 +196,29 @@ func (g *Group) GetLocal(ctx context.Context, key string) (Result, error) {
 		return Result{}, ErrInvalidKey
 	}
 	s := g.stats.stripe()
-	if e, ttl, src, hit := g.lookup(key); hit {
+	var e entry
+	if ttl, src, hit := g.lookup(key, &e); hit {
 		s.local[src].Add(1)
-		return g.answer(s, e, ttl, src)
+		return g.answer(s, &e, ttl, src)
 	}
 	s.local[miss].Add(1)
 	return g.loadLocally(ctx, key)
 }
 
-// lookup finds key in the main cache, then the hot cache, with its remaining TTL and the
-// cache that had it (SourceMain or SourceHot).
-func (g *Group) lookup(key string) (e entry, ttl time.Duration, src Source, hit bool) {
-	if e, ttl, hit = g.main.get(key); hit {
-		return e, ttl, SourceMain, true
+// lookup finds key in the main cache, then the hot cache, and stores it in *e. It returns
+// the entry's remaining TTL and the cache that had it (SourceMain or SourceHot).
+func (g *Group) lookup(key string, e *entry) (ttl time.Duration, src Source, hit bool) {
+	if ttl, hit = g.main.get(key, e); hit {
+		return ttl, SourceMain, true
 	}
-	if e, ttl, hit = g.hot.get(key); hit {
-		return e, ttl, SourceHot, true
+	if ttl, hit = g.hot.get(key, e); hit {
+		return ttl, SourceHot, true
 	}
-	return entry{}, 0, 0, false
+	return 0, 0, false
 }
 
 // answer turns a cached entry into Get's result; a remembered ErrNotFound is returned as such.
-func (g *Group) answer(s *stripe, e entry, ttl time.Duration, src Source) (Result, error) {
+func (g *Group) answer(s *stripe, e *entry, ttl time.Duration, src Source) (Result, error) {
 	if e.negative {
 		s.negativeHits.Add(1)
 		return Result{}, ErrNotFound
@@ -238,8 +240,9 @@ func (g *Group) load(ctx context.Context, c *call, key string) (Result, error) {
 	// A fill that ended between this caller's cache miss and its joining the flights has
 	// already cached the key: look again, or the origin pays twice (golang/groupcache does
 	// the same).
-	if e, ttl, hit := g.main.get(key); hit {
-		return g.answer(g.stats.stripe(), e, ttl, SourceMain)
+	var e entry
+	if ttl, hit := g.main.get(key, &e); hit {
+		return g.answer(g.stats.stripe(), &e, ttl, SourceMain)
 	}
 	g.stats.loadsDeduped.Add(1)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.LoadTimeout)
@@ -324,8 +327,9 @@ func callBounded(ctx context.Context, call func() (Value, error)) (Value, error)
 // the callers sharing the fetch. It runs in the fill's goroutine; ctx is the first caller's,
 // used only for its values.
 func (g *Group) fetch(ctx context.Context, c *call, peer Peer, key string) (Result, error) {
-	if e, ttl, src, hit := g.lookup(key); hit { // see load
-		return g.answer(g.stats.stripe(), e, ttl, src)
+	var e entry
+	if ttl, src, hit := g.lookup(key, &e); hit { // see load
+		return g.answer(g.stats.stripe(), &e, ttl, src)
 	}
 	g.stats.loadsDeduped.Add(1)
 	fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.LoadTimeout)

@@ -172,7 +172,7 @@ func BenchmarkHitRatio(b *testing.B) {
 			for b.Loop() {
 				c := newCache(budget, newClock())
 				all, zipfOnly = replay(trace, value,
-					func(k string) bool { _, _, ok := c.get(k); return ok },
+					func(k string) bool { var e entry; _, ok := c.get(k, &e); return ok },
 					func(k string, v []byte) { c.add(k, entry{value: v}) })
 			}
 			reportRatio(b, all, zipfOnly, scans)
