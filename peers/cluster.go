@@ -68,10 +68,9 @@ type Cluster struct {
 
 	// life ends at Leave or Shutdown: it stops the goroutines and the peer requests being
 	// served, which then answer "shutting down".
-	life    context.Context
-	stop    context.CancelFunc
-	closing atomic.Bool
-	wg      sync.WaitGroup
+	life context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 
 	mu         sync.Mutex // guards the lifecycle below
 	ml         *memberlist.Memberlist
@@ -348,7 +347,6 @@ func (c *Cluster) Shutdown() error {
 		return nil
 	}
 	c.stopped = true
-	c.closing.Store(true)
 	c.stop()
 	c.wg.Wait()
 	var err error

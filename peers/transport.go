@@ -105,7 +105,7 @@ func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, codeBadRequest, http.StatusBadRequest, "missing "+headerPeer+" header: peer endpoints serve cluster members only")
 		return
 	}
-	if h.c.closing.Load() {
+	if h.c.life.Err() != nil {
 		writeError(w, codeShuttingDown, http.StatusServiceUnavailable, "node "+h.c.cfg.NodeName+" is shutting down")
 		return
 	}
