@@ -70,12 +70,21 @@ func (e *RemoteError) Error() string {
 // Unwrap returns the sentinel the code stands for, or nil for a plain load failure.
 func (e *RemoteError) Unwrap() error { return e.kind }
 
-var codeErrors = map[string]error{
-	codeNotFound:     group.ErrNotFound,
-	codeUnknownGroup: ErrUnknownGroup,
-	codeInvalidKey:   group.ErrInvalidKey,
-	codeLoaderPanic:  group.ErrLoaderPanic,
-	codeLoadTimeout:  group.ErrLoadTimeout,
+// codeError returns the sentinel a wire code stands for, or nil.
+func codeError(code string) error {
+	switch code {
+	case codeNotFound:
+		return group.ErrNotFound
+	case codeUnknownGroup:
+		return ErrUnknownGroup
+	case codeInvalidKey:
+		return group.ErrInvalidKey
+	case codeLoaderPanic:
+		return group.ErrLoaderPanic
+	case codeLoadTimeout:
+		return group.ErrLoadTimeout
+	}
+	return nil
 }
 
 // errorCode maps an error of GetLocal to its wire code and status: the one place where the
@@ -276,7 +285,7 @@ func (p *httpPeer) statusError(ctx context.Context, what string, resp *http.Resp
 	if code == "" || code == codeShuttingDown {
 		return p.transportError(ctx, what, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg))))
 	}
-	return &RemoteError{Peer: p.name, Code: code, Message: string(msg), kind: codeErrors[code]}
+	return &RemoteError{Peer: p.name, Code: code, Message: string(msg), kind: codeError(code)}
 }
 
 // invalidate sends one remove or purge to the peer and waits for its confirmation.
