@@ -20,17 +20,29 @@ import (
 
 // TestBinary runs the real binary, built once into a temporary directory, as separate
 // processes on loopback: a 3-node cluster that survives a SIGKILL, a graceful stop on SIGTERM,
-// configuration mistakes, and the embedded default config as shipped.
+// configuration mistakes, the embedded default config as shipped, and scripts/cluster.sh.
 func TestBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary; skipped with -short")
 	}
 	bin := buildBinary(t, t.TempDir())
 
-	t.Run("three nodes fill once and survive a SIGKILL", func(t *testing.T) { testClusterSurvivesKill(t, bin) })
-	t.Run("SIGTERM stops gracefully", func(t *testing.T) { testGracefulStop(t, bin) })
-	t.Run("bad config exits 2 with file and line", func(t *testing.T) { testBadConfig(t, bin) })
-	t.Run("embedded config serves examples/data", func(t *testing.T) { testEmbeddedConfig(t, bin) })
+	// The cases mostly wait (for gossip, for a stop), so they run side by side.
+	for _, c := range []struct {
+		name string
+		run  func(*testing.T, string)
+	}{
+		{"three nodes fill once and survive a SIGKILL", testClusterSurvivesKill},
+		{"SIGTERM stops gracefully", testGracefulStop},
+		{"bad config exits 2 with file and line", testBadConfig},
+		{"embedded config serves examples/data", testEmbeddedConfig},
+		{"scripts/cluster.sh --smoke", testClusterScript},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.run(t, bin)
+		})
+	}
 }
 
 // nodeConfig writes a config file for test processes: the given cluster preset, a shutdown
@@ -283,13 +295,10 @@ func testEmbeddedConfig(t *testing.T, bin string) {
 	}
 }
 
-// TestClusterScriptSmoke runs scripts/cluster.sh --smoke on free ports: it builds the binary,
+// testClusterScript runs scripts/cluster.sh --smoke with the test's binary on free ports: it
 // starts three nodes, waits for membership, checks a key is served everywhere and loaded
 // once, and stops them.
-func TestClusterScriptSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs a 3-node cluster; skipped with -short")
-	}
+func testClusterScript(t *testing.T, bin string) {
 	for _, tool := range []string{"bash", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("scripts/cluster.sh needs %s: %v", tool, err)
@@ -301,7 +310,7 @@ func TestClusterScriptSmoke(t *testing.T) {
 	cmd := exec.CommandContext(ctx, "bash", "scripts/cluster.sh", "--smoke")
 	// The lan preset, for the reason the SIGKILL test gives: the smoke check counts loads.
 	cmd.Env = append(os.Environ(), fmt.Sprintf("HTTP_BASE=%d", httpBase), fmt.Sprintf("GOSSIP_BASE=%d", gossipBase),
-		"GROUPCACHED_PRESET=lan")
+		"GROUPCACHED_PRESET=lan", "GROUPCACHED_BIN="+bin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("scripts/cluster.sh --smoke: %v\n%s", err, out)
@@ -311,11 +320,13 @@ func TestClusterScriptSmoke(t *testing.T) {
 	}
 }
 
-// freePortRun finds n consecutive loopback ports that are free for TCP and UDP right now.
+// freePortRun finds n consecutive loopback ports that are free for TCP and UDP right now,
+// below Linux's ephemeral range (32768 and up), where the kernel hands out ":0" ports and
+// client ports, so that nothing else in this test run takes them in the meantime.
 func freePortRun(t *testing.T, n int) int {
 	t.Helper()
 	for range 200 {
-		base := 20000 + rand.IntN(40000)
+		base := 20000 + rand.IntN(12000)
 		var closers []io.Closer
 		ok := true
 		for p := base; p < base+n && ok; p++ {

@@ -12,6 +12,7 @@
 #   GOSSIP_BASE=7947   gossip ports GOSSIP_BASE .. GOSSIP_BASE+2
 #   NODES=3            how many nodes
 #   WAIT_SECONDS=30    how long to wait for the nodes to see each other
+#   GROUPCACHED_BIN    a groupcached binary to run instead of building one
 # GROUPCACHED_* variables reach every node (GROUPCACHED_PRESET=lan, GROUPCACHED_LOG_LEVEL=debug).
 # Exit status: 0 after a clean stop; 1 if a node failed to start, to converge or to answer.
 set -euo pipefail
@@ -26,7 +27,7 @@ SMOKE=0
 case "${1:-}" in
   --smoke) SMOKE=1 ;;
   "") ;;
-  -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: $0 [--smoke]" >&2; exit 2 ;;
 esac
 
@@ -70,8 +71,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'log ""; stop_nodes; log "stopped"; exit 0' INT TERM
 
-log "building groupcached"
-go build -o "$WORK/groupcached" .
+BIN="${GROUPCACHED_BIN:-}"
+if [ -z "$BIN" ]; then
+  log "building groupcached"
+  go build -o "$WORK/groupcached" .
+  BIN="$WORK/groupcached"
+fi
 
 http_addr() { echo "127.0.0.1:$((HTTP_BASE + $1 - 1))"; }
 gossip_addr() { echo "127.0.0.1:$((GOSSIP_BASE + $1 - 1))"; }
@@ -80,7 +85,7 @@ for i in $(seq 1 "$NODES"); do
   args=(-name "node-$i" -http "$(http_addr "$i")" -gossip "$(gossip_addr "$i")")
   [ "$i" -gt 1 ] && args+=(-join "$(gossip_addr 1)")
   # setsid: a Ctrl-C reaches only this script, which then stops the nodes once, gracefully.
-  $SETSID "$WORK/groupcached" "${args[@]}" >"$WORK/node-$i.log" 2>&1 &
+  $SETSID "$BIN" "${args[@]}" >"$WORK/node-$i.log" 2>&1 &
   PIDS+=("$!")
   log "node-$i: http $(http_addr "$i"), gossip $(gossip_addr "$i"), log $WORK/node-$i.log"
   if [ "$i" -eq 1 ]; then
