@@ -17,7 +17,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,8 +43,9 @@ type Cluster interface {
 	Members() []peers.Member
 	// Stats returns a snapshot of the cluster's counters.
 	Stats() peers.Stats
-	// Handler serves the peer endpoints. It receives requests with their full path, under
-	// peers.PathPrefix, and without any routing state of the API's router.
+	// Handler serves the peer endpoints. It receives every request whose path is
+	// peers.PathPrefix or below it, with the full path and without any routing state of the
+	// API's router. New calls it once.
 	Handler() http.Handler
 }
 
@@ -57,7 +57,8 @@ type API struct {
 	cfg     Config
 	log     *slog.Logger
 	router  *chi.Mux
-	cluster Cluster // nil on a single node
+	cluster Cluster      // nil on a single node
+	peer    http.Handler // the cluster's peer endpoints; nil on a single node
 
 	// groups is read on every request without a lock: it is built in New and never changes.
 	groups map[string]*group.Group
@@ -114,6 +115,9 @@ func New(cfg Config, groups []*group.Group, cluster Cluster, logger *slog.Logger
 	}
 	a.metrics = m
 	a.router = a.routes()
+	if cluster != nil {
+		a.peer = cluster.Handler()
+	}
 	return a, nil
 }
 
@@ -140,21 +144,18 @@ func (a *API) routes() *chi.Mux {
 		promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelError),
 		})))
-	if a.cluster != nil {
-		h := detachRoute(a.cluster.Handler())
-		r.Handle(peers.PathPrefix, h)
-		r.Handle(peers.PathPrefix+"/*", h)
-	}
 	return r
 }
 
 // ServeHTTP implements http.Handler.
 //
-// A GET or HEAD of /groups/{group}/keys/{key} with both segments present, the API's hot
-// path, is matched here, by the same rules, without entering chi: chi's routing allocates a
-// route context, a copy of the request and a map of path values on every request, which
-// costs more than the cache lookup and the response headers together. Every other request,
-// malformed ones included, goes through the chi router, which has the same route.
+// Two kinds of request skip the chi router. Peer requests (every path under
+// peers.PathPrefix) go straight to the cluster's handler, with their full path and no routing
+// state. A GET or HEAD of /groups/{group}/keys/{key} with both segments present, the API's hot
+// path, is matched here by chi's rules: chi's routing allocates a route context, a copy of the
+// request and a map of path values on every request, which costs more than the cache lookup
+// and the response headers together. Every other request, malformed ones included, goes
+// through the chi router, which has the same key route.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		if groupSeg, keySeg, ok := splitKeyPath(routingPath(r.URL)); ok {
@@ -163,7 +164,18 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if a.peer != nil && isPeerPath(r.URL.Path) {
+		defer a.recoverPanic(w, r)
+		a.peer.ServeHTTP(w, r)
+		return
+	}
 	a.router.ServeHTTP(w, r)
+}
+
+// isPeerPath reports whether path is peers.PathPrefix or below it.
+func isPeerPath(path string) bool {
+	rest, ok := strings.CutPrefix(path, peers.PathPrefix)
+	return ok && (rest == "" || rest[0] == '/')
 }
 
 // SetReady sets what /readyz answers: 200 when ready, 503 otherwise. A new API is not ready:
@@ -246,13 +258,4 @@ func (a *API) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Allow", strings.Join(allowed, ", "))
 	a.fail(w, r, &apiError{status: http.StatusMethodNotAllowed, code: CodeMethodNotAllowed,
 		msg: fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path)})
-}
-
-// detachRoute hands h the request without the API router's routing state, so that a handler
-// that is itself a chi router routes the full path from scratch.
-func detachRoute(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := context.WithValue(r.Context(), chi.RouteCtxKey, (*chi.Context)(nil))
-		h.ServeHTTP(w, r.WithContext(ctx))
-	})
 }

@@ -210,10 +210,20 @@ func TestPeerHandlerIsMounted(t *testing.T) {
 		mu.Unlock()
 		_, _ = io.WriteString(w, "peer:"+chi.URLParam(r, "key"))
 	})
+	peerHandler.Get(peers.PathPrefix+"/panic", func(http.ResponseWriter, *http.Request) { panic("peer handler bug") })
+	peerHandler.Get(peers.PathPrefix, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "peer root") })
 	fc := &fakeCluster{members: threeMembers(), stats: peerStats(3), handler: peerHandler}
 	n := startNode(t, LocalConfig(), fc)
 
-	resp, body := n.do(t, http.MethodGet, peers.PathPrefix+"/g/k1")
+	if resp, body := n.do(t, http.MethodGet, peers.PathPrefix); string(body) != "peer root" {
+		t.Errorf("GET %s: %d %q", peers.PathPrefix, resp.StatusCode, body)
+	}
+	resp, body := n.do(t, http.MethodGet, peers.PathPrefix+"x/g/k1")
+	wantError(t, resp, body, http.StatusNotFound, CodeNoRoute)
+	resp, body = n.do(t, http.MethodGet, peers.PathPrefix+"/panic")
+	wantError(t, resp, body, http.StatusInternalServerError, CodeInternal)
+
+	resp, body = n.do(t, http.MethodGet, peers.PathPrefix+"/g/k1")
 	if resp.StatusCode != http.StatusOK || string(body) != "peer:k1" {
 		t.Fatalf("peer GET: %d %q", resp.StatusCode, body)
 	}
