@@ -252,9 +252,9 @@ func TestRecovererAnswers500AndKeepsServing(t *testing.T) {
 		_, _ = io.WriteString(w, "fine")
 	})))
 	srv := startServer(t, mux)
-	resp, body := request(t, srv, http.MethodGet, "/bug")
+	resp, body := request(t, srv.Client(), srv.URL, http.MethodGet, "/bug")
 	wantError(t, resp, body, http.StatusInternalServerError, CodeInternal)
-	resp, body = request(t, srv, http.MethodGet, "/ok")
+	resp, body = request(t, srv.Client(), srv.URL, http.MethodGet, "/ok")
 	if resp.StatusCode != http.StatusOK || string(body) != "fine" {
 		t.Errorf("after a handler panic: %d %q", resp.StatusCode, body)
 	}

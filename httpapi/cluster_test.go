@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -21,6 +20,7 @@ type clusterNode struct {
 	api     *API
 	cluster *peers.Cluster
 	url     string
+	client  *http.Client
 }
 
 func startClusterNode(t *testing.T, name string, o *origin, seeds ...string) *clusterNode {
@@ -57,27 +57,14 @@ func startClusterNode(t *testing.T, name string, o *origin, seeds ...string) *cl
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cl.Shutdown() })
-	return &clusterNode{name: name, api: a, cluster: cl, url: "http://" + ln.Addr().String()}
+	client := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(client.CloseIdleConnections)
+	return &clusterNode{name: name, api: a, cluster: cl, url: "http://" + ln.Addr().String(), client: client}
 }
 
 func (n *clusterNode) get(t *testing.T, method, path string) (*http.Response, []byte) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, n.url+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s on %s: %v", method, path, n.name, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s on %s: reading body: %v", method, path, n.name, err)
-	}
-	return resp, body
+	return request(t, n.client, n.url, method, path)
 }
 
 // TestRealCluster runs two nodes with the real peers package behind the API: each key is

@@ -125,28 +125,31 @@ func serve(t *testing.T, a *API) *httptest.Server {
 // response (body closed) and its body.
 func (n *node) do(t *testing.T, method, path string, header ...string) (*http.Response, []byte) {
 	t.Helper()
-	return request(t, n.srv, method, path, header...)
+	return request(t, n.srv.Client(), n.srv.URL, method, path, header...)
 }
 
-func request(t *testing.T, srv *httptest.Server, method, path string, header ...string) (*http.Response, []byte) {
+// request is the one helper every test sends its requests with: baseURL+path (path already
+// escaped), header as name, value pairs, a 10 s bound. It returns the response (body closed)
+// and its body.
+func request(t *testing.T, client *http.Client, baseURL, method, path string, header ...string) (*http.Response, []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, srv.URL+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, baseURL+path, nil)
 	if err != nil {
 		t.Fatalf("building %s %s: %v", method, path, err)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Add(header[i], header[i+1])
 	}
-	resp, err := srv.Client().Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		t.Fatalf("%s %s%s: %v", method, baseURL, path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading body: %v", method, path, err)
+		t.Fatalf("%s %s%s: reading body: %v", method, baseURL, path, err)
 	}
 	return resp, body
 }

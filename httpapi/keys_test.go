@@ -544,7 +544,7 @@ func TestHotPathMatchesTheChiRoute(t *testing.T) {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			n.do(t, http.MethodGet, tc.path) // a first load answers "loader", later ones "main"
 			hot, hotBody := n.do(t, tc.method, tc.path, tc.header...)
-			chi, chiBody := request(t, viaChi, tc.method, tc.path, tc.header...)
+			chi, chiBody := request(t, viaChi.Client(), viaChi.URL, tc.method, tc.path, tc.header...)
 			if hot.StatusCode != chi.StatusCode || string(hotBody) != string(chiBody) {
 				t.Errorf("ServeHTTP: %d %q; chi: %d %q", hot.StatusCode, hotBody, chi.StatusCode, chiBody)
 			}
