@@ -217,10 +217,17 @@ func (g *Group) lookup(key string, e *entry) (ttl time.Duration, src Source, hit
 	return 0, 0, false
 }
 
-// answer turns a cached entry into Get's result; a remembered ErrNotFound is returned as such.
+// answer turns a cached entry into Get's result, counting a remembered ErrNotFound.
 func (g *Group) answer(s *stripe, e *entry, ttl time.Duration, src Source) (Result, error) {
 	if e.negative {
 		s.negativeHits.Add(1)
+	}
+	return e.result(ttl, src)
+}
+
+// result is the entry as Get returns it: its value, or ErrNotFound for a negative entry.
+func (e *entry) result(ttl time.Duration, src Source) (Result, error) {
+	if e.negative {
 		return Result{}, ErrNotFound
 	}
 	return Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: src}, nil
@@ -240,9 +247,10 @@ func (g *Group) load(ctx context.Context, c *call, key string) (Result, error) {
 	// A fill that ended between this caller's cache miss and its joining the flights has
 	// already cached the key: look again, or the origin pays twice (golang/groupcache does
 	// the same).
+	// Not counted as a hit: the caller has counted its miss.
 	var e entry
 	if ttl, hit := g.main.get(key, &e); hit {
-		return g.answer(g.stats.stripe(), &e, ttl, SourceMain)
+		return e.result(ttl, SourceMain)
 	}
 	g.stats.loadsDeduped.Add(1)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.LoadTimeout)
@@ -329,7 +337,7 @@ func callBounded(ctx context.Context, call func() (Value, error)) (Value, error)
 func (g *Group) fetch(ctx context.Context, c *call, peer Peer, key string) (Result, error) {
 	var e entry
 	if ttl, src, hit := g.lookup(key, &e); hit { // see load
-		return g.answer(g.stats.stripe(), &e, ttl, src)
+		return e.result(ttl, src)
 	}
 	g.stats.loadsDeduped.Add(1)
 	fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.LoadTimeout)
