@@ -293,3 +293,33 @@ func TestSetPeersMovesTheBound(t *testing.T) {
 		t.Fatalf("hot cache took an entry while unlinked: %+v", st.Hot)
 	}
 }
+
+func TestFuncAdapters(t *testing.T) {
+	var asked []string
+	peer := PeerFunc(func(_ context.Context, group, key string) (Value, error) {
+		asked = append(asked, group+"/"+key)
+		return Value{Bytes: []byte("remote")}, nil
+	})
+	picker := PeerPickerFunc(func(key string) (Peer, bool) { return peer, key == "theirs" })
+	l := &countingLoader{}
+	g := newTestGroup(t, l, testConfig())
+	g.SetPeers(picker)
+	for _, tt := range []struct {
+		key    string
+		want   string
+		source Source
+	}{
+		{"theirs", "remote", SourcePeer},
+		{"ours", "value of ours", SourceLoader},
+	} {
+		t.Run(tt.key, func(t *testing.T) {
+			res, err := g.Get(t.Context(), tt.key)
+			if err != nil || string(res.Bytes) != tt.want || res.Source != tt.source {
+				t.Fatalf("Get(%q) = %q %v %v, want %q from %v", tt.key, res.Bytes, res.Source, err, tt.want, tt.source)
+			}
+		})
+	}
+	if fmt.Sprint(asked) != "[TestFuncAdapters/theirs]" || l.calls.Load() != 1 {
+		t.Fatalf("peer asked %v, loader called %d times", asked, l.calls.Load())
+	}
+}
