@@ -9,7 +9,8 @@ import (
 
 // BenchmarkClusterGet measures a cached GET through the whole node: a real HTTP request on
 // loopback, the router, the group and, when the node asked does not own the key, the peer
-// transport to the owner. Three nodes run in this process; the client's cost is included.
+// transport to the owner. Three nodes run in this process; the client's cost (the same in
+// every case) is included, so compare the cases with each other.
 //
 //	owner:        the key's owner answers from its main cache
 //	peer:         another node fetches the key from the owner on every request (hot cache off)

@@ -101,7 +101,9 @@ func testClusterSurvivesKill(t *testing.T, bin string) {
 	n2 := startProc(t, bin, "n2", nodeArgs(cfg, "n2", n1.gossip)...)
 	n3 := startProc(t, bin, "n3", nodeArgs(cfg, "n3", n1.gossip)...)
 	nodes := []*proc{n1, n2, n3}
+	joined := time.Now()
 	waitMembers(t, nodes, "n1", "n2", "n3")
+	t.Logf("all three nodes have the three members in their rings %v after n3 was ready", time.Since(joined).Round(time.Millisecond))
 
 	const key = "shared key/with spaces+slash"
 	for _, p := range nodes {
@@ -216,6 +218,7 @@ func testGracefulStop(t *testing.T, bin string) {
 	if code != 0 {
 		t.Errorf("exit status %d after SIGTERM, want 0", code)
 	}
+	t.Logf("exited %v after SIGTERM (shutdown_delay 3s, then leave and drain)", time.Since(sent).Round(10*time.Millisecond))
 }
 
 func testBadConfig(t *testing.T, bin string) {

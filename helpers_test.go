@@ -181,10 +181,12 @@ func startProc(t *testing.T, bin, name string, args ...string) *proc {
 			t.Logf("%s output:\n%s", p.name, p.log())
 		}
 	})
+	started := time.Now()
 	timer := time.NewTimer(startLimit)
 	defer timer.Stop()
 	select {
 	case <-p.ready:
+		t.Logf("%s ready %v after exec, http %s, gossip %s", name, time.Since(started).Round(time.Millisecond), p.http, p.gossip)
 	case <-p.exited:
 		t.Fatalf("%s exited before it was ready (%v):\n%s", name, p.state, p.log())
 	case <-timer.C:
