@@ -41,15 +41,16 @@ type entry struct {
 //     own expiration puts each read through its timer wheel and made a hit cost about 300 ns
 //     instead of 40-60 ns; an expired entry that nobody asks for again holds its bytes, still
 //     within the bound, until the policy evicts it as unused.
-//   - Reads reach the policy through otter's lossy read buffers, drained on another
-//     goroutine. Drained by the reader that fills a buffer (otter's synchronous executor),
-//     they cost about 400 ns per read on average.
+//   - Otter's maintenance (replaying buffered reads and writes into the policy, evicting) runs
+//     only on the goroutine of a write or a removal, never because of a read. Reads are
+//     recorded in otter's lossy read buffers and reach the policy at the next write; while the
+//     buffers are full, further reads are not recorded, as otter intends. Maintenance run by
+//     the reader that fills a buffer cost about 400 ns per hit; run on a new goroutine, it
+//     took a second core's time from the readers.
 //
-// Writes, on the other hand, are applied to the policy at once, on the writer's goroutine:
-// add replays otter's pending maintenance before it returns, so the weighted size is within
-// the bound from then on (an asynchronous drain alone could leave it above for a while). It
-// also drains the reads buffered since the last write, which keeps the policy's view of hits
-// close to complete (BenchmarkHitRatio).
+// A write replays everything pending before it returns, so the weighted size is within the
+// bound from then on, and the policy has seen the reads since the last write before it picks
+// a victim (BenchmarkHitRatio).
 type cache struct {
 	c           *otter.Cache[string, entry]
 	clock       clock
@@ -57,9 +58,8 @@ type cache struct {
 	evictions   atomic.Int64
 	expirations atomic.Int64
 
-	// writers counts adds in progress. While one runs, otter's maintenance runs on the
-	// calling goroutine (a write need not start a goroutine); otherwise (a read filled a
-	// buffer) on a new one.
+	// writers counts adds in progress: maintenance that otter asks for while one runs is run
+	// there; otherwise a read asked for it, and it waits for the next write.
 	writers atomic.Int32
 }
 
@@ -69,12 +69,12 @@ func newCache(maxBytes int64, clk clock) *cache {
 	c.c = otter.Must(&otter.Options[string, entry]{
 		MaximumWeight: uint64(max(maxBytes, 1)),
 		Weigher:       func(key string, e entry) uint32 { return weight(key, e.value) },
+		// Otter hands its maintenance to the executor only. Skipping it leaves otter's drain
+		// status "processing", so reads stop asking until a write's CleanUp runs it.
 		Executor: func(maintain func()) {
 			if c.writers.Load() > 0 {
 				maintain()
-				return
 			}
-			go maintain()
 		},
 		// Called under otter's bucket lock: it only counts, which is why it is allowed there
 		// (OnDeletion would start a goroutine per evicted entry on the default executor).
@@ -149,14 +149,21 @@ func (c *cache) add(key string, e entry) {
 	c.writers.Add(1)
 	defer c.writers.Add(-1)
 	c.c.Set(key, e)
-	// Set runs maintenance here only if no drain is pending or running elsewhere; otherwise
-	// the write may still wait in otter's write buffer. CleanUp takes the policy lock and
-	// replays whatever is pending, so the bound holds from here on.
+	// Set runs maintenance here only if otter believes no drain is pending; otherwise the
+	// write may still wait in its write buffer. CleanUp takes the policy lock and replays
+	// whatever is pending, so the bound holds from here on.
 	c.c.CleanUp()
 }
 
-func (c *cache) remove(key string) { c.c.Invalidate(key) }
-func (c *cache) purge()            { c.c.InvalidateAll() }
+func (c *cache) remove(key string) {
+	c.c.Invalidate(key)
+	c.c.CleanUp()
+}
+
+func (c *cache) purge() {
+	c.c.InvalidateAll()
+	c.c.CleanUp()
+}
 
 func (c *cache) setMaxBytes(n int64) {
 	c.maxBytes.Store(max(n, 1))
