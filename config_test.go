@@ -446,3 +446,24 @@ func TestConfigAliasBomb(t *testing.T) {
 		t.Errorf("err = %v, want the expansion refused", err)
 	}
 }
+
+// TestREADMEConfigReference keeps the README's configuration reference true: its YAML block
+// parses and validates as it stands.
+func TestREADMEConfigReference(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, found := strings.Cut(string(readme), "\n```yaml\n")
+	block, _, closed := strings.Cut(rest, "\n```")
+	if !found || !closed {
+		t.Fatal("README.md has no ```yaml block")
+	}
+	cfg, err := loadConfig(mustFlags(t, "-config", writeConfig(t, block)), envMap{}.lookup)
+	if err != nil {
+		t.Fatalf("README's config block: %v", err)
+	}
+	if cfg.Node.Preset != presetLAN || len(cfg.Groups) != 1 || cfg.Groups[0].Loader.Type != "file" {
+		t.Errorf("README's config block decoded to %+v", cfg)
+	}
+}
