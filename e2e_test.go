@@ -148,7 +148,10 @@ func testGracefulStop(t *testing.T, bin string) {
 	origin := newCountingOrigin(t)
 	release := origin.hold("slow")
 	defer release()
-	p := startProc(t, bin, "solo", nodeArgs(nodeConfig(t, origin.loaderURL(), presetLocal, 3*time.Second), "solo")...)
+	// shutdown_delay is the window in which /readyz answers 503 while the node still listens:
+	// 4s (the most a config may ask is under 5s) leaves a loaded machine time to see it.
+	const delay = 4 * time.Second
+	p := startProc(t, bin, "solo", nodeArgs(nodeConfig(t, origin.loaderURL(), presetLocal, delay), "solo")...)
 
 	// A request in flight when the signal arrives must be answered, not cut off.
 	type answer struct {
@@ -182,7 +185,7 @@ func testGracefulStop(t *testing.T, bin string) {
 
 	sent := time.Now()
 	p.signal(syscall.SIGTERM)
-	waitFor(t, 5*time.Second, "/readyz answers 503 while the node stops", func() error {
+	waitFor(t, delay, "/readyz answers 503 while the node stops", func() error {
 		status, err := readyz()
 		if err != nil {
 			return err
@@ -218,7 +221,7 @@ func testGracefulStop(t *testing.T, bin string) {
 	if code != 0 {
 		t.Errorf("exit status %d after SIGTERM, want 0", code)
 	}
-	t.Logf("exited %v after SIGTERM (shutdown_delay 3s, then leave and drain)", time.Since(sent).Round(10*time.Millisecond))
+	t.Logf("exited %v after SIGTERM (shutdown_delay %v, then leave and drain)", time.Since(sent).Round(10*time.Millisecond), delay)
 }
 
 func testBadConfig(t *testing.T, bin string) {
