@@ -38,7 +38,7 @@ command -v setsid >/dev/null && SETSID=setsid
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/groupcached-cluster.XXXXXX")"
 PIDS=()
 
-log() { printf '%s\n' "$*" >&2; }
+log() { printf '%s\n' "$*" >&2 || true; }
 
 show_logs() {
   for i in $(seq 1 "$NODES"); do
@@ -69,7 +69,10 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-trap 'log ""; stop_nodes; log "stopped"; exit 0' INT TERM
+trap 'stop_nodes; log "stopped"; exit 0' INT TERM
+# A reader that goes away (Ctrl-C also ends `| tee`) must not kill the script before it has
+# stopped its nodes: writes to a closed pipe then fail instead.
+trap '' PIPE
 
 BIN="${GROUPCACHED_BIN:-}"
 if [ -z "$BIN" ]; then
