@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -121,4 +122,30 @@ func TestNodeStartFailureReleasesItsPort(t *testing.T) {
 		t.Fatalf("the failed node kept its HTTP port: %v", err)
 	}
 	l.Close()
+}
+
+func TestRunExitStatus(t *testing.T) {
+	bad := writeConfig(t, "groups:\n  - name: g\n    ttl: forever\n    loader: {type: file, root: .}\n")
+	noRoot := writeConfig(t, "groups:\n  - name: g\n    loader:\n      type: file\n      root: "+filepath.Join(t.TempDir(), "gone")+"\n")
+	tests := []struct {
+		name   string
+		args   []string
+		status int
+		output string
+	}{
+		{"help", []string{"-h"}, 0, "Usage: groupcached"},
+		{"unknown flag", []string{"-port", "1"}, 2, "flag provided but not defined: -port"},
+		{"bad value in the file", []string{"-config", bad}, 2, bad + `:3: groups[0].ttl: invalid duration "forever"`},
+		{"loader that cannot start", []string{"-config", noRoot, "-http", "127.0.0.1:0", "-gossip", "127.0.0.1:0"}, 2, noRoot + ":4: groups[0].loader: "},
+		{"missing config file", []string{"-config", filepath.Join(t.TempDir(), "none.yaml")}, 2, "flag -config: reading the config file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			status := run(tt.args, envMap{}.lookup, &out)
+			if status != tt.status || !strings.Contains(out.String(), tt.output) {
+				t.Errorf("run(%q) = %d, output:\n%s\nwant %d and output containing %q", tt.args, status, out.String(), tt.status, tt.output)
+			}
+		})
+	}
 }
