@@ -289,6 +289,9 @@ func loadConfig(f Flags, lookupEnv func(string) (string, bool)) (Config, error) 
 		}
 		cfg.Node.Name = host
 	}
+	if cfg.Node.SecretKeyEnv == "" {
+		cfg.Node.SecretKeyEnv = defaultSecretKeyEnv
+	}
 	if v, ok := lookupEnv(cfg.Node.SecretKeyEnv); ok && v != "" {
 		key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
 		switch {

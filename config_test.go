@@ -168,6 +168,12 @@ func TestConfigEnvironmentSettings(t *testing.T) {
 					t.Errorf("SecretKey has %d bytes, want 32", len(c.SecretKey))
 				}
 			}},
+		{"an empty secret_key_env means the default variable", "node: {secret_key_env: \"\"}\n", envMap{"GROUPCACHED_SECRET_KEY": key32},
+			func(t *testing.T, c Config) {
+				if len(c.SecretKey) != 32 {
+					t.Errorf("SecretKey has %d bytes, want 32", len(c.SecretKey))
+				}
+			}},
 		{"no key, no encryption", "", nil,
 			func(t *testing.T, c Config) {
 				if c.SecretKey != nil {
