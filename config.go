@@ -141,6 +141,28 @@ func defaultConfig() Config {
 	}
 }
 
+// fillZeros gives the node settings whose documented zero value means "the default" (an
+// empty string or 0 written in the file, or an empty variable) that default.
+func (n *NodeConfig) fillZeros() {
+	for _, f := range []struct {
+		v   *string
+		def string
+	}{
+		{&n.HTTPAddr, defaultHTTPAddr},
+		{&n.GossipAddr, defaultGossipAddr},
+		{&n.Preset, defaultPreset},
+		{&n.SecretKeyEnv, defaultSecretKeyEnv},
+		{&n.LogLevel, defaultLogLevel},
+	} {
+		if *f.v == "" {
+			*f.v = f.def
+		}
+	}
+	if n.MaxKeyBytes == 0 {
+		n.MaxKeyBytes = defaultMaxKeyBytes
+	}
+}
+
 // setDefaults gives a group entry the engine's production values before the file's keys are
 // applied, so that a key left out means its default rather than zero.
 func (g *GroupConfig) setDefaults() {
@@ -289,9 +311,7 @@ func loadConfig(f Flags, lookupEnv func(string) (string, bool)) (Config, error) 
 		}
 		cfg.Node.Name = host
 	}
-	if cfg.Node.SecretKeyEnv == "" {
-		cfg.Node.SecretKeyEnv = defaultSecretKeyEnv
-	}
+	cfg.Node.fillZeros()
 	if v, ok := lookupEnv(cfg.Node.SecretKeyEnv); ok && v != "" {
 		key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
 		switch {

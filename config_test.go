@@ -174,6 +174,14 @@ func TestConfigEnvironmentSettings(t *testing.T) {
 					t.Errorf("SecretKey has %d bytes, want 32", len(c.SecretKey))
 				}
 			}},
+		{"empty or zero node settings mean their defaults", "node: {http_addr: \"\", gossip_addr: \"\", preset: \"\", log_level: \"\", max_key_bytes: 0}\n", nil,
+			func(t *testing.T, c Config) {
+				n := c.Node
+				if n.HTTPAddr != defaultHTTPAddr || n.GossipAddr != defaultGossipAddr || n.Preset != defaultPreset ||
+					n.LogLevel != defaultLogLevel || n.MaxKeyBytes != defaultMaxKeyBytes {
+					t.Errorf("node = %+v, want the defaults", n)
+				}
+			}},
 		{"no key, no encryption", "", nil,
 			func(t *testing.T, c Config) {
 				if c.SecretKey != nil {
