@@ -314,6 +314,9 @@ func testClusterScript(t *testing.T, bin string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "scripts/cluster.sh", "--smoke")
+	// On timeout, SIGTERM: the script's trap then stops the nodes it started.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 20 * time.Second
 	// The lan preset, for the reason the SIGKILL test gives: the smoke check counts loads.
 	cmd.Env = append(os.Environ(), fmt.Sprintf("HTTP_BASE=%d", httpBase), fmt.Sprintf("GOSSIP_BASE=%d", gossipBase),
 		"GROUPCACHED_PRESET=lan", "GROUPCACHED_BIN="+bin)
