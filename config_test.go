@@ -481,3 +481,21 @@ func TestREADMEConfigReference(t *testing.T) {
 		t.Errorf("README's config block decoded to %+v", cfg)
 	}
 }
+
+// TestExampleConfigs keeps the configurations shipped under examples/ valid for this binary.
+func TestExampleConfigs(t *testing.T) {
+	paths, err := filepath.Glob("examples/*/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) == 0 {
+		t.Skip("no example configurations under examples/")
+	}
+	for _, path := range paths {
+		t.Run(path, func(t *testing.T) {
+			if _, err := loadConfig(mustFlags(t, "-config", path), envMap{}.lookup); err != nil {
+				t.Errorf("%v", err)
+			}
+		})
+	}
+}
