@@ -499,3 +499,29 @@ func TestExampleConfigs(t *testing.T) {
 		})
 	}
 }
+
+func TestMemoryLimit(t *testing.T) {
+	tests := []struct {
+		name   string
+		yaml   string
+		expect int64
+	}{
+		{"auto from the groups' bounds", "groups:\n  - {name: a, cache_bytes: 64MiB, loader: {type: file, root: .}}\n  - {name: b, cache_bytes: 192MiB, loader: {type: file, root: .}}\n", (256<<20)*5/4 + 32<<20},
+		{"explicit", "node: {memory_limit: 1GiB}\ngroups:\n  - {name: a, cache_bytes: 64MiB, loader: {type: file, root: .}}\n", 1 << 30},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := parseFlags([]string{"-config", writeConfig(t, tt.yaml)}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := loadConfig(f, envMap{}.lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.memoryLimit(); got != tt.expect {
+				t.Errorf("memoryLimit() = %d, want %d", got, tt.expect)
+			}
+		})
+	}
+}

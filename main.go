@@ -17,7 +17,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
+
+	"github.com/groupcached/groupcached/group"
 )
 
 func main() {
@@ -56,6 +59,10 @@ func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer)
 	if err := n.start(ctx); err != nil {
 		logger.Error("cannot start the node", "err", err)
 		return 1
+	}
+	if _, set := lookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(cfg.memoryLimit())
+		logger.Info("memory limit set", "bytes", group.ByteSize(cfg.memoryLimit()).String())
 	}
 
 	status := 0
