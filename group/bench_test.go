@@ -106,6 +106,16 @@ func BenchmarkGetHit(b *testing.B) {
 		}
 	})
 
+	// A read-only Go map is no cache, but it shows how far this machine lets a read-only
+	// lookup scale from one CPU to two: the yardstick for the scaling of the others.
+	b.Run("go-map", func(b *testing.B) {
+		m := make(map[string][]byte, nKeys)
+		for _, k := range keys {
+			m[k] = value
+		}
+		run(b, func(_ context.Context, key string) int { return len(m[key]) })
+	})
+
 	b.Run("golang-groupcache", func(b *testing.B) {
 		g := newGroupcacheGroup(b.Name(), 64<<20, func(_ context.Context, _ string, dest groupcache.Sink) error {
 			return dest.SetBytes(value)
