@@ -72,6 +72,12 @@ type Cluster struct {
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 
+	// leaveQueued is closed when memberlist reports this node's own departure, which it does
+	// once Leave has queued the leave message: from then on Shutdown may run while
+	// memberlist's Leave is still waiting (it panics when called after Shutdown).
+	leaveQueued     chan struct{}
+	leaveQueuedOnce sync.Once
+
 	mu         sync.Mutex // guards the lifecycle below
 	ml         *memberlist.Memberlist
 	started    bool
@@ -129,6 +135,8 @@ func New(cfg Config) (*Cluster, error) {
 		signal:    make(chan struct{}, 1),
 		known:     make(map[string]*Member),
 		departed:  make(map[string]time.Time),
+
+		leaveQueued: make(chan struct{}),
 	}
 	c.life, c.stop = context.WithCancel(context.Background())
 	c.setMeta(nodeMeta{HTTPAddr: cfg.HTTPAddr})
@@ -238,9 +246,11 @@ func (c *Cluster) Stats() Stats {
 }
 
 // Start binds memberlist at GossipAddr, joins the seeds and starts the goroutines that rebuild
-// the ring and rejoin the seeds. A seed that cannot be reached is logged and retried every
-// RejoinInterval; it does not fail Start. ctx bounds the seed lookups of the first join; the
-// goroutines run until Leave or Shutdown.
+// the ring and rejoin the seeds. Seeds that cannot be reached do not fail Start: until one
+// answers (the nodes of a cluster starting together, a seed starting a moment later) the join
+// is retried after 100 ms, then after twice as long each time, up to RejoinInterval; after
+// that, the seeds are joined again every RejoinInterval. ctx bounds the seed lookups of the
+// first join; the goroutines run until Leave or Shutdown.
 func (c *Cluster) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -271,11 +281,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	c.log.Info("cluster started", "gossip", c.gossipAddr, "http", c.currentMeta().HTTPAddr)
 
-	c.join(ctx, ml, true)
+	joined := c.join(ctx, ml, true)
 	c.rebuild()
 	c.wg.Go(c.rebuildLoop)
-	if c.cfg.RejoinInterval > 0 && len(c.cfg.Seeds) > 0 {
-		c.wg.Go(func() { c.rejoinLoop(ml) })
+	if !joined || c.cfg.RejoinInterval > 0 && len(c.cfg.Seeds) > 0 {
+		c.wg.Go(func() { c.rejoinLoop(ml, joined) })
 	}
 	return nil
 }
@@ -305,37 +315,107 @@ func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
 	mlc.Delegate = delegate{c}
 	mlc.Events = eventDelegate{c}
 	mlc.LogOutput = nil
-	mlc.Logger = log.New(memberlistLog{c.log.With("component", "memberlist")}, "", 0)
+	mlc.Logger = log.New(memberlistLog{
+		log:      c.log.With("component", "memberlist"),
+		stopping: func() bool { return c.life.Err() != nil },
+	}, "", 0)
 	return mlc, nil
 }
 
-// Leave announces this node's departure, waits until it has been gossiped (bounded by ctx's
-// deadline, or LeaveTimeout), then shuts down like Shutdown. Until then it keeps serving its
-// peers, who may still route keys to it; afterwards peer requests are answered "shutting
-// down", and the askers load for themselves.
+// leavePoll is how often Leave looks whether any other member is still alive to hear it.
+const leavePoll = 10 * time.Millisecond
+
+// Leave announces this node's departure, waits until it has been gossiped, then shuts down
+// like Shutdown. The wait ends as soon as the announcement has gone out, or no other member
+// is alive to hear it (the others left or died meanwhile, as when a whole cluster stops at
+// once), and at the latest after LeaveTimeout, or when ctx ends. Until then the node keeps
+// serving its peers, who may still route keys to it; afterwards peer requests are answered
+// "shutting down", and the askers load for themselves.
 func (c *Cluster) Leave(ctx context.Context) error {
 	c.mu.Lock()
 	ml, running := c.ml, c.started && !c.stopped
 	c.mu.Unlock()
 	var err error
 	if running {
-		deadline := time.Now().Add(c.cfg.LeaveTimeout)
-		if d, ok := ctx.Deadline(); ok {
-			deadline = d
-		}
-		// First say "leaving" in the metadata, which tells the members that this is a
-		// departure and not a crash, then leave; each step gets half of what remains.
-		m := c.currentMeta()
-		m.Leaving = true
-		c.setMeta(m)
-		if uerr := ml.UpdateNode(time.Until(deadline) / 2); uerr != nil {
-			c.log.Warn("announcing departure", "err", uerr)
-		}
-		if err = ml.Leave(time.Until(deadline)); err != nil {
-			err = fmt.Errorf("peers: leaving: %w", err)
-		}
+		err = c.announceLeave(ctx, ml)
 	}
 	return errors.Join(err, c.Shutdown())
+}
+
+// announceLeave first says "leaving" in this node's metadata, which tells the members that
+// this is a departure and not a crash, then sends memberlist's leave message.
+//
+// memberlist's UpdateNode and Leave block until their message has been sent as many times as
+// memberlist retransmits it, or their timeout. When the other members leave or die during
+// that wait, nobody is left to send it to and they wait out the whole timeout: with every
+// node of a cluster stopping together, the last ones to leave used to wait for their
+// caller's whole deadline. So both run on goroutines that announceLeave stops waiting for
+// once no other member is alive; an abandoned call ends by itself within LeaveTimeout.
+func (c *Cluster) announceLeave(ctx context.Context, ml *memberlist.Memberlist) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.LeaveTimeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	remaining := func() time.Duration {
+		// memberlist waits forever on a timeout <= 0.
+		return max(time.Until(deadline), time.Millisecond)
+	}
+	alone := func() bool {
+		for _, n := range ml.Members() {
+			if n.Name != c.cfg.NodeName {
+				return false
+			}
+		}
+		return true
+	}
+
+	m := c.currentMeta()
+	m.Leaving = true
+	c.setMeta(m)
+	updated := make(chan error, 1)
+	go func() { updated <- ml.UpdateNode(remaining()) }()
+	if err := awaitBroadcast(ctx, updated, alone); err != nil {
+		c.log.Warn("announcing departure", "err", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("peers: leaving: %w", err)
+	}
+
+	left := make(chan error, 1)
+	go func() { left <- ml.Leave(remaining()) }()
+	err := awaitBroadcast(ctx, left, alone)
+	// memberlist panics on a Leave after Shutdown, which the caller runs next: make sure the
+	// goroutine got past that point. It has once memberlist reports this node gone, or Leave
+	// returned (it returns at its timeout at the latest).
+	select {
+	case <-c.leaveQueued:
+	case lerr := <-left:
+		if err == nil {
+			err = lerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("peers: leaving: %w", err)
+	}
+	return nil
+}
+
+// awaitBroadcast waits for a memberlist call that blocks until its broadcast has gone out
+// (done), until alone reports that no other member is alive to hear it, or until ctx ends.
+func awaitBroadcast(ctx context.Context, done <-chan error, alone func() bool) error {
+	tick := time.NewTicker(leavePoll)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the broadcast: %w", ctx.Err())
+		case <-tick.C:
+			if alone() {
+				return nil
+			}
+		}
+	}
 }
 
 // Shutdown stops the node without announcing it, as a crash would: the others notice through
@@ -360,9 +440,10 @@ func (c *Cluster) Shutdown() error {
 }
 
 // join resolves the seeds and joins those that are not this node or already alive members.
-func (c *Cluster) join(ctx context.Context, ml *memberlist.Memberlist, initial bool) {
+// It reports false when there were seeds to join and none answered.
+func (c *Cluster) join(ctx context.Context, ml *memberlist.Memberlist, initial bool) bool {
 	if len(c.cfg.Seeds) == 0 {
-		return
+		return true
 	}
 	skip := map[string]bool{c.gossipAddr: true}
 	for _, m := range c.view.Load().members {
@@ -371,10 +452,12 @@ func (c *Cluster) join(ctx context.Context, ml *memberlist.Memberlist, initial b
 		}
 	}
 	var addrs []string
+	unresolved := false
 	for _, seed := range c.cfg.Seeds {
 		resolved, err := c.resolve(ctx, seed)
 		if err != nil {
 			c.log.Warn("resolving seed", "seed", seed, "err", err)
+			unresolved = true
 			continue
 		}
 		for _, a := range resolved {
@@ -385,17 +468,19 @@ func (c *Cluster) join(ctx context.Context, ml *memberlist.Memberlist, initial b
 		}
 	}
 	if len(addrs) == 0 {
-		return
+		// Every seed is this node or an alive member, unless a name did not resolve (yet).
+		return !unresolved || len(c.view.Load().members) > 1
 	}
 	n, err := ml.Join(addrs)
 	switch {
 	case n == 0 && initial:
-		c.log.Warn("no seed reachable; retrying every RejoinInterval", "seeds", addrs, "err", err)
+		c.log.Warn("no seed reachable; retrying", "seeds", addrs, "err", err)
 	case n == 0:
 		c.log.Debug("rejoin: no seed reachable", "seeds", addrs, "err", err)
 	default:
 		c.log.Info("joined seeds", "contacted", n, "seeds", addrs)
 	}
+	return n > 0
 }
 
 // resolve turns a seed into ip:port addresses; a DNS name may give several.
@@ -424,16 +509,44 @@ func (c *Cluster) resolve(ctx context.Context, seed string) ([]string, error) {
 	return out, nil
 }
 
-func (c *Cluster) rejoinLoop(ml *memberlist.Memberlist) {
-	t := time.NewTicker(c.cfg.RejoinInterval)
+// firstJoinBackoff is the wait before the first retry of a first join that reached no seed;
+// it doubles on every retry, up to RejoinInterval.
+const firstJoinBackoff = 100 * time.Millisecond
+
+// rejoinLoop joins the seeds again until Leave or Shutdown. Until a seed has answered
+// (joined is false) it retries after firstJoinBackoff, doubling up to RejoinInterval (or
+// DefaultConfig's when rejoining is disabled); then it rejoins every RejoinInterval, or stops
+// when that is negative.
+func (c *Cluster) rejoinLoop(ml *memberlist.Memberlist, joined bool) {
+	ceiling := c.cfg.RejoinInterval
+	if ceiling <= 0 {
+		ceiling = DefaultConfig().RejoinInterval
+	}
+	wait := min(firstJoinBackoff, ceiling)
+	if joined {
+		wait = c.cfg.RejoinInterval
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		select {
 		case <-c.life.Done():
 			return
 		case <-t.C:
-			c.join(c.life, ml, false)
 		}
+		ok := c.join(c.life, ml, false)
+		switch {
+		case !joined && ok:
+			joined = true
+			c.log.Info("first join done; rejoining the seeds every RejoinInterval", "interval", c.cfg.RejoinInterval)
+			wait = c.cfg.RejoinInterval
+		case !joined:
+			wait = min(2*wait, ceiling)
+		}
+		if joined && c.cfg.RejoinInterval <= 0 {
+			return
+		}
+		t.Reset(wait)
 	}
 }
 

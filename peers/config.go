@@ -61,8 +61,9 @@ type Config struct {
 	// so a peer that is gone is detected quickly whatever this value.
 	FetchTimeout time.Duration
 
-	// LeaveTimeout bounds how long Leave waits for its departure to be gossiped when the
-	// caller's context has no deadline.
+	// LeaveTimeout bounds how long Leave waits for its departure to be gossiped; the
+	// caller's context may end the wait sooner. Leave usually returns well before: once the
+	// departure has gone out, or no other member is alive to hear it.
 	LeaveTimeout time.Duration
 
 	// MaxIdleConnsPerPeer is how many idle HTTP connections to each peer are kept for reuse.

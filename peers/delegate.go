@@ -29,14 +29,32 @@ type eventDelegate struct{ c *Cluster }
 
 func (e eventDelegate) NotifyJoin(n *memberlist.Node)   { e.c.notify(copyEvent(n, false)) }
 func (e eventDelegate) NotifyUpdate(n *memberlist.Node) { e.c.notify(copyEvent(n, false)) }
-func (e eventDelegate) NotifyLeave(n *memberlist.Node)  { e.c.notify(copyEvent(n, true)) }
+
+// NotifyLeave reports another node that left or died; about this node it means memberlist has
+// queued this node's own leave message (Leave), which Cluster.Leave waits for.
+func (e eventDelegate) NotifyLeave(n *memberlist.Node) {
+	if n.Name == e.c.cfg.NodeName {
+		e.c.leaveQueuedOnce.Do(func() { close(e.c.leaveQueued) })
+	}
+	e.c.notify(copyEvent(n, true))
+}
 
 func copyEvent(n *memberlist.Node, left bool) nodeEvent {
 	return nodeEvent{left: left, name: n.Name, addr: n.Address(), meta: bytes.Clone(n.Meta)}
 }
 
+// closedConn is how an operation on a socket closed by Shutdown fails (net.ErrClosed's text).
+const closedConn = "use of closed network connection"
+
 // memberlistLog passes memberlist's "[LEVEL] memberlist: ..." lines to slog at their level.
-type memberlistLog struct{ log *slog.Logger }
+// Once stopping reports true, a failure on a closed socket is logged at Debug: memberlist's
+// probe and gossip goroutines may still send while Shutdown closes the sockets, and a normal
+// stop must not log errors. Before that, the same line keeps its level: a socket closed under
+// a running node is a real error.
+type memberlistLog struct {
+	log      *slog.Logger
+	stopping func() bool
+}
 
 func (w memberlistLog) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
@@ -49,6 +67,9 @@ func (w memberlistLog) Write(p []byte) (int, error) {
 			line, level = strings.TrimSpace(rest), l.level
 			break
 		}
+	}
+	if level > slog.LevelDebug && strings.Contains(line, closedConn) && w.stopping != nil && w.stopping() {
+		level = slog.LevelDebug
 	}
 	w.log.Log(context.Background(), level, line)
 	return len(p), nil

@@ -1,0 +1,182 @@
+package peers
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logRecorder is a slog.Handler that keeps every record, for tests that check what the
+// cluster logs and at which level.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.records = append(r.records, rec.Clone())
+	return nil
+}
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler      { return r }
+
+// find returns the levels of the records whose message contains s.
+func (r *logRecorder) find(s string) []slog.Level {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []slog.Level
+	for _, rec := range r.records {
+		if strings.Contains(rec.Message, s) {
+			out = append(out, rec.Level)
+		}
+	}
+	return out
+}
+
+// reserveAddr returns a 127.0.0.1 address with a port that was free a moment ago, so that a
+// node can be given as a seed before it starts.
+func reserveAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func TestClusterFirstJoinRetriesSoon(t *testing.T) {
+	// Every case rejoins only every 30 s (DefaultConfig's RejoinInterval) or never, and the
+	// nodes must merge within 15 s: only the quick retries of the first join can do that.
+	tests := []struct {
+		name    string
+		rejoin  time.Duration
+		waiting int // nodes started, seeded with node-0, before node-0 exists
+	}{
+		{"the seed starts a moment later", 30 * time.Second, 1},
+		{"the nodes start together, the seed last", 30 * time.Second, 2},
+		{"rejoining disabled", -1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seedAddr := reserveAddr(t)
+			log := newLoadLog()
+			tune := func(c *Config) { c.RejoinInterval = tt.rejoin }
+			var nodes []*testNode
+			for i := range tt.waiting {
+				name := "node-" + strconv.Itoa(i+1)
+				nodes = append(nodes, startNode(t, name, log, nodeOptions{seeds: []string{seedAddr}, tune: tune}))
+			}
+			seed := startNode(t, "node-0", log, nodeOptions{tune: func(c *Config) {
+				tune(c)
+				c.GossipAddr = seedAddr
+			}})
+			nodes = append(nodes, seed)
+			took := waitConverged(t, nodes, 15*time.Second)
+			t.Logf("merged %v after the seed started", took.Round(time.Millisecond))
+		})
+	}
+}
+
+func TestClusterLeaveReturnsOnceGossiped(t *testing.T) {
+	// memberlist waits until its leave message has been sent, or its timeout: when the other
+	// members leave meanwhile, nobody is left to send it to. Leave must return once no other
+	// member is alive, long before the caller's generous deadline.
+	tests := []struct {
+		name    string
+		size    int
+		leaving int // the last nodes of the cluster, which Leave at the same time
+	}{
+		{"a single node", 1, 1},
+		{"one of 3 nodes", 3, 1},
+		{"3 nodes together", 3, 3},
+		{"5 nodes together", 5, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &logRecorder{}
+			nodes := startCluster(t, tt.size, newLoadLog(), func(string) nodeOptions {
+				return nodeOptions{tune: func(c *Config) {
+					c.Logger = slog.New(rec)
+					c.LeaveTimeout = time.Minute // the caller's context is the bound here
+				}}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var wg sync.WaitGroup
+			for _, n := range nodes[tt.size-tt.leaving:] {
+				wg.Go(func() {
+					if err := n.c.Leave(ctx); err != nil {
+						t.Errorf("%s: Leave: %v", n.name, err)
+					}
+				})
+			}
+			wg.Wait()
+			if ctx.Err() != nil {
+				t.Fatal("Leave waited for the caller's whole deadline")
+			}
+			if stayed := nodes[:tt.size-tt.leaving]; len(stayed) > 0 {
+				waitConverged(t, stayed, 15*time.Second)
+			}
+			for _, n := range nodes {
+				_ = n.c.Shutdown()
+			}
+			// A normal stop closes memberlist's sockets under its goroutines: that is not
+			// an error.
+			for _, level := range rec.find(closedConn) {
+				if level > slog.LevelDebug {
+					t.Errorf("a closed socket during shutdown logged at %v, want Debug", level)
+				}
+			}
+		})
+	}
+}
+
+func TestMemberlistLogLevels(t *testing.T) {
+	rec := &logRecorder{}
+	c, err := New(Config{NodeName: "n", HTTPAddr: "127.0.0.1:1", Logger: slog.New(rec)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mlc, err := c.memberlistConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const closedLine = "[ERR] memberlist: Failed to send indirect UDP ping: write udp 127.0.0.1:1->127.0.0.1:2: use of closed network connection"
+	tests := []struct {
+		name     string
+		stopped  bool
+		line     string
+		contains string
+		want     slog.Level
+	}{
+		{"debug", false, "[DEBUG] memberlist: Stream connection from=127.0.0.1:5", "Stream connection", slog.LevelDebug},
+		{"warn", false, "[WARN] memberlist: Refuting a suspect message", "Refuting", slog.LevelWarn},
+		{"closed socket while running", false, closedLine + " (running)", "(running)", slog.LevelError},
+		{"closed socket while stopping", true, closedLine + " (stopping)", "(stopping)", slog.LevelDebug},
+		{"another error while stopping", true, "[ERR] memberlist: Push/Pull with m failed: EOF", "Push/Pull", slog.LevelError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.stopped {
+				if err := c.Shutdown(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mlc.Logger.Print(tt.line)
+			got := rec.find(tt.contains)
+			if len(got) != 1 || got[0] != tt.want {
+				t.Errorf("levels %v, want one record at %v", got, tt.want)
+			}
+		})
+	}
+}
