@@ -368,14 +368,18 @@ func (c *Cluster) announceLeave(ctx context.Context, ml *memberlist.Memberlist) 
 		return true
 	}
 
+	// The metadata may take half of the time; the leave message gets the rest.
 	m := c.currentMeta()
 	m.Leaving = true
 	c.setMeta(m)
+	half := remaining() / 2
+	updateCtx, cancelUpdate := context.WithTimeout(ctx, half)
 	updated := make(chan error, 1)
-	go func() { updated <- ml.UpdateNode(remaining()) }()
-	if err := awaitBroadcast(ctx, updated, alone); err != nil {
+	go func() { updated <- ml.UpdateNode(half) }()
+	if err := awaitBroadcast(updateCtx, updated, alone); err != nil {
 		c.log.Warn("announcing departure", "err", err)
 	}
+	cancelUpdate()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("peers: leaving: %w", err)
 	}

@@ -28,9 +28,11 @@ type Config struct {
 	HTTPAddr string
 
 	// Seeds are the members to join at Start and on every RejoinInterval: host:port, or a
-	// DNS name with a port, which may resolve to several addresses (all are tried). An
-	// unreachable seed is logged and retried; it does not fail Start. Zero: start a new
-	// cluster alone and wait for others to join it.
+	// DNS name with a port, which may resolve to several addresses (all are tried). Seeds
+	// that cannot be reached do not fail Start: until one answers, the join is retried after
+	// 100 ms, doubling up to RejoinInterval, so nodes that start together, or before their
+	// seed, merge within a moment of the seed's start. Zero: start a new cluster alone and
+	// wait for others to join it.
 	Seeds []string
 
 	// SecretKey, when set, encrypts and authenticates gossip with AES-GCM; it must be 16, 24
@@ -43,8 +45,9 @@ type Config struct {
 
 	// RejoinInterval is how often the node joins its Seeds again, skipping those already
 	// alive in its view, so that a partition heals and a node whose seeds were down at Start
-	// finds them later. Shorter merges sooner at the cost of a TCP push/pull per seed.
-	// Negative disables rejoining.
+	// finds them later. Shorter merges sooner at the cost of a TCP push/pull per seed. It
+	// also caps the backoff of the first join (see Seeds). Negative disables rejoining once
+	// a seed has answered (the first join is still retried, its backoff capped at 30 s).
 	RejoinInterval time.Duration
 
 	// RebuildQuiet is how long membership must stay still before the ring is rebuilt: a burst

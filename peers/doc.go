@@ -3,8 +3,9 @@
 //
 // Membership is github.com/hashicorp/memberlist (SWIM gossip): a Cluster joins seeds (host:port
 // or DNS names that may resolve to several addresses), advertises its HTTP address in its node
-// metadata, rejoins its seeds periodically so that a healed partition merges, and leaves
-// gracefully or stops abruptly. memberlist's event callbacks only record the event and signal;
+// metadata, retries the first join quickly until a seed answers (nodes started together find
+// each other at once), then rejoins its seeds periodically so that a healed partition merges,
+// and leaves gracefully (returning as soon as the departure is gossiped) or stops abruptly. memberlist's event callbacks only record the event and signal;
 // a goroutine waits for membership to be quiet for Config.RebuildQuiet, builds a new Ring of the
 // alive members and swaps it in atomically, so PickPeer, which runs on every cache miss, never
 // takes a lock.
