@@ -82,7 +82,7 @@ func TestClusterFirstJoinRetriesSoon(t *testing.T) {
 			}})
 			nodes = append(nodes, seed)
 			took := waitConverged(t, nodes, 15*time.Second)
-			t.Logf("merged %v after the seed started", took.Round(time.Millisecond))
+			t.Logf("FIRSTJOIN %s: merged %v after the seed started", tt.name, took.Round(time.Millisecond))
 		})
 	}
 }
