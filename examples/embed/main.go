@@ -97,9 +97,6 @@ func startNode(ctx context.Context, name string, seeds []string, load group.Load
 		return nil, fmt.Errorf("%s: listening: %w", name, err)
 	}
 	pcfg := peers.LocalConfig()
-	// Failure detection as on a LAN: the loads are counted exactly, and on a busy machine the
-	// local preset's 100 ms probes could declare a live node dead and move its keys mid-run.
-	pcfg.ProbeInterval, pcfg.ProbeTimeout, pcfg.SuspicionMult = time.Second, 500*time.Millisecond, 4
 	pcfg.NodeName = name
 	pcfg.HTTPAddr = ln.Addr().String()
 	pcfg.Seeds = seeds

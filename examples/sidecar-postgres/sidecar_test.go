@@ -181,9 +181,6 @@ func startCluster(t *testing.T, n int, newLoader func() group.Loader) []*node {
 			t.Fatal(err)
 		}
 		pcfg := peers.LocalConfig()
-		// Failure detection as on a LAN: the loads are counted exactly, and on a busy machine the
-		// local preset's 100 ms probes could declare a live node dead and move its keys mid-run.
-		pcfg.ProbeInterval, pcfg.ProbeTimeout, pcfg.SuspicionMult = time.Second, 500*time.Millisecond, 4
 		pcfg.NodeName = fmt.Sprintf("sidecar-%d", i+1)
 		pcfg.HTTPAddr = ln.Addr().String()
 		pcfg.Seeds = seeds
