@@ -104,21 +104,12 @@ func TestFileLoad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
-			v, err := f.Load(context.Background(), tt.key)
-			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("Load(%q) = %q, %v; want %v", tt.key, v.Bytes, err, tt.wantErr)
-				}
-				if v.Bytes != nil {
-					t.Fatalf("Load(%q) returned bytes with an error: %q", tt.key, v.Bytes)
-				}
-				return
+			v := checkLoad(t, f, tt.key, tt.want, tt.wantErr, false)
+			if tt.wantErr != nil && v.Bytes != nil {
+				t.Fatalf("Load(%q) returned bytes with an error: %q", tt.key, v.Bytes)
 			}
-			if err != nil {
-				t.Fatalf("Load(%q): %v", tt.key, err)
-			}
-			if string(v.Bytes) != tt.want || v.TTL != 0 {
-				t.Fatalf("Load(%q) = %q (TTL %v), want %q (TTL 0)", tt.key, v.Bytes, v.TTL, tt.want)
+			if v.TTL != 0 {
+				t.Fatalf("Load(%q) has TTL %v, want 0", tt.key, v.TTL)
 			}
 		})
 	}

@@ -168,23 +168,9 @@ func TestHTTPLoad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
-			v, err := h.Load(context.Background(), tt.key)
-			switch {
-			case tt.wantErr != nil:
-				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("Load(%q) = %q, %v; want %v", tt.key, v.Bytes, err, tt.wantErr)
-				}
-			case tt.anyErr:
-				if err == nil || errors.Is(err, group.ErrNotFound) {
-					t.Fatalf("Load(%q) = %q, %v; want a load failure", tt.key, v.Bytes, err)
-				}
-			default:
-				if err != nil {
-					t.Fatalf("Load(%q): %v", tt.key, err)
-				}
-				if string(v.Bytes) != tt.want || v.TTL != 0 {
-					t.Fatalf("Load(%q) = %q (TTL %v), want %q", tt.key, v.Bytes, v.TTL, tt.want)
-				}
+			v := checkLoad(t, h, tt.key, tt.want, tt.wantErr, tt.anyErr)
+			if v.TTL != 0 {
+				t.Fatalf("Load(%q) has TTL %v; without use_origin_ttl it must be 0", tt.key, v.TTL)
 			}
 			if tt.wantURI != "" && o.lastURI() != tt.wantURI {
 				t.Fatalf("origin was asked %q, want %q", o.lastURI(), tt.wantURI)

@@ -138,20 +138,9 @@ func TestSQLLoad(t *testing.T) {
 			}
 			for _, tt := range tests {
 				t.Run(tt.key, func(t *testing.T) {
-					v, err := s.Load(context.Background(), tt.key)
-					switch {
-					case tt.wantErr != nil:
-						if !errors.Is(err, tt.wantErr) {
-							t.Fatalf("Load(%q) = %q, %v; want %v", tt.key, v.Bytes, err, tt.wantErr)
-						}
-					case tt.anyErr:
-						if err == nil || errors.Is(err, group.ErrNotFound) {
-							t.Fatalf("Load(%q) = %q, %v; want a load failure", tt.key, v.Bytes, err)
-						}
-					default:
-						if err != nil || string(v.Bytes) != tt.want || v.Bytes == nil {
-							t.Fatalf("Load(%q) = %q, %v; want %q", tt.key, v.Bytes, err, tt.want)
-						}
+					v := checkLoad(t, s, tt.key, tt.want, tt.wantErr, tt.anyErr)
+					if tt.wantErr == nil && !tt.anyErr && v.Bytes == nil {
+						t.Fatalf("Load(%q) gave nil bytes; a value, even empty, must be non-nil", tt.key)
 					}
 				})
 			}
