@@ -3,7 +3,7 @@ package peers
 import "time"
 
 // This file fixes the surface that httpapi/ and main.go build against. The Cluster type and
-// its methods live in cluster.go.
+// its accessors live in cluster.go.
 
 // PathPrefix is where the peer endpoints live on a node's HTTP server. Cluster.Handler serves
 // every path below it (the full request path, not a stripped one).

@@ -47,7 +47,8 @@ func (d delegate) LocalState(join bool) []byte                { return nil }
 func (d delegate) MergeRemoteState(buf []byte, join bool)     {}
 
 // eventDelegate copies memberlist's node events into the cluster. memberlist calls it with
-// its node lock held: copy, signal, return.
+// its node lock held, one call at a time, in the order it changes its node table: copy,
+// queue, return. It has no suspicion event (see MemberState).
 type eventDelegate struct{ c *Cluster }
 
 func (e eventDelegate) NotifyJoin(n *memberlist.Node)   { e.c.notify(copyEvent(n, false)) }

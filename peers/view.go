@@ -62,7 +62,9 @@ func startView(self Member) *view {
 // A member that left or died is listed for departedRetention after its last event, then
 // forgotten. memberlist delivers its events one at a time, in the order it applied them to its
 // own table; no event ever says "suspect" (see MemberState).
-func (v *view) next(events []nodeEvent, now time.Time, newPeer func(name, addr string) *httpPeer) (next *view, changed bool, rejected []error) {
+func (v *view) next(events []nodeEvent, now time.Time, newPeer func(name, addr string) *httpPeer) (
+	next *view, changed bool, rejected []error,
+) {
 	known := make(map[string]Member, len(v.members)+len(events))
 	for _, m := range v.members {
 		known[m.Name] = m
