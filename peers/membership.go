@@ -100,7 +100,9 @@ const leavePoll = 10 * time.Millisecond
 // is alive to hear it (the others left or died meanwhile, as when a whole cluster stops at
 // once), and at the latest after LeaveTimeout, or when ctx ends. Until then the node keeps
 // serving its peers, who may still route keys to it; afterwards peer requests are answered
-// "shutting down", and the askers load for themselves.
+// "shutting down", and the askers load for themselves. A Shutdown from another goroutine
+// meanwhile stops the node at once; Leave then reports an error if the leave message had
+// not been sent yet.
 func (c *Cluster) Leave(ctx context.Context) error {
 	c.mu.Lock()
 	ml, running := c.ml, c.started && !c.stopped
@@ -130,6 +132,8 @@ func (c *Cluster) announceLeave(ctx context.Context, ml *memberlist.Memberlist) 
 		return max(time.Until(deadline), time.Millisecond)
 	}
 	alone := func() bool {
+		// Members lists every node memberlist has not declared dead or left, the suspected
+		// ones included.
 		for _, n := range ml.Members() {
 			if n.Name != c.cfg.NodeName {
 				return false
@@ -154,23 +158,38 @@ func (c *Cluster) announceLeave(ctx context.Context, ml *memberlist.Memberlist) 
 		return fmt.Errorf("peers: leaving: %w", err)
 	}
 
-	left := make(chan error, 1)
-	go func() { left <- ml.Leave(remaining()) }()
-	err := awaitBroadcast(ctx, left, alone)
-	// memberlist panics on a Leave after Shutdown, which the caller runs next: make sure the
-	// goroutine got past that point. It has once memberlist reports this node gone, or Leave
-	// returned (it returns at its timeout at the latest).
-	select {
-	case <-c.leaveQueued:
-	case lerr := <-left:
-		if err == nil {
-			err = lerr
-		}
+	left, err := c.startLeave(ml, remaining())
+	if err == nil {
+		err = awaitBroadcast(ctx, left, alone)
 	}
 	if err != nil {
 		return fmt.Errorf("peers: leaving: %w", err)
 	}
 	return nil
+}
+
+// startLeave runs memberlist's Leave on a goroutine and returns once it is past the point
+// where it panics if memberlist has been shut down; the goroutine's result arrives on left.
+// It holds mu that long, so a Shutdown from another goroutine either comes first, and the
+// leave message is not sent, or waits: memberlist reports this node gone (leaveQueued) right
+// after that point, before Leave starts waiting for the broadcast.
+func (c *Cluster) startLeave(ml *memberlist.Memberlist, timeout time.Duration) (left chan error, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return nil, errors.New("shut down before the leave message was sent")
+	}
+	left = make(chan error, 1)
+	go func() { left <- ml.Leave(timeout) }()
+	select {
+	case <-c.leaveQueued:
+		return left, nil
+	case err := <-left:
+		// Leave returned before reporting this node gone (memberlist did not list it); the
+		// channel must still answer awaitBroadcast.
+		left <- err
+		return left, nil
+	}
 }
 
 // awaitBroadcast waits for a memberlist call that blocks until its broadcast has gone out
