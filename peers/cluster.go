@@ -63,9 +63,10 @@ type Cluster struct {
 	leaveQueuedOnce sync.Once
 
 	// mu guards the lifecycle below: Start and Shutdown each run whole under it, so a node is
-	// never started and stopped at once, and Leave and GossipAddr read a consistent state.
-	// (The seed joins read gossipAddr without it: Start writes it once, before it launches
-	// the goroutine that reads it.)
+	// never started and stopped at once, and Leave and GossipAddr read a consistent state;
+	// startLeave holds it until memberlist's Leave is past its panic on a shut-down
+	// memberlist. (The seed joins read gossipAddr without it: Start writes it once, before
+	// it launches the goroutine that reads it.)
 	mu         sync.Mutex
 	ml         *memberlist.Memberlist
 	started    bool
