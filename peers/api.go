@@ -3,7 +3,7 @@ package peers
 import "time"
 
 // This file fixes the surface that httpapi/ and main.go build against. The Cluster type and
-// its methods live in cluster.go.
+// its accessors live in cluster.go.
 
 // PathPrefix is where the peer endpoints live on a node's HTTP server. Cluster.Handler serves
 // every path below it (the full request path, not a stripped one).
@@ -11,13 +11,36 @@ const PathPrefix = "/_peer"
 
 // Member is one node as this node sees it.
 type Member struct {
-	Name       string  `json:"name"`
-	GossipAddr string  `json:"gossip_addr"` // memberlist host:port
-	HTTPAddr   string  `json:"http_addr"`   // client and peer API host:port, from node metadata
-	State      string  `json:"state"`       // "alive", "suspect", "dead" or "left"
-	Self       bool    `json:"self"`
-	Share      float64 `json:"share"` // fraction of the key space this member owns, 0..1
+	Name       string      `json:"name"`
+	GossipAddr string      `json:"gossip_addr"` // memberlist host:port
+	HTTPAddr   string      `json:"http_addr"`   // client and peer API host:port, from node metadata
+	State      MemberState `json:"state"`
+	Self       bool        `json:"self"`
+	Share      float64     `json:"share"` // fraction of the key space this member owns, 0..1
 }
+
+// MemberState is what this node knows of a member's liveness. It is a string so that a
+// Member's JSON (the /cluster page) shows the word itself.
+//
+// There is no "suspect": memberlist keeps suspicion to itself. It sends no event when it
+// suspects a node, and the Node.State it hands to its callbacks and returns from Members is
+// never updated (hashicorp/memberlist#266). A member that stops answering probes therefore
+// stays Alive, and keeps its keys, until memberlist declares it dead (after the suspicion
+// timeout of Config.SuspicionMult and SuspicionMaxTimeoutMult, unless it refutes the
+// suspicion first); meanwhile a fetch it does not answer counts as unreachable and the asking
+// node loads the key itself.
+type MemberState string
+
+const (
+	// Alive members are in the ring and own keys; this node is always Alive in its own view.
+	Alive MemberState = "alive"
+	// Left members announced their departure (Cluster.Leave) and are out of the ring.
+	Left MemberState = "left"
+	// Dead members are out of the ring without an announcement that reached this node: they
+	// crashed or were cut off, their Leave announcement arrived after memberlist had already
+	// counted them gone, or their metadata names no HTTP address to fetch from.
+	Dead MemberState = "dead"
+)
 
 // Stats is a snapshot of the cluster's counters.
 type Stats struct {

@@ -215,7 +215,7 @@ func TestClusterMembershipChanges(t *testing.T) {
 	// The departed are listed with the state they left in.
 	states := map[string]string{}
 	for _, m := range nodes[0].c.Members() {
-		states[m.Name] = m.State
+		states[m.Name] = string(m.State)
 	}
 	if states["node-4"] != "left" || states["node-3"] != "dead" {
 		t.Errorf("departed members' states = %v, want node-4 left and node-3 dead", states)

@@ -3,6 +3,7 @@ package peers
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"strings"
 
@@ -14,6 +15,28 @@ import (
 // memberlist's goroutines, the first two with its node lock held, so none may block or call
 // back into memberlist.
 
+// nodeMeta is the metadata every node gossips about itself.
+type nodeMeta struct {
+	HTTPAddr string `json:"http"`
+	// Leaving is set by Leave before memberlist's leave message goes out: memberlist's
+	// NotifyLeave does not say whether a node left or died (the Node.State it passes is never
+	// updated), and the members drop a leaving node from their rings a little sooner.
+	Leaving bool `json:"leaving,omitempty"`
+}
+
+// setMeta changes what delegate.NodeMeta answers from now on; memberlist gossips it on its
+// next UpdateNode.
+func (c *Cluster) setMeta(m nodeMeta) {
+	b, _ := json.Marshal(m)
+	c.meta.Store(&b)
+}
+
+func (c *Cluster) currentMeta() nodeMeta {
+	var m nodeMeta
+	_ = json.Unmarshal(*c.meta.Load(), &m)
+	return m
+}
+
 // delegate gives memberlist this node's metadata; the cluster sends no user messages.
 type delegate struct{ c *Cluster }
 
@@ -24,7 +47,8 @@ func (d delegate) LocalState(join bool) []byte                { return nil }
 func (d delegate) MergeRemoteState(buf []byte, join bool)     {}
 
 // eventDelegate copies memberlist's node events into the cluster. memberlist calls it with
-// its node lock held: copy, signal, return.
+// its node lock held, one call at a time, in the order it changes its node table: copy,
+// queue, return. It has no suspicion event (see MemberState).
 type eventDelegate struct{ c *Cluster }
 
 func (e eventDelegate) NotifyJoin(n *memberlist.Node)   { e.c.notify(copyEvent(n, false)) }

@@ -5,10 +5,14 @@
 // or DNS names that may resolve to several addresses), advertises its HTTP address in its node
 // metadata, retries the first join quickly until a seed answers (nodes started together find
 // each other at once), then rejoins its seeds periodically so that a healed partition merges,
-// and leaves gracefully (returning as soon as the departure is gossiped) or stops abruptly. memberlist's event callbacks only record the event and signal;
-// a goroutine waits for membership to be quiet for Config.RebuildQuiet, builds a new Ring of the
-// alive members and swaps it in atomically, so PickPeer, which runs on every cache miss, never
-// takes a lock.
+// and leaves gracefully (returning as soon as the departure is gossiped) or stops abruptly.
+// memberlist's event callbacks only queue a copy of the event; a goroutine waits for
+// membership to be quiet for Config.RebuildQuiet, applies the queued events in order to the
+// current view in one pure step (the member table, then a Ring of the alive members and a peer
+// for each), and swaps the new view in atomically, so PickPeer, which runs on every cache
+// miss, never takes a lock. A member is Alive, Left (it announced its departure) or Dead (it
+// went without an announcement that reached this node); memberlist does not expose suspicion,
+// so a member it suspects stays Alive, and in the ring, until memberlist declares it dead.
 //
 // The Ring is rendezvous hashing computed per bucket (2^18 buckets, xxhash): every node that
 // sees the same member names computes the same owner for every key; a joining member takes

@@ -182,3 +182,24 @@ func TestMemberlistLogLevels(t *testing.T) {
 		})
 	}
 }
+
+func TestClusterShutdownDuringLeave(t *testing.T) {
+	// memberlist panics on a Leave after Shutdown, on Leave's own goroutine: a Shutdown that
+	// lands while Leave is still announcing must make Leave give up, not crash the process.
+	nodes := startCluster(t, 2, newLoadLog(), nil)
+	leaver := nodes[1]
+	// The other node is gone but not yet declared dead: the announcement takes its time.
+	nodes[0].stop()
+	done := make(chan error, 1)
+	go func() { done <- leaver.c.Leave(context.Background()) }()
+	waitFor(t, 10*time.Second, func() bool { return leaver.c.currentMeta().Leaving })
+	if err := leaver.c.Shutdown(); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	select {
+	case err := <-done:
+		t.Logf("Leave interrupted by Shutdown: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Leave did not return after Shutdown")
+	}
+}
