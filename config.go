@@ -69,7 +69,7 @@ type NodeConfig struct {
 	// Empty: GROUPCACHED_SECRET_KEY. An unset or empty variable means no encryption.
 	SecretKeyEnv string `yaml:"secret_key_env"`
 	// MaxKeyBytes is the longest key the HTTP API accepts; longer keys are answered 400.
-	// Zero: 1KiB.
+	// At most 64KiB (httpapi.Config.MaxKeyBytes). Zero: 1KiB.
 	MaxKeyBytes group.ByteSize `yaml:"max_key_bytes"`
 	// ShutdownDelay is how long /readyz answers 503 before the node stops accepting
 	// connections on SIGTERM, so that load balancers take it out of rotation first. The
@@ -104,10 +104,10 @@ type GroupConfig struct {
 	// Name is the group's name in URLs (/groups/{name}/keys/{key}): letters, digits, '.',
 	// '_' and '-'. Required, unique.
 	Name string `yaml:"name"`
-	// Config is the group's engine settings, each field a key of the entry, named in
-	// snake_case: cache_bytes (a size such as 64MiB), hot_cache_fraction, ttl, negative_ttl,
-	// load_timeout and hot_cache_rate. group.Config documents them; a key left out keeps
-	// group.DefaultConfig's value, and group.Config.Validate checks them.
+	// Config is the group's engine settings: each of its fields is a key of the entry, its
+	// name in snake_case (HotCacheFraction: hot_cache_fraction; CacheBytes: cache_bytes,
+	// which takes a size such as 64MiB). group.Config documents them and validates them; a
+	// key left out keeps group.DefaultConfig's value.
 	group.Config
 	// Loader says where values come from: {type: file, root: ...}, {type: http, url: ...},
 	// {type: sql, ...} or a type registered on the node's loader.Registry, whose keys it
