@@ -2,13 +2,6 @@
 // origin when no node of the cluster has it cached, and the Registry through which
 // config.yaml names them by type.
 //
-// Each loader type owns its section of the configuration, caddy's module pattern: a group's
-// `loader:` block names a type, and the type's Factory decodes the keys after `type:` into its
-// own settings (FileConfig, HTTPConfig, SQLConfig, or a custom type's struct) through a
-// Decoder the node implements strictly over the file, so a key the type does not know is
-// reported at its line. The settings validate without I/O, when the file is read; the
-// loader is built from them (Config.NewLoader) only when the node starts.
-//
 // A Group calls its loader on the key's owner only, once per key however many callers wait,
 // so what flows into a loader is a stream of distinct cold keys and what flows out is a
 // group.Value (the bytes and, optionally, a TTL) or an error: group.ErrNotFound when the
@@ -21,6 +14,13 @@
 //   - HTTP: an origin service at a URL template, with the key path-escaped into one segment;
 //   - SQL: a query with one placeholder bound to the key, on PostgreSQL (pgx) or SQLite
 //     (modernc, no cgo).
+//
+// Each loader type owns its section of the configuration, caddy's module pattern: a group's
+// `loader:` block names a type, and the type's Factory decodes the keys after `type:` into its
+// own settings (FileConfig, HTTPConfig, SQLConfig, or a custom type's struct) through a
+// Decoder the node implements strictly over the file, so a key the type does not know is
+// reported at its line. The settings validate without I/O, when the file is read; the
+// loader is built from them (Config.NewLoader) only when the node starts.
 //
 // Loaders that hold resources (a directory handle, a connection pool, idle HTTP connections)
 // implement io.Closer; whoever built them closes them at shutdown. Embedders with their own
