@@ -265,6 +265,8 @@ func TestConfigErrors(t *testing.T) {
 			nil, nil, []string{`FILE:5: groups[0].loader.url: "http://o/items" must contain {key} exactly once`, `FILE:6: groups[0].loader.timeout: must be >= 0s`}},
 		{"loader without a type", "groups:\n  - name: g\n    loader: {root: .}\n",
 			nil, nil, []string{`FILE:3: groups[0].loader.type: required: one of file, http, sql`}},
+		{"loader with an empty type", "groups:\n  - name: g\n    loader:\n      type:\n      root: .\n",
+			nil, nil, []string{`FILE:4: groups[0].loader.type: required: one of file, http, sql`}},
 		{"unknown loader type", "groups:\n  - name: g\n    loader:\n      root: .\n      type: redis\n",
 			nil, nil, []string{`FILE:5: groups[0].loader.type: unknown loader type "redis" (known: file, http, sql)`}},
 		{"bad address in the file", "node:\n  http_addr: localhost\n" + okGroup,

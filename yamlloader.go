@@ -49,7 +49,7 @@ func (lc *LoaderConfig) decodeYAML(d *yamlDecoder, n *yaml.Node, path string) {
 		}
 	}
 	known := strings.Join(d.loaders.Types(), ", ")
-	if typ == nil {
+	if typ == nil || typ.Tag == "!!null" {
 		d.errorf(n, typePath, "required: one of %s", known)
 		return
 	}
