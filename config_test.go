@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/groupcached/groupcached/group"
+	"github.com/groupcached/groupcached/loader"
 )
 
 // envMap is a fake environment for loadConfig.
@@ -53,14 +54,15 @@ func TestEmbeddedConfigParsesAndValidates(t *testing.T) {
 		t.Fatalf("groups = %+v, want one", cfg.Groups)
 	}
 	g := cfg.Groups[0]
-	if g.Name != "files" || g.CacheBytes != 64<<20 || g.TTL != 0 || g.Loader.Type != "file" || g.Loader.Root != "./examples/data" {
+	fc, _ := g.Loader.Settings.(loader.FileConfig)
+	if g.Name != "files" || g.CacheBytes != 64<<20 || g.TTL != 0 || g.Loader.Type != "file" || fc.Root != "./examples/data" {
 		t.Errorf("group = %+v, want files, 64MiB, ttl 0, file loader over ./examples/data", g)
 	}
-	if err := g.GroupEngineConfig().Validate(); err != nil {
+	if err := g.Config.Validate(); err != nil {
 		t.Errorf("group engine config: %v", err)
 	}
-	if _, err := os.Stat(g.Loader.Root); err != nil {
-		t.Errorf("the embedded config serves %s, which must ship with the repo: %v", g.Loader.Root, err)
+	if _, err := os.Stat(fc.Root); err != nil {
+		t.Errorf("the embedded config serves %s, which must ship with the repo: %v", fc.Root, err)
 	}
 }
 
@@ -71,7 +73,7 @@ func TestConfigDefaultsFillWhatTheFileLeavesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := group.DefaultConfig()
-	got := cfg.Groups[0].GroupEngineConfig()
+	got := cfg.Groups[0].Config
 	if got != d {
 		t.Errorf("group config = %+v, want the engine defaults %+v", got, d)
 	}
@@ -258,7 +260,15 @@ func TestConfigErrors(t *testing.T) {
 		{"missing loader", "groups:\n  - name: g\n",
 			nil, nil, []string{`FILE:2: groups[0]: loader is required`}},
 		{"loader rejects its config", "groups:\n  - name: g\n    loader:\n      type: http\n",
-			nil, nil, []string{`FILE:4: groups[0].loader: loader "http": url is required`}},
+			nil, nil, []string{`FILE:4: groups[0].loader.url: required`}},
+		{"loader rejects a value", "groups:\n  - name: g\n    loader:\n      type: http\n      url: http://o/items\n      timeout: -1s\n",
+			nil, nil, []string{`FILE:5: groups[0].loader.url: "http://o/items" must contain {key} exactly once`, `FILE:6: groups[0].loader.timeout: must be >= 0s`}},
+		{"loader without a type", "groups:\n  - name: g\n    loader: {root: .}\n",
+			nil, nil, []string{`FILE:3: groups[0].loader.type: required: one of file, http, sql`}},
+		{"loader with an empty type", "groups:\n  - name: g\n    loader:\n      type:\n      root: .\n",
+			nil, nil, []string{`FILE:4: groups[0].loader.type: required: one of file, http, sql`}},
+		{"unknown loader type", "groups:\n  - name: g\n    loader:\n      root: .\n      type: redis\n",
+			nil, nil, []string{`FILE:5: groups[0].loader.type: unknown loader type "redis" (known: file, http, sql)`}},
 		{"bad address in the file", "node:\n  http_addr: localhost\n" + okGroup,
 			nil, nil, []string{`FILE:2: node.http_addr: invalid address "localhost"`}},
 		{"bad port in the file", "node:\n  gossip_addr: 127.0.0.1:99999\n" + okGroup,
@@ -280,7 +290,11 @@ func TestConfigErrors(t *testing.T) {
 		{"secret key not base64", okGroup, nil, envMap{"GROUPCACHED_SECRET_KEY": "not base64!"},
 			[]string{`environment GROUPCACHED_SECRET_KEY: the gossip key must be base64`}},
 		{"secret key of the wrong length", okGroup, nil, envMap{"GROUPCACHED_SECRET_KEY": "c2hvcnQ="},
-			[]string{`environment GROUPCACHED_SECRET_KEY: the gossip key must decode to 16, 24 or 32 bytes, got 5`}},
+			[]string{`environment GROUPCACHED_SECRET_KEY: must be 16, 24 or 32 bytes`, `got 5`}},
+		{"bad values everywhere at once", "node:\n  label: " + strings.Repeat("x", 256) + "\n  max_key_bytes: 1MiB\n" +
+			"groups:\n  - name: g\n    ttl: -1s\n    negative_ttl: -1s\n    hot_cache_rate: -1\n    loader: {type: file, root: .}\n",
+			nil, nil, []string{`FILE:2: node.label: must be at most 255 bytes`, `FILE:3: node.max_key_bytes: must be between 0`,
+				`FILE:6: groups[0].ttl: must be >= 0s`, `FILE:7: groups[0].negative_ttl: must be >= 0s`, `FILE:8: groups[0].hot_cache_rate: must be >= 0`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -341,13 +355,45 @@ func TestParseFlagsRejects(t *testing.T) {
 	}
 }
 
-func TestGroupEngineConfig(t *testing.T) {
-	g := GroupConfig{CacheBytes: 1 << 20, TTL: time.Minute, NegativeTTL: 0, LoadTimeout: time.Second, HotCacheFraction: 0.25}
-	got := g.GroupEngineConfig()
-	want := group.DefaultConfig()
-	want.CacheBytes, want.TTL, want.NegativeTTL, want.LoadTimeout, want.HotCacheFraction = 1<<20, time.Minute, 0, time.Second, 0.25
-	if got != want {
+// TestGroupKeys: every key of a group entry reaches the group's engine config, and every
+// field of group.Config has a key, so that the two cannot drift apart.
+func TestGroupKeys(t *testing.T) {
+	path := writeConfig(t, `groups:
+  - name: g
+    cache_bytes: 1MiB
+    ttl: 1m
+    negative_ttl: 0s
+    load_timeout: 1s
+    hot_cache_fraction: 0.25
+    hot_cache_rate: 3
+    loader: {type: file, root: .}
+`)
+	cfg, err := loadConfig(mustFlags(t, "-config", path), envMap{}.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := group.Config{CacheBytes: 1 << 20, TTL: time.Minute, NegativeTTL: 0, LoadTimeout: time.Second, HotCacheFraction: 0.25, HotCacheRate: 3}
+	if got := cfg.Groups[0].Config; got != want {
 		t.Errorf("got %+v, want %+v", got, want)
+	}
+	keys := knownKeys(reflect.TypeFor[GroupConfig]())
+	for i := range reflect.TypeFor[group.Config]().NumField() {
+		f := reflect.TypeFor[group.Config]().Field(i)
+		if k := snakeCase(f.Name); !strings.Contains(", "+keys+", ", ", "+k+", ") {
+			t.Errorf("group.Config.%s has no key %q in a group entry (keys: %s)", f.Name, k, keys)
+		}
+	}
+}
+
+func TestSnakeCase(t *testing.T) {
+	for name, want := range map[string]string{
+		"CacheBytes": "cache_bytes", "TTL": "ttl", "NegativeTTL": "negative_ttl", "HotCacheFraction": "hot_cache_fraction",
+		"DSNEnv": "dsn_env", "URL": "url", "UseOriginTTL": "use_origin_ttl", "HTTPAddr": "http_addr", "Root": "root",
+		"MaxIdleConns": "max_idle_conns", "IPv6Addr": "i_pv6_addr",
+	} {
+		if got := snakeCase(name); got != want {
+			t.Errorf("snakeCase(%q) = %q, want %q", name, got, want)
+		}
 	}
 }
 
@@ -374,16 +420,19 @@ func TestConfigLoaderBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := cfg.Groups[0].Loader
-	if h.Type != "http" || h.URL != "http://127.0.0.1:9/items/{key}" || h.Timeout != 2*time.Second ||
+	if cfg.Groups[0].Loader.Type != "http" || cfg.Groups[1].Loader.Type != "sql" {
+		t.Fatalf("loader types = %q, %q; want http, sql", cfg.Groups[0].Loader.Type, cfg.Groups[1].Loader.Type)
+	}
+	h := cfg.Groups[0].Loader.Settings.(loader.HTTPConfig)
+	if h.URL != "http://127.0.0.1:9/items/{key}" || h.Timeout != 2*time.Second ||
 		h.MaxBodyBytes != 1<<20 || !h.UseOriginTTL || cfg.Groups[0].TTL != 5*time.Minute {
 		t.Errorf("http group = %+v", cfg.Groups[0])
 	}
 	if want := map[string]string{"Authorization": "Bearer t0ken", "X-Trace": "on"}; !reflect.DeepEqual(h.Headers, want) {
 		t.Errorf("headers = %v, want %v", h.Headers, want)
 	}
-	s := cfg.Groups[1].Loader
-	if s.Type != "sql" || s.Driver != "sqlite" || s.DSNEnv != "ROWS_DSN" || s.MaxOpenConns != 4 || s.Query != "SELECT v FROM t WHERE k = ?" {
+	s := cfg.Groups[1].Loader.Settings.(loader.SQLConfig)
+	if s.Driver != "sqlite" || s.DSNEnv != "ROWS_DSN" || s.MaxOpenConns != 4 || s.Query != "SELECT v FROM t WHERE k = ?" {
 		t.Errorf("sql group = %+v", cfg.Groups[1])
 	}
 }
@@ -396,7 +445,10 @@ func TestConfigLoaderBlockErrors(t *testing.T) {
 		{"duplicate header", "\n      type: http\n      url: \"http://h:1/{key}\"\n      headers:\n        A: x\n        A: y", `FILE:8: groups[0].loader.headers: duplicate key "A"`},
 		{"bad boolean", "{type: http, url: \"http://h:1/{key}\", use_origin_ttl: yes}", `FILE:3: groups[0].loader.use_origin_ttl: invalid boolean "yes": want true or false`},
 		{"bad integer", "{type: sql, driver: sqlite, dsn: x, query: q, max_open_conns: many}", `FILE:3: groups[0].loader.max_open_conns: invalid integer "many"`},
-		{"field of another type", "{type: file, root: ., url: \"http://h:1/{key}\"}", `FILE:3: groups[0].loader: loader "file": field "url" does not belong to type "file"`},
+		{"field of another type", "{type: file, root: ., url: \"http://h:1/{key}\"}", `FILE:3: groups[0].loader.url: unknown key "url" (known keys here: root, max_body_bytes)`},
+		{"loader as a list", "[file, .]", `FILE:3: groups[0].loader: want a mapping of keys to values such as {type: file, root: ./data}, got a list`},
+		{"type as a list", "{type: [file], root: .}", `FILE:3: groups[0].loader.type: want a loader type (file, http, sql), got a list`},
+		{"duplicate type", "{type: file, type: http, root: .}", `FILE:3: groups[0].loader.type: duplicate key "type"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -418,7 +470,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("- 1\n- 2\n")
 	f.Add("node: [1]\ngroups: {a: b}\n")
 	f.Fuzz(func(t *testing.T, doc string) {
-		_, err := parseConfig("fuzz.yaml", []byte(doc))
+		_, err := parseConfig("fuzz.yaml", []byte(doc), loader.NewRegistry())
 		if err == nil {
 			return
 		}
@@ -455,7 +507,7 @@ func TestConfigAliasBomb(t *testing.T) {
 	for range 999 {
 		b.WriteString("  - *g\n")
 	}
-	_, err := parseConfig("bomb.yaml", []byte(b.String()))
+	_, err := parseConfig("bomb.yaml", []byte(b.String()), loader.NewRegistry())
 	if err == nil || !strings.Contains(err.Error(), "expands to more than") {
 		t.Errorf("err = %v, want the expansion refused", err)
 	}

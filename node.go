@@ -64,46 +64,26 @@ func (n *node) build() (err error) {
 		return fmt.Errorf("listening for HTTP on %s: %w", cfg.Node.HTTPAddr, err)
 	}
 
-	pc := peers.DefaultConfig()
-	if cfg.Node.Preset == presetLocal {
-		pc = peers.LocalConfig()
-	}
-	pc.NodeName = cfg.Node.Name
-	pc.GossipAddr = cfg.Node.GossipAddr
-	pc.HTTPAddr = n.listener.Addr().String()
-	pc.Seeds = cfg.Node.Join
-	pc.SecretKey = cfg.SecretKey
-	pc.Label = cfg.Node.Label
-	pc.Logger = n.log
-	n.cluster, err = peers.New(pc)
+	n.cluster, err = peers.New(cfg.peersConfig(n.listener.Addr().String(), n.log))
 	if err != nil {
 		return fmt.Errorf("creating the cluster: %w", err)
 	}
 
-	registry := loader.NewRegistry()
-	var longestLoad time.Duration
 	for i, gc := range cfg.Groups {
-		l, err := registry.New(gc.Loader)
+		l, err := cfg.newLoader(i)
 		if err != nil {
-			return cfg.loaderError(i, err)
+			return err
 		}
 		n.loaders = append(n.loaders, l)
-		g, err := group.New(gc.Name, l, gc.GroupEngineConfig(), n.log)
+		g, err := group.New(gc.Name, l, gc.Config, n.log)
 		if err != nil {
 			return fmt.Errorf("building group %q: %w", gc.Name, err)
 		}
 		n.cluster.Register(g)
 		n.groups = append(n.groups, g)
-		longestLoad = max(longestLoad, gc.LoadTimeout)
 	}
 
-	ac := httpapi.DefaultConfig()
-	ac.NodeName = cfg.Node.Name
-	ac.MaxKeyBytes = int(cfg.Node.MaxKeyBytes)
-	// A cold Get may wait a whole load: the response deadline must outlast it, or a slow
-	// load ends in a reset connection instead of a 504.
-	ac.WriteTimeout = max(ac.WriteTimeout, longestLoad+10*time.Second)
-	n.api, err = httpapi.New(ac, n.groups, n.cluster, n.log)
+	n.api, err = httpapi.New(cfg.apiConfig(), n.groups, n.cluster, n.log)
 	if err != nil {
 		return fmt.Errorf("building the HTTP API: %w", err)
 	}

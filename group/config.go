@@ -52,26 +52,52 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first field that is out of range.
+// Validate reports every field that is out of range, each as a *FieldError, joined.
 func (c Config) Validate() error {
 	var errs []error
 	if c.CacheBytes <= 0 {
-		errs = append(errs, fmt.Errorf("CacheBytes must be > 0, got %d", c.CacheBytes))
+		errs = append(errs, FieldErrorf("CacheBytes", "must be > 0, got %d", c.CacheBytes))
 	}
 	if c.HotCacheFraction < 0 || c.HotCacheFraction > 0.5 {
-		errs = append(errs, fmt.Errorf("HotCacheFraction must be in [0, 0.5], got %v", c.HotCacheFraction))
+		errs = append(errs, FieldErrorf("HotCacheFraction", "must be in [0, 0.5], got %v", c.HotCacheFraction))
 	}
 	if c.TTL < 0 {
-		errs = append(errs, fmt.Errorf("TTL must be >= 0, got %v", c.TTL))
+		errs = append(errs, FieldErrorf("TTL", "must be >= 0s (0s: never expires), got %v", c.TTL))
 	}
 	if c.NegativeTTL < 0 {
-		errs = append(errs, fmt.Errorf("NegativeTTL must be >= 0, got %v", c.NegativeTTL))
+		errs = append(errs, FieldErrorf("NegativeTTL", "must be >= 0s (0s: not remembered), got %v", c.NegativeTTL))
 	}
 	if c.LoadTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("LoadTimeout must be > 0, got %v", c.LoadTimeout))
+		errs = append(errs, FieldErrorf("LoadTimeout", "must be > 0s, got %v", c.LoadTimeout))
 	}
 	if c.HotCacheRate < 0 {
-		errs = append(errs, fmt.Errorf("HotCacheRate must be >= 0, got %d", c.HotCacheRate))
+		errs = append(errs, FieldErrorf("HotCacheRate", "must be >= 0, got %d", c.HotCacheRate))
 	}
 	return errors.Join(errs...)
 }
+
+// FieldError is one field of a configuration struct that is missing or out of range. Every
+// Validate in groupcached (group, peers, httpapi, loader) returns its faults as FieldErrors,
+// joined with errors.Join, so that a program that filled the struct from a file, flags or the
+// environment can say where the bad value came from: walk the joined errors (or use
+// errors.As for the first) and map Field back to its source. A custom loader's Validate
+// should do the same.
+type FieldError struct {
+	// Field is the Go name of the field, followed by an index for one element of a slice
+	// ("Seeds[2]").
+	Field string
+	// Err says what is wrong, in words that follow the field's name: "must be > 0, got 0",
+	// "required".
+	Err error
+}
+
+// FieldErrorf returns a FieldError for field whose Err is fmt.Errorf(format, args...), so %w
+// wraps as usual.
+func FieldErrorf(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+// Unwrap returns Err, so that errors.Is sees through to a sentinel it wraps.
+func (e *FieldError) Unwrap() error { return e.Err }

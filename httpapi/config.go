@@ -2,12 +2,18 @@ package httpapi
 
 import (
 	"errors"
-	"fmt"
 	"time"
+
+	"github.com/groupcached/groupcached/group"
 )
 
 // DefaultMaxKeyBytes is the longest key, in decoded bytes, that DefaultConfig accepts.
 const DefaultMaxKeyBytes = 1024
+
+// keyBytesLimit is the largest MaxKeyBytes accepted. A key is one segment of a URL path;
+// escaped it may take three times its size, and proxies, logs and browsers handle request
+// lines of more than a few hundred KiB poorly or not at all.
+const keyBytesLimit = 64 << 10
 
 // Config tunes the HTTP API of one node. Start from DefaultConfig (production) or LocalConfig
 // (tests and a laptop) and change what you need; New validates it.
@@ -18,7 +24,7 @@ type Config struct {
 
 	// MaxKeyBytes is the longest key accepted, counted in bytes after URL-decoding; a longer
 	// key, like an empty one, is answered 400 ("bad_key") before any cache or loader sees it.
-	// Zero means DefaultMaxKeyBytes (1 KiB); negative is invalid.
+	// Zero means DefaultMaxKeyBytes (1 KiB); at most 64 KiB; negative is invalid.
 	MaxKeyBytes int
 
 	// NoTTLMaxAge is the Cache-Control max-age sent with values that never expire (TTL 0).
@@ -82,14 +88,18 @@ func LocalConfig() Config {
 	return c
 }
 
-// Validate reports every field that is out of range.
+// Validate reports every field that is out of range, each as a *group.FieldError, joined.
 func (c Config) Validate() error {
 	var errs []error
-	if c.MaxKeyBytes < 0 {
-		errs = append(errs, fmt.Errorf("MaxKeyBytes must be >= 0, got %d", c.MaxKeyBytes))
+	fail := func(field, format string, args ...any) {
+		errs = append(errs, group.FieldErrorf(field, format, args...))
+	}
+	if c.MaxKeyBytes < 0 || c.MaxKeyBytes > keyBytesLimit {
+		fail("MaxKeyBytes", "must be between 0 (the default, %v) and %v, got %d",
+			group.ByteSize(DefaultMaxKeyBytes), group.ByteSize(keyBytesLimit), c.MaxKeyBytes)
 	}
 	if c.NoTTLMaxAge < 0 {
-		errs = append(errs, fmt.Errorf("NoTTLMaxAge must be >= 0, got %v", c.NoTTLMaxAge))
+		fail("NoTTLMaxAge", "must be >= 0s, got %v", c.NoTTLMaxAge)
 	}
 	for _, d := range []struct {
 		name string
@@ -101,11 +111,11 @@ func (c Config) Validate() error {
 		{"IdleTimeout", c.IdleTimeout},
 	} {
 		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("%s must be >= 0, got %v", d.name, d.v))
+			fail(d.name, "must be >= 0s, got %v", d.v)
 		}
 	}
 	if c.MaxHeaderBytes < 0 {
-		errs = append(errs, fmt.Errorf("MaxHeaderBytes must be >= 0, got %d", c.MaxHeaderBytes))
+		fail("MaxHeaderBytes", "must be >= 0, got %d", c.MaxHeaderBytes)
 	}
 	return errors.Join(errs...)
 }

@@ -4,14 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"reflect"
 	"strings"
 	"time"
 
 	"github.com/groupcached/groupcached/group"
 )
 
-// Production defaults, used wherever the matching Config field is left zero.
+// Production defaults, used wherever the matching field of a built-in config is left zero.
 const (
 	// DefaultMaxBodyBytes bounds one value read from a file or an HTTP origin.
 	DefaultMaxBodyBytes group.ByteSize = 8 << 20
@@ -25,212 +24,216 @@ const (
 	DefaultQueryTimeout = 5 * time.Second
 )
 
-// Built-in loader types, the values of Config.Type that NewRegistry knows.
+// Built-in loader types, the `type:` values that NewRegistry knows.
 const (
 	TypeFile = "file"
 	TypeHTTP = "http"
 	TypeSQL  = "sql"
 )
 
-// Config is one group's `loader:` block in config.yaml; the yaml tags are the config keys.
-// Type picks the loader; the fields of other built-in loader types must be left empty, and
-// Validate names the first one that does not belong. A custom type (see Registry.Register)
-// may read any field; its factory validates them.
+// Config is one loader type's settings, decoded from its section of a configuration (the keys
+// of a `loader:` block after `type:`) and checked before anything is built. FileConfig,
+// HTTPConfig and SQLConfig are the built-ins'; a custom type brings its own (Registry.Register).
+type Config interface {
+	// Validate reports every setting that is missing or out of range, each as a
+	// *group.FieldError naming the Go field, joined, so that the node can point at the line
+	// of its key. It does no I/O: the file system, the network and the environment are for
+	// NewLoader.
+	Validate() error
+
+	// NewLoader builds the loader. It may open files, pools or connections, and fail on
+	// them; a loader that holds any implements io.Closer, and its builder closes it.
+	NewLoader() (group.Loader, error)
+}
+
+// Decoder reads one loader section. The node implements it over config.yaml; a program can
+// implement it over any format (see DecoderFunc).
 //
-// Zero values of optional fields mean the Default… constants above.
-type Config struct {
-	// Type is "file", "http", "sql", or a type registered on the Registry. Required.
-	Type string `yaml:"type"`
+// Decode stores the section in v, a pointer to a struct. A key names a field by the field's
+// `yaml` tag, or else by the field's name in snake_case (MaxOpenConns: max_open_conns). A
+// field whose key is absent keeps its value, so a factory sets defaults before decoding. A key
+// that names no field, a duplicate key and a value of the wrong type are errors: the node
+// reports every one with its file, line and key. Sizes read as group.ByteSize ("8MiB"),
+// durations as time.Duration ("5s").
+type Decoder interface {
+	Decode(v any) error
+}
 
-	// Root (file) is the directory whose files are the values; a key is a slash-separated
-	// path relative to it. Required for "file". Nothing outside Root is ever read.
+// DecoderFunc adapts a function to Decoder.
+type DecoderFunc func(v any) error
+
+// Decode calls f(v).
+func (f DecoderFunc) Decode(v any) error { return f(v) }
+
+// FileConfig is the settings of type "file" (see File).
+type FileConfig struct {
+	// Root is the directory whose files are the values; a key is a slash-separated path
+	// relative to it. Nothing outside Root is ever read. Required.
 	Root string `yaml:"root"`
-
-	// URL (http) is the origin's address with exactly one "{key}" in its path, for example
-	// "http://origin:8080/items/{key}". The key is path-escaped into it as one segment, so it
-	// can never change the scheme, host, port or query. Required for "http".
-	URL string `yaml:"url"`
-	// Headers (http) are sent with every request, for example an origin token; they may
-	// replace the default User-Agent, "groupcached". Nil: none.
-	Headers map[string]string `yaml:"headers"`
-	// MaxBodyBytes (http, file) is the largest value accepted; a larger body or file is an
-	// error, never a truncated value. Zero: DefaultMaxBodyBytes (8MiB).
+	// MaxBodyBytes is the largest file served; a larger one is an error (ErrTooLarge), never a
+	// truncated value. Zero: DefaultMaxBodyBytes (8MiB).
 	MaxBodyBytes group.ByteSize `yaml:"max_body_bytes"`
-	// Timeout (http) bounds one request, connection and body included. The caller's deadline
-	// (the group's load timeout) applies too; the earlier wins. Zero: DefaultHTTPTimeout.
-	Timeout time.Duration `yaml:"timeout"`
-	// UseOriginTTL (http) lets the origin's Cache-Control header set the entry's TTL:
-	// s-maxage or max-age, minus Age; no-store, no-cache or private make the value expire at
-	// once (it is still shared by the callers of that one load). False: the group's TTL.
-	UseOriginTTL bool `yaml:"use_origin_ttl"`
+}
 
-	// Driver (sql) is "postgres" (github.com/jackc/pgx/v5/stdlib) or "sqlite"
-	// (modernc.org/sqlite, no cgo). Required for "sql".
+// HTTPConfig is the settings of type "http" (see HTTP).
+type HTTPConfig struct {
+	// URL is the origin's address with exactly one "{key}" in its path, for example
+	// "http://origin:8080/items/{key}". The key is path-escaped into it as one segment, so it
+	// can never change the scheme, host, port or query. Required.
+	URL string `yaml:"url"`
+	// Headers are sent with every request, for example an origin token; they may replace the
+	// default User-Agent, "groupcached". Nil: none.
+	Headers map[string]string `yaml:"headers"`
+	// MaxBodyBytes is the largest value accepted; a larger body is an error (ErrTooLarge),
+	// never a truncated value. Zero: DefaultMaxBodyBytes (8MiB).
+	MaxBodyBytes group.ByteSize `yaml:"max_body_bytes"`
+	// Timeout bounds one request, connection and body included. The caller's deadline (the
+	// group's load timeout) applies too; the earlier wins. Zero: DefaultHTTPTimeout (10s).
+	Timeout time.Duration `yaml:"timeout"`
+	// UseOriginTTL lets the origin's Cache-Control header set the entry's TTL: s-maxage or
+	// max-age, minus Age; no-store, no-cache or private make the value expire at once (it is
+	// still shared by the callers of that one load). False: the group's TTL.
+	UseOriginTTL bool `yaml:"use_origin_ttl"`
+}
+
+// SQLConfig is the settings of type "sql" (see SQL).
+type SQLConfig struct {
+	// Driver is "postgres" (github.com/jackc/pgx/v5/stdlib) or "sqlite" (modernc.org/sqlite,
+	// no cgo). Required.
 	Driver string `yaml:"driver"`
-	// DSN (sql) is the data source name, e.g. "postgres://user@host:5432/db" or a SQLite
-	// file path. Prefer DSNEnv, which keeps passwords out of config files.
+	// DSN is the data source name, e.g. "postgres://user@host:5432/db" or a SQLite file
+	// path. Prefer DSNEnv, which keeps passwords out of config files.
 	DSN string `yaml:"dsn"`
-	// DSNEnv (sql) names an environment variable holding the DSN. When that variable is set
-	// and not empty it overrides DSN; when it is unset, DSN is used, and one of the two must
-	// give a DSN.
+	// DSNEnv names an environment variable holding the DSN. When that variable is set and not
+	// empty it overrides DSN; when it is unset, DSN is used, and one of the two must give a
+	// DSN.
 	DSNEnv string `yaml:"dsn_env"`
-	// Query (sql) returns the value of one key: exactly one placeholder ($1 for postgres, ?
-	// for sqlite) to which the key is bound as a parameter, one row, one text or bytes
-	// column. No row, or NULL, is not-found; more than one row is an error. Required for "sql".
+	// Query returns the value of one key: exactly one placeholder ($1 for postgres, ? for
+	// sqlite) to which the key is bound as a parameter, one row, one text or bytes column. No
+	// row, or NULL, is not-found; more than one row is an error. Required.
 	Query string `yaml:"query"`
-	// MaxOpenConns (sql) bounds the connections, and so the concurrent loads, the database
-	// sees from this node. Zero: DefaultMaxOpenConns.
+	// MaxOpenConns bounds the connections, and so the concurrent loads, the database sees
+	// from this node. Zero: DefaultMaxOpenConns (10).
 	MaxOpenConns int `yaml:"max_open_conns"`
-	// MaxIdleConns (sql) is how many connections stay open while idle; at most MaxOpenConns.
-	// Zero: DefaultMaxIdleConns (capped at MaxOpenConns).
+	// MaxIdleConns is how many connections stay open while idle; at most MaxOpenConns. Zero:
+	// DefaultMaxIdleConns (5, capped at MaxOpenConns).
 	MaxIdleConns int `yaml:"max_idle_conns"`
-	// QueryTimeout (sql) bounds one query. The caller's deadline applies too; the earlier
-	// wins. Zero: DefaultQueryTimeout.
+	// QueryTimeout bounds one query. The caller's deadline applies too; the earlier wins.
+	// Zero: DefaultQueryTimeout (5s).
 	QueryTimeout time.Duration `yaml:"query_timeout"`
 }
 
-// fieldOwners says which built-in type each optional field belongs to, by yaml key. Type is
-// everyone's.
-var fieldOwners = map[string][]string{
-	"root":           {TypeFile},
-	"url":            {TypeHTTP},
-	"headers":        {TypeHTTP},
-	"max_body_bytes": {TypeHTTP, TypeFile},
-	"timeout":        {TypeHTTP},
-	"use_origin_ttl": {TypeHTTP},
-	"driver":         {TypeSQL},
-	"dsn":            {TypeSQL},
-	"dsn_env":        {TypeSQL},
-	"query":          {TypeSQL},
-	"max_open_conns": {TypeSQL},
-	"max_idle_conns": {TypeSQL},
-	"query_timeout":  {TypeSQL},
+var (
+	_ Config = FileConfig{}
+	_ Config = HTTPConfig{}
+	_ Config = SQLConfig{}
+)
+
+// Validate reports a missing Root and a negative MaxBodyBytes. Whether Root exists is
+// NewLoader's business.
+func (c FileConfig) Validate() error {
+	var errs []error
+	if c.Root == "" {
+		errs = append(errs, group.FieldErrorf("Root", "required: the directory whose files are served"))
+	}
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, group.FieldErrorf("MaxBodyBytes", "must be >= 0, got %d", c.MaxBodyBytes))
+	}
+	return errors.Join(errs...)
 }
 
-// DefaultConfig returns a Config of the given type with every optional field of that type set
-// to its production default; fill in the required fields (Root, URL, or Driver, DSN and Query).
-func DefaultConfig(typ string) Config {
-	return Config{Type: typ}.withDefaults()
-}
+// NewLoader opens the File loader (NewFile).
+func (c FileConfig) NewLoader() (group.Loader, error) { return NewFile(c) }
 
-// withDefaults fills the zero optional fields of c's own type.
-func (c Config) withDefaults() Config {
-	switch c.Type {
-	case TypeFile:
-		if c.MaxBodyBytes == 0 {
-			c.MaxBodyBytes = DefaultMaxBodyBytes
-		}
-	case TypeHTTP:
-		if c.MaxBodyBytes == 0 {
-			c.MaxBodyBytes = DefaultMaxBodyBytes
-		}
-		if c.Timeout == 0 {
-			c.Timeout = DefaultHTTPTimeout
-		}
-	case TypeSQL:
-		if c.MaxOpenConns == 0 {
-			c.MaxOpenConns = DefaultMaxOpenConns
-		}
-		if c.MaxIdleConns == 0 {
-			c.MaxIdleConns = min(DefaultMaxIdleConns, c.MaxOpenConns)
-		}
-		if c.QueryTimeout == 0 {
-			c.QueryTimeout = DefaultQueryTimeout
-		}
+func (c FileConfig) withDefaults() FileConfig {
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	return c
 }
 
-// Validate reports what is wrong with c: a missing type, a field that belongs to another
-// built-in type, a missing required field or a value out of range. For a custom type it checks
-// only Type; the type's factory checks the rest. It does not touch the file system, the
-// network or the environment: the constructors do that.
-func (c Config) Validate() error {
-	if c.Type == "" {
-		return errors.New("loader: type is required (file, http, sql or a registered type)")
-	}
-	switch c.Type {
-	case TypeFile, TypeHTTP, TypeSQL:
-	default:
-		return nil
-	}
+// Validate checks the URL template, the header names and the limits; it does not contact the
+// origin.
+func (c HTTPConfig) Validate() error {
 	var errs []error
-	if err := c.checkForeignFields(); err != nil {
-		errs = append(errs, err)
+	if _, err := parseTemplate(c.URL); err != nil {
+		errs = append(errs, &group.FieldError{Field: "URL", Err: err})
+	}
+	for name := range c.Headers {
+		if !validHeaderName(name) {
+			errs = append(errs, group.FieldErrorf("Headers", "%q is not a valid header name", name))
+		}
 	}
 	if c.MaxBodyBytes < 0 {
-		errs = append(errs, fmt.Errorf("max_body_bytes must be >= 0, got %d", c.MaxBodyBytes))
+		errs = append(errs, group.FieldErrorf("MaxBodyBytes", "must be >= 0, got %d", c.MaxBodyBytes))
 	}
-	switch c.Type {
-	case TypeFile:
-		if c.Root == "" {
-			errs = append(errs, errors.New("root is required: the directory whose files are served"))
-		}
-	case TypeHTTP:
-		if _, err := parseTemplate(c.URL); err != nil {
-			errs = append(errs, err)
-		}
-		if c.Timeout < 0 {
-			errs = append(errs, fmt.Errorf("timeout must be >= 0, got %v", c.Timeout))
-		}
-		for name := range c.Headers {
-			if !validHeaderName(name) {
-				errs = append(errs, fmt.Errorf("headers: %q is not a valid header name", name))
-			}
-		}
-	case TypeSQL:
-		switch c.Driver {
-		case "postgres", "sqlite":
-		case "":
-			errs = append(errs, errors.New(`driver is required: "postgres" or "sqlite"`))
-		default:
-			errs = append(errs, fmt.Errorf(`driver %q is not supported: want "postgres" or "sqlite"`, c.Driver))
-		}
-		if c.DSN == "" && c.DSNEnv == "" {
-			errs = append(errs, errors.New("dsn or dsn_env is required"))
-		}
-		if strings.TrimSpace(c.Query) == "" {
-			errs = append(errs, errors.New("query is required: a SELECT with one placeholder bound to the key"))
-		}
-		if c.MaxOpenConns < 0 {
-			errs = append(errs, fmt.Errorf("max_open_conns must be >= 0, got %d", c.MaxOpenConns))
-		}
-		if c.MaxIdleConns < 0 {
-			errs = append(errs, fmt.Errorf("max_idle_conns must be >= 0, got %d", c.MaxIdleConns))
-		}
-		if open := c.withDefaults().MaxOpenConns; c.MaxIdleConns > open {
-			errs = append(errs, fmt.Errorf("max_idle_conns (%d) must not exceed max_open_conns (%d)", c.MaxIdleConns, open))
-		}
-		if c.QueryTimeout < 0 {
-			errs = append(errs, fmt.Errorf("query_timeout must be >= 0, got %v", c.QueryTimeout))
-		}
+	if c.Timeout < 0 {
+		errs = append(errs, group.FieldErrorf("Timeout", "must be >= 0s, got %v", c.Timeout))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("loader %q: %w", c.Type, err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// checkForeignFields names the first set field, in declaration order, that belongs to other
-// built-in types only.
-func (c Config) checkForeignFields() error {
-	v := reflect.ValueOf(c)
-	t := v.Type()
-	for i := range t.NumField() {
-		key := t.Field(i).Tag.Get("yaml")
-		owners, ok := fieldOwners[key]
-		if !ok || v.Field(i).IsZero() {
-			continue
-		}
-		mine := false
-		for _, o := range owners {
-			mine = mine || o == c.Type
-		}
-		if !mine {
-			return fmt.Errorf("field %q does not belong to type %q (it is for %s)", key, c.Type, strings.Join(owners, ", "))
-		}
+// NewLoader builds the HTTP loader (NewHTTP).
+func (c HTTPConfig) NewLoader() (group.Loader, error) { return NewHTTP(c) }
+
+func (c HTTPConfig) withDefaults() HTTPConfig {
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	return nil
+	if c.Timeout == 0 {
+		c.Timeout = DefaultHTTPTimeout
+	}
+	return c
+}
+
+// Validate checks the driver, that a DSN source and a query are given, and the pool's
+// bounds; it neither reads the environment nor connects.
+func (c SQLConfig) Validate() error {
+	var errs []error
+	fail := func(field, format string, args ...any) {
+		errs = append(errs, group.FieldErrorf(field, format, args...))
+	}
+	switch c.Driver {
+	case "postgres", "sqlite":
+	case "":
+		fail("Driver", `required: "postgres" or "sqlite"`)
+	default:
+		fail("Driver", `%q is not supported: want "postgres" or "sqlite"`, c.Driver)
+	}
+	if c.DSN == "" && c.DSNEnv == "" {
+		fail("DSN", "required, or dsn_env: the name of a variable holding it")
+	}
+	if strings.TrimSpace(c.Query) == "" {
+		fail("Query", "required: a SELECT with one placeholder bound to the key")
+	}
+	if c.MaxOpenConns < 0 {
+		fail("MaxOpenConns", "must be >= 0, got %d", c.MaxOpenConns)
+	}
+	if c.MaxIdleConns < 0 {
+		fail("MaxIdleConns", "must be >= 0, got %d", c.MaxIdleConns)
+	} else if open := c.withDefaults().MaxOpenConns; open >= 0 && c.MaxIdleConns > open {
+		fail("MaxIdleConns", "must not exceed max_open_conns (%d), got %d", open, c.MaxIdleConns)
+	}
+	if c.QueryTimeout < 0 {
+		fail("QueryTimeout", "must be >= 0s, got %v", c.QueryTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+// NewLoader connects and builds the SQL loader (NewSQL).
+func (c SQLConfig) NewLoader() (group.Loader, error) { return NewSQL(c) }
+
+func (c SQLConfig) withDefaults() SQLConfig {
+	if c.MaxOpenConns == 0 {
+		c.MaxOpenConns = DefaultMaxOpenConns
+	}
+	if c.MaxIdleConns == 0 {
+		c.MaxIdleConns = min(DefaultMaxIdleConns, c.MaxOpenConns)
+	}
+	if c.QueryTimeout == 0 {
+		c.QueryTimeout = DefaultQueryTimeout
+	}
+	return c
 }
 
 // validHeaderName reports whether name is an HTTP token (RFC 9110, section 5.6.2).
@@ -252,36 +255,36 @@ type urlTemplate struct {
 	scheme, host   string
 }
 
-// keyPlaceholder is the part of Config.URL that the escaped key replaces.
+// keyPlaceholder is the part of HTTPConfig.URL that the escaped key replaces.
 const keyPlaceholder = "{key}"
 
 // parseTemplate checks that raw is an absolute http(s) URL with exactly one {key}, in its path.
 func parseTemplate(raw string) (urlTemplate, error) {
 	if raw == "" {
-		return urlTemplate{}, errors.New(`url is required, e.g. "http://origin:8080/items/{key}"`)
+		return urlTemplate{}, errors.New(`required, e.g. "http://origin:8080/items/{key}"`)
 	}
 	if n := strings.Count(raw, keyPlaceholder); n != 1 {
-		return urlTemplate{}, fmt.Errorf("url %q must contain %s exactly once, found %d", raw, keyPlaceholder, n)
+		return urlTemplate{}, fmt.Errorf("%q must contain %s exactly once, found %d", raw, keyPlaceholder, n)
 	}
 	prefix, suffix, _ := strings.Cut(raw, keyPlaceholder)
 	u, err := url.Parse(strings.Replace(raw, keyPlaceholder, "KEY", 1))
 	if err != nil {
-		return urlTemplate{}, fmt.Errorf("url %q: %w", raw, err)
+		return urlTemplate{}, fmt.Errorf("%q is not a URL: %w", raw, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return urlTemplate{}, fmt.Errorf("url %q: scheme must be http or https", raw)
+		return urlTemplate{}, fmt.Errorf("%q: scheme must be http or https", raw)
 	}
 	if u.Host == "" {
-		return urlTemplate{}, fmt.Errorf("url %q: host is required", raw)
+		return urlTemplate{}, fmt.Errorf("%q: host is required", raw)
 	}
 	if u.User != nil {
-		return urlTemplate{}, fmt.Errorf("url %q: credentials in the URL are not allowed; use headers", raw)
+		return urlTemplate{}, fmt.Errorf("%q: credentials in the URL are not allowed; use headers", raw)
 	}
 	// The key must sit in the path: after the slash that ends the authority, before any query
 	// or fragment. Then no escaped key can reach the host, and the query stays fixed.
 	authority := u.Scheme + "://" + u.Host + "/"
 	if !strings.HasPrefix(strings.ToLower(prefix), strings.ToLower(authority)) || strings.ContainsAny(prefix, "?#") {
-		return urlTemplate{}, fmt.Errorf("url %q: %s must be in the path, after %q", raw, keyPlaceholder, authority)
+		return urlTemplate{}, fmt.Errorf("%q: %s must be in the path, after %q", raw, keyPlaceholder, authority)
 	}
 	return urlTemplate{prefix: prefix, suffix: suffix, scheme: u.Scheme, host: u.Host}, nil
 }

@@ -1,55 +1,51 @@
 package loader
 
 import (
+	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/groupcached/groupcached/group"
 )
 
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name    string
 		cfg     Config
-		wantErr string // "" means valid
+		field   string // the field of the first *group.FieldError; "" means valid
+		wantErr string
 	}{
-		{"file", Config{Type: "file", Root: "./data"}, ""},
-		{"file with size limit", Config{Type: "file", Root: "./data", MaxBodyBytes: 1 << 20}, ""},
-		{"no type", Config{Root: "./data"}, "type is required"},
-		{"file without root", Config{Type: "file"}, "root is required"},
-		{"file with url", Config{Type: "file", Root: "d", URL: "http://h/{key}"}, `field "url" does not belong to type "file"`},
-		{"file with query", Config{Type: "file", Root: "d", Query: "select 1"}, `field "query" does not belong`},
-		{"http", Config{Type: "http", URL: "http://origin:8080/items/{key}"}, ""},
-		{"http https with query", Config{Type: "http", URL: "https://origin/items/{key}.json?v=1"}, ""},
-		{"http all fields", Config{Type: "http", URL: "http://o/{key}", Headers: map[string]string{"Authorization": "Bearer x"}, MaxBodyBytes: 10, Timeout: time.Second, UseOriginTTL: true}, ""},
-		{"http without url", Config{Type: "http"}, "url is required"},
-		{"http without key", Config{Type: "http", URL: "http://o/items"}, "exactly once, found 0"},
-		{"http two keys", Config{Type: "http", URL: "http://o/{key}/{key}"}, "exactly once, found 2"},
-		{"http key in host", Config{Type: "http", URL: "http://{key}.example.com/"}, "must be in the path"},
-		{"http key in port", Config{Type: "http", URL: "http://o:{key}/x"}, "url"},
-		{"http key in query", Config{Type: "http", URL: "http://o/items?id={key}"}, "must be in the path"},
-		{"http ftp scheme", Config{Type: "http", URL: "ftp://o/{key}"}, "scheme must be http or https"},
-		{"http relative", Config{Type: "http", URL: "/items/{key}"}, "scheme must be http or https"},
-		{"http credentials", Config{Type: "http", URL: "http://u:p@o/{key}"}, "credentials"},
-		{"http bad header", Config{Type: "http", URL: "http://o/{key}", Headers: map[string]string{"Bad Header": "x"}}, "not a valid header name"},
-		{"http negative timeout", Config{Type: "http", URL: "http://o/{key}", Timeout: -time.Second}, "timeout must be >= 0"},
-		{"http negative size", Config{Type: "http", URL: "http://o/{key}", MaxBodyBytes: -1}, "max_body_bytes must be >= 0"},
-		{"http with root", Config{Type: "http", URL: "http://o/{key}", Root: "d"}, `field "root" does not belong to type "http"`},
-		{"http with dsn", Config{Type: "http", URL: "http://o/{key}", DSN: "x"}, `field "dsn" does not belong`},
-		{"sql", Config{Type: "sql", Driver: "postgres", DSNEnv: "PG_DSN", Query: "SELECT v FROM t WHERE k = $1"}, ""},
-		{"sql all fields", Config{Type: "sql", Driver: "sqlite", DSN: "f.db", Query: "SELECT v FROM t WHERE k = ?", MaxOpenConns: 4, MaxIdleConns: 4, QueryTimeout: time.Second}, ""},
-		{"sql no driver", Config{Type: "sql", DSN: "x", Query: "q"}, "driver is required"},
-		{"sql mysql", Config{Type: "sql", Driver: "mysql", DSN: "x", Query: "q"}, `driver "mysql" is not supported`},
-		{"sql no dsn", Config{Type: "sql", Driver: "sqlite", Query: "q"}, "dsn or dsn_env is required"},
-		{"sql no query", Config{Type: "sql", Driver: "sqlite", DSN: "x"}, "query is required"},
-		{"sql idle above open", Config{Type: "sql", Driver: "sqlite", DSN: "x", Query: "q", MaxOpenConns: 2, MaxIdleConns: 3}, "must not exceed max_open_conns"},
-		{"sql idle above default open", Config{Type: "sql", Driver: "sqlite", DSN: "x", Query: "q", MaxIdleConns: DefaultMaxOpenConns + 1}, "must not exceed"},
-		{"sql negative conns", Config{Type: "sql", Driver: "sqlite", DSN: "x", Query: "q", MaxOpenConns: -1}, "max_open_conns must be >= 0"},
-		{"sql negative timeout", Config{Type: "sql", Driver: "sqlite", DSN: "x", Query: "q", QueryTimeout: -1}, "query_timeout must be >= 0"},
-		{"sql with headers", Config{Type: "sql", Driver: "sqlite", DSN: "x", Query: "q", Headers: map[string]string{"a": "b"}}, `field "headers" does not belong`},
-		{"sql with max body", Config{Type: "sql", Driver: "sqlite", DSN: "x", Query: "q", MaxBodyBytes: 5}, `field "max_body_bytes" does not belong to type "sql" (it is for http, file)`},
-		{"custom type accepts any field", Config{Type: "redis", URL: "redis://x", Root: "r"}, ""},
+		{"file", FileConfig{Root: "./data"}, "", ""},
+		{"file with size limit", FileConfig{Root: "./data", MaxBodyBytes: 1 << 20}, "", ""},
+		{"file without root", FileConfig{}, "Root", "Root: required"},
+		{"file negative size", FileConfig{Root: "d", MaxBodyBytes: -1}, "MaxBodyBytes", "MaxBodyBytes: must be >= 0"},
+		{"http", HTTPConfig{URL: "http://origin:8080/items/{key}"}, "", ""},
+		{"http https with query", HTTPConfig{URL: "https://origin/items/{key}.json?v=1"}, "", ""},
+		{"http all fields", HTTPConfig{URL: "http://o/{key}", Headers: map[string]string{"Authorization": "Bearer x"}, MaxBodyBytes: 10, Timeout: time.Second, UseOriginTTL: true}, "", ""},
+		{"http without url", HTTPConfig{}, "URL", "URL: required"},
+		{"http without key", HTTPConfig{URL: "http://o/items"}, "URL", "exactly once, found 0"},
+		{"http two keys", HTTPConfig{URL: "http://o/{key}/{key}"}, "URL", "exactly once, found 2"},
+		{"http key in host", HTTPConfig{URL: "http://{key}.example.com/"}, "URL", "must be in the path"},
+		{"http key in port", HTTPConfig{URL: "http://o:{key}/x"}, "URL", "URL"},
+		{"http key in query", HTTPConfig{URL: "http://o/items?id={key}"}, "URL", "must be in the path"},
+		{"http ftp scheme", HTTPConfig{URL: "ftp://o/{key}"}, "URL", "scheme must be http or https"},
+		{"http relative", HTTPConfig{URL: "/items/{key}"}, "URL", "scheme must be http or https"},
+		{"http credentials", HTTPConfig{URL: "http://u:p@o/{key}"}, "URL", "credentials"},
+		{"http bad header", HTTPConfig{URL: "http://o/{key}", Headers: map[string]string{"Bad Header": "x"}}, "Headers", "not a valid header name"},
+		{"http negative timeout", HTTPConfig{URL: "http://o/{key}", Timeout: -time.Second}, "Timeout", "Timeout: must be >= 0"},
+		{"http negative size", HTTPConfig{URL: "http://o/{key}", MaxBodyBytes: -1}, "MaxBodyBytes", "MaxBodyBytes: must be >= 0"},
+		{"sql", SQLConfig{Driver: "postgres", DSNEnv: "PG_DSN", Query: "SELECT v FROM t WHERE k = $1"}, "", ""},
+		{"sql all fields", SQLConfig{Driver: "sqlite", DSN: "f.db", Query: "SELECT v FROM t WHERE k = ?", MaxOpenConns: 4, MaxIdleConns: 4, QueryTimeout: time.Second}, "", ""},
+		{"sql no driver", SQLConfig{DSN: "x", Query: "q"}, "Driver", "Driver: required"},
+		{"sql mysql", SQLConfig{Driver: "mysql", DSN: "x", Query: "q"}, "Driver", `"mysql" is not supported`},
+		{"sql no dsn", SQLConfig{Driver: "sqlite", Query: "q"}, "DSN", "DSN: required, or dsn_env"},
+		{"sql no query", SQLConfig{Driver: "sqlite", DSN: "x"}, "Query", "Query: required"},
+		{"sql idle above open", SQLConfig{Driver: "sqlite", DSN: "x", Query: "q", MaxOpenConns: 2, MaxIdleConns: 3}, "MaxIdleConns", "must not exceed max_open_conns"},
+		{"sql idle above default open", SQLConfig{Driver: "sqlite", DSN: "x", Query: "q", MaxIdleConns: DefaultMaxOpenConns + 1}, "MaxIdleConns", "must not exceed"},
+		{"sql negative conns", SQLConfig{Driver: "sqlite", DSN: "x", Query: "q", MaxOpenConns: -1}, "MaxOpenConns", "MaxOpenConns: must be >= 0"},
+		{"sql negative timeout", SQLConfig{Driver: "sqlite", DSN: "x", Query: "q", QueryTimeout: -1}, "QueryTimeout", "QueryTimeout: must be >= 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,48 +58,65 @@ func TestConfigValidate(t *testing.T) {
 			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
 				t.Fatalf("Validate() = %v, want it to contain %q", err, tt.wantErr)
 			}
-		})
-	}
-}
-
-func TestDefaultConfig(t *testing.T) {
-	tests := []struct {
-		typ  string
-		want Config
-	}{
-		{"file", Config{Type: "file", MaxBodyBytes: DefaultMaxBodyBytes}},
-		{"http", Config{Type: "http", MaxBodyBytes: DefaultMaxBodyBytes, Timeout: DefaultHTTPTimeout}},
-		{"sql", Config{Type: "sql", MaxOpenConns: DefaultMaxOpenConns, MaxIdleConns: DefaultMaxIdleConns, QueryTimeout: DefaultQueryTimeout}},
-		{"custom", Config{Type: "custom"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.typ, func(t *testing.T) {
-			got := DefaultConfig(tt.typ)
-			if got.Type != tt.want.Type || got.MaxBodyBytes != tt.want.MaxBodyBytes || got.Timeout != tt.want.Timeout ||
-				got.MaxOpenConns != tt.want.MaxOpenConns || got.MaxIdleConns != tt.want.MaxIdleConns || got.QueryTimeout != tt.want.QueryTimeout {
-				t.Fatalf("DefaultConfig(%q) = %+v, want %+v", tt.typ, got, tt.want)
+			var fe *group.FieldError
+			if tt.field != "" && (!errors.As(err, &fe) || fe.Field != tt.field) {
+				t.Fatalf("Validate() = %v, want a *group.FieldError for %s", err, tt.field)
 			}
 		})
 	}
 }
 
-// TestConfigYAML decodes loader blocks as config.yaml writes them, with gopkg.in/yaml.v3:
-// sizes go through group.ByteSize's UnmarshalText and durations through time.Duration.
+// TestConfigValidateReportsEveryField: one call names every bad field, each as its own
+// *group.FieldError.
+func TestConfigValidateReportsEveryField(t *testing.T) {
+	err := SQLConfig{MaxOpenConns: -1, QueryTimeout: -1}.Validate()
+	var fields []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var fe *group.FieldError
+		if !errors.As(e, &fe) {
+			t.Fatalf("%v is not a *group.FieldError", e)
+		}
+		fields = append(fields, fe.Field)
+	}
+	if want := []string{"Driver", "DSN", "Query", "MaxOpenConns", "QueryTimeout"}; !reflect.DeepEqual(fields, want) {
+		t.Fatalf("fields = %v, want %v", fields, want)
+	}
+}
+
+func TestWithDefaults(t *testing.T) {
+	if got, want := (FileConfig{}).withDefaults(), (FileConfig{MaxBodyBytes: DefaultMaxBodyBytes}); got != want {
+		t.Errorf("file: %+v, want %+v", got, want)
+	}
+	if got, want := (HTTPConfig{}).withDefaults(), (HTTPConfig{MaxBodyBytes: DefaultMaxBodyBytes, Timeout: DefaultHTTPTimeout}); !reflect.DeepEqual(got, want) {
+		t.Errorf("http: %+v, want %+v", got, want)
+	}
+	if got, want := (SQLConfig{}).withDefaults(), (SQLConfig{MaxOpenConns: DefaultMaxOpenConns, MaxIdleConns: DefaultMaxIdleConns, QueryTimeout: DefaultQueryTimeout}); got != want {
+		t.Errorf("sql: %+v, want %+v", got, want)
+	}
+	if got := (SQLConfig{MaxOpenConns: 2}).withDefaults().MaxIdleConns; got != 2 {
+		t.Errorf("sql with 2 open connections: %d idle by default, want 2", got)
+	}
+	if got := (HTTPConfig{Timeout: time.Second}).withDefaults().Timeout; got != time.Second {
+		t.Errorf("http: a set timeout became %v", got)
+	}
+}
+
+// TestConfigYAML decodes loader sections as config.yaml writes them (the keys after `type:`),
+// through the Registry with a strict YAML decoder: sizes go through group.ByteSize's
+// UnmarshalText and durations through time.Duration, and a key of another type is refused.
 func TestConfigYAML(t *testing.T) {
 	tests := []struct {
-		name string
-		yaml string
-		want Config
+		name, typ, yaml string
+		want            Config
 	}{
 		{
-			name: "file flow style",
-			yaml: `{type: file, root: ./examples/data, max_body_bytes: 1MiB}`,
-			want: Config{Type: "file", Root: "./examples/data", MaxBodyBytes: 1 << 20},
+			name: "file flow style", typ: "file",
+			yaml: `{root: ./examples/data, max_body_bytes: 1MiB}`,
+			want: FileConfig{Root: "./examples/data", MaxBodyBytes: 1 << 20},
 		},
 		{
-			name: "http",
+			name: "http", typ: "http",
 			yaml: `
-type: http
 url: "http://127.0.0.1:9000/items/{key}"
 headers:
   Authorization: Bearer s3cret
@@ -111,13 +124,12 @@ max_body_bytes: 8MiB
 timeout: 5s
 use_origin_ttl: true
 `,
-			want: Config{Type: "http", URL: "http://127.0.0.1:9000/items/{key}", Headers: map[string]string{"Authorization": "Bearer s3cret"},
+			want: HTTPConfig{URL: "http://127.0.0.1:9000/items/{key}", Headers: map[string]string{"Authorization": "Bearer s3cret"},
 				MaxBodyBytes: 8 << 20, Timeout: 5 * time.Second, UseOriginTTL: true},
 		},
 		{
-			name: "sql",
+			name: "sql", typ: "sql",
 			yaml: `
-type: sql
 driver: postgres
 dsn_env: GROUPCACHED_PG_DSN
 query: SELECT load_item($1)
@@ -125,44 +137,38 @@ max_open_conns: 8
 max_idle_conns: 4
 query_timeout: 1500ms
 `,
-			want: Config{Type: "sql", Driver: "postgres", DSNEnv: "GROUPCACHED_PG_DSN", Query: "SELECT load_item($1)",
+			want: SQLConfig{Driver: "postgres", DSNEnv: "GROUPCACHED_PG_DSN", Query: "SELECT load_item($1)",
 				MaxOpenConns: 8, MaxIdleConns: 4, QueryTimeout: 1500 * time.Millisecond},
 		},
 	}
+	reg := NewRegistry()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got Config
-			dec := yaml.NewDecoder(strings.NewReader(tt.yaml))
-			dec.KnownFields(true)
-			if err := dec.Decode(&got); err != nil {
-				t.Fatalf("decoding: %v", err)
+			got, err := reg.Decode(tt.typ, yamlSection(tt.yaml))
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
 			}
-			if err := got.Validate(); err != nil {
-				t.Fatalf("Validate: %v", err)
-			}
-			if got.Type != tt.want.Type || got.Root != tt.want.Root || got.URL != tt.want.URL ||
-				got.MaxBodyBytes != tt.want.MaxBodyBytes || got.Timeout != tt.want.Timeout || got.UseOriginTTL != tt.want.UseOriginTTL ||
-				got.Driver != tt.want.Driver || got.DSN != tt.want.DSN || got.DSNEnv != tt.want.DSNEnv || got.Query != tt.want.Query ||
-				got.MaxOpenConns != tt.want.MaxOpenConns || got.MaxIdleConns != tt.want.MaxIdleConns || got.QueryTimeout != tt.want.QueryTimeout ||
-				len(got.Headers) != len(tt.want.Headers) {
-				t.Fatalf("decoded %+v, want %+v", got, tt.want)
-			}
-			for k, v := range tt.want.Headers {
-				if got.Headers[k] != v {
-					t.Fatalf("header %q = %q, want %q", k, got.Headers[k], v)
-				}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("decoded %#v, want %#v", got, tt.want)
 			}
 		})
 	}
 
-	t.Run("bad size and unknown key are errors", func(t *testing.T) {
-		for _, doc := range []string{`{type: http, max_body_bytes: lots}`, `{type: file, rooot: x}`, `{type: http, timeout: soon}`} {
-			var c Config
-			dec := yaml.NewDecoder(strings.NewReader(doc))
-			dec.KnownFields(true)
-			if err := dec.Decode(&c); err == nil {
-				t.Errorf("decoding %s: no error", doc)
+	for _, tt := range []struct{ typ, doc, want string }{
+		{"http", `{url: "http://o/{key}", max_body_bytes: lots}`, "lots"},
+		{"file", `{rooot: x}`, "rooot"},
+		{"http", `{url: "http://o/{key}", timeout: soon}`, "soon"},
+		{"file", `{root: ., url: "http://h:1/{key}"}`, "url"},
+		{"file", `{root: d, query: select 1}`, "query"},
+		{"http", `{url: "http://o/{key}", root: d}`, "root"},
+		{"http", `{url: "http://o/{key}", dsn: x}`, "dsn"},
+		{"sql", `{driver: sqlite, dsn: x, query: q, headers: {a: b}}`, "headers"},
+		{"sql", `{driver: sqlite, dsn: x, query: q, max_body_bytes: 5}`, "max_body_bytes"},
+	} {
+		t.Run("refused "+tt.doc, func(t *testing.T) {
+			if _, err := reg.Decode(tt.typ, yamlSection(tt.doc)); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Decode(%s, %s) = %v, want an error naming %q", tt.typ, tt.doc, err, tt.want)
 			}
-		}
-	})
+		})
+	}
 }

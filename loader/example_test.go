@@ -2,6 +2,7 @@ package loader_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -9,14 +10,26 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/groupcached/groupcached/group"
 	"github.com/groupcached/groupcached/loader"
 )
 
-// A node builds its own Registry and turns each group's `loader:` block into a loader, then
-// closes the loader at shutdown.
-func ExampleRegistry_New() {
+// jsonSection is a Decoder over a JSON object, as strict as the node's over config.yaml: a
+// key that names no field is an error. (encoding/json matches keys to field names without
+// regard to case, and reads durations as nanoseconds.)
+func jsonSection(doc string) loader.Decoder {
+	return loader.DecoderFunc(func(v any) error {
+		dec := json.NewDecoder(strings.NewReader(doc))
+		dec.DisallowUnknownFields()
+		return dec.Decode(v)
+	})
+}
+
+// A node builds its own Registry and decodes each group's `loader:` section with it, when it
+// reads its configuration; it builds the loader when it starts, and closes it at shutdown.
+func ExampleRegistry_Decode() {
 	root, err := os.MkdirTemp("", "loader-example")
 	if err != nil {
 		log.Fatal(err)
@@ -27,7 +40,11 @@ func ExampleRegistry_New() {
 	}
 
 	reg := loader.NewRegistry()
-	l, err := reg.New(loader.Config{Type: "file", Root: root})
+	cfg, err := reg.Decode("file", jsonSection(fmt.Sprintf(`{"root": %q}`, root)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	l, err := cfg.NewLoader()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -41,32 +58,60 @@ func ExampleRegistry_New() {
 	fmt.Println(string(res.Bytes), err)
 	_, err = g.Get(context.Background(), "../etc/passwd")
 	fmt.Println(errors.Is(err, group.ErrInvalidKey))
-	_, err = reg.New(loader.Config{Type: "redis"})
+	_, err = reg.Decode("file", jsonSection(`{}`))
+	fmt.Println(err)
+	_, err = reg.Decode("redis", jsonSection(`{}`))
 	fmt.Println(err)
 	// Output:
 	// hello, world <nil>
 	// true
-	// loader: unknown type "redis" (known: file, http, sql)
+	// Root: required: the directory whose files are served
+	// unknown loader type "redis" (known: file, http, sql)
 }
 
-// A custom loader type makes config.yaml able to name an origin the built-ins do not cover.
+// PrefixConfig is a custom loader type's settings: in config.yaml,
+// `loader: {type: prefix, prefix: "value of "}`.
+type PrefixConfig struct {
+	Prefix string `yaml:"prefix"`
+}
+
+// Validate reports a missing prefix as a FieldError, so that the node points at the line.
+func (c PrefixConfig) Validate() error {
+	if c.Prefix == "" {
+		return group.FieldErrorf("Prefix", "required")
+	}
+	return nil
+}
+
+// NewLoader builds the loader: every value is the prefix and the key.
+func (c PrefixConfig) NewLoader() (group.Loader, error) {
+	return group.LoaderFunc(func(ctx context.Context, key string) (group.Value, error) {
+		return group.Value{Bytes: fmt.Appendf(nil, "%s%s", c.Prefix, key)}, nil
+	}), nil
+}
+
+// A custom loader type makes config.yaml able to name an origin the built-ins do not cover,
+// with keys of its own.
 func ExampleRegistry_Register() {
 	reg := loader.NewRegistry()
-	err := reg.Register("prefix", func(cfg loader.Config) (group.Loader, error) {
-		return group.LoaderFunc(func(ctx context.Context, key string) (group.Value, error) {
-			return group.Value{Bytes: fmt.Appendf(nil, "%s%s", cfg.URL, key)}, nil
-		}), nil
-	})
+	if err := reg.Register("prefix", loader.FactoryOf(PrefixConfig{})); err != nil {
+		log.Fatal(err)
+	}
+	cfg, err := reg.Decode("prefix", jsonSection(`{"prefix": "value of "}`))
 	if err != nil {
 		log.Fatal(err)
 	}
-	l, err := reg.New(loader.Config{Type: "prefix", URL: "value of "})
+	l, err := cfg.NewLoader()
 	if err != nil {
 		log.Fatal(err)
 	}
 	v, _ := l.Load(context.Background(), "k")
 	fmt.Println(string(v.Bytes))
-	// Output: value of k
+	_, err = reg.Decode("prefix", jsonSection(`{"prefx": "value of "}`))
+	fmt.Println(err)
+	// Output:
+	// value of k
+	// json: unknown field "prefx"
 }
 
 // The HTTP loader path-escapes the key into one segment of the URL template.
@@ -81,7 +126,7 @@ func ExampleNewHTTP() {
 	}))
 	defer origin.Close()
 
-	h, err := loader.NewHTTP(loader.Config{URL: origin.URL + "/items/{key}", UseOriginTTL: true})
+	h, err := loader.NewHTTP(loader.HTTPConfig{URL: origin.URL + "/items/{key}", UseOriginTTL: true})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -104,7 +149,7 @@ func ExampleNewSQL() {
 	defer os.RemoveAll(dir)
 	dsn := filepath.Join(dir, "items.db")
 
-	s, err := loader.NewSQL(loader.Config{Driver: "sqlite", DSN: dsn, Query: "SELECT 'value of ' || ? WHERE 1 = 1"})
+	s, err := loader.NewSQL(loader.SQLConfig{Driver: "sqlite", DSN: dsn, Query: "SELECT 'value of ' || ? WHERE 1 = 1"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -112,7 +157,7 @@ func ExampleNewSQL() {
 	v, err := s.Load(context.Background(), "k")
 	fmt.Println(string(v.Bytes), err)
 
-	_, err = loader.NewSQL(loader.Config{Driver: "sqlite", DSN: dsn, Query: "SELECT 1"})
+	_, err = loader.NewSQL(loader.SQLConfig{Driver: "sqlite", DSN: dsn, Query: "SELECT 1"})
 	fmt.Println(err)
 	// Output:
 	// value of k <nil>

@@ -14,7 +14,8 @@ import (
 )
 
 // ErrTooLarge is returned (wrapped) when a value is bigger than the loader's limit
-// (Config.MaxBodyBytes). Nothing is cached; the origin keeps the value.
+// (FileConfig.MaxBodyBytes, HTTPConfig.MaxBodyBytes). Nothing is cached; the origin keeps
+// the value.
 var ErrTooLarge = errors.New("value too large")
 
 // File serves the regular files under one directory: the key "greetings/fr.txt" is the file
@@ -35,21 +36,18 @@ var (
 	_ io.Closer    = (*File)(nil)
 )
 
-// NewFile opens root, which must be an existing directory, with values limited to
-// DefaultMaxBodyBytes. (A config's max_body_bytes applies through Registry.New.)
-func NewFile(root string) (*File, error) {
-	return newFile(root, DefaultMaxBodyBytes)
-}
-
-func newFile(root string, maxBytes group.ByteSize) (*File, error) {
-	if root == "" {
-		return nil, errors.New("file loader: root is required")
+// NewFile opens cfg.Root, which must be an existing directory, after checking cfg
+// (FileConfig.Validate).
+func NewFile(cfg FileConfig) (*File, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("file loader: %w", err)
 	}
-	r, err := os.OpenRoot(root)
+	cfg = cfg.withDefaults()
+	r, err := os.OpenRoot(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("file loader: opening root: %w", err)
 	}
-	return &File{root: r, maxBytes: int64(maxBytes)}, nil
+	return &File{root: r, maxBytes: int64(cfg.MaxBodyBytes)}, nil
 }
 
 // Load reads the file named by key.

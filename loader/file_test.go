@@ -55,7 +55,7 @@ func fileTree(t testing.TB) string {
 func TestFileLoad(t *testing.T) {
 	root := fileTree(t)
 	secretPath := filepath.Join(filepath.Dir(root), "secret.txt")
-	f, err := newFile(root, 64)
+	f, err := NewFile(FileConfig{Root: root, MaxBodyBytes: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestFileOpenAndClose(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if f, err := NewFile(tt.root); err == nil {
+			if f, err := NewFile(FileConfig{Root: tt.root}); err == nil {
 				f.Close()
 				t.Fatalf("NewFile(%q) succeeded", tt.root)
 			}
@@ -150,7 +150,7 @@ func TestFileOpenAndClose(t *testing.T) {
 	}
 
 	t.Run("loads after Close fail", func(t *testing.T) {
-		f, err := NewFile(root)
+		f, err := NewFile(FileConfig{Root: root})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,7 +170,7 @@ func TestFileOpenAndClose(t *testing.T) {
 		if err := os.WriteFile(name, make([]byte, DefaultMaxBodyBytes+1), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		f, err := NewFile(root)
+		f, err := NewFile(FileConfig{Root: root})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,7 +193,7 @@ func FuzzFileKey(f *testing.F) {
 		f.Add(seed)
 	}
 	root := fileTree(f)
-	loader, err := NewFile(root)
+	loader, err := NewFile(FileConfig{Root: root})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func BenchmarkFileLoad(b *testing.B) {
 	if err := os.WriteFile(filepath.Join(root, "v"), bytes.Repeat([]byte("x"), 4096), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	f, err := NewFile(root)
+	f, err := NewFile(FileConfig{Root: root})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,7 +3,11 @@ package loader
 import (
 	"context"
 	"errors"
+	"io"
+	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/groupcached/groupcached/group"
 )
@@ -29,4 +33,17 @@ func checkLoad(t *testing.T, l group.Loader, key, want string, wantErr error, an
 		}
 	}
 	return v
+}
+
+// yamlSection is a Decoder over a YAML document as strict as the node's: a key that names no
+// field is an error.
+func yamlSection(doc string) Decoder {
+	return DecoderFunc(func(v any) error {
+		dec := yaml.NewDecoder(strings.NewReader(doc))
+		dec.KnownFields(true)
+		if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		return nil
+	})
 }

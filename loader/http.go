@@ -23,7 +23,7 @@ import (
 // against the parent path, are refused with group.ErrInvalidKey. Redirects are followed only
 // to the same scheme and host. A 200 answer is the value, 204 is an empty value, 404 and 410
 // are group.ErrNotFound, anything else (5xx included) is a load failure that is never cached,
-// and so are a body above Config.MaxBodyBytes (ErrTooLarge) and a timeout
+// and so are a body above HTTPConfig.MaxBodyBytes (ErrTooLarge) and a timeout
 // (group.ErrLoadTimeout).
 //
 // Requests carry the caller's context, so the group's load timeout reaches the origin, and run
@@ -48,23 +48,16 @@ var (
 // maxRedirects bounds a redirect chain on the origin's own host.
 const maxRedirects = 5
 
-// NewHTTP builds an HTTP loader from an "http" Config (Type may be left empty): URL is
-// required, the other http fields are optional. It checks the configuration only; it does not
-// contact the origin, so a node can start before its origin does.
-func NewHTTP(cfg Config) (*HTTP, error) {
-	if cfg.Type == "" {
-		cfg.Type = TypeHTTP
-	}
-	if cfg.Type != TypeHTTP {
-		return nil, fmt.Errorf("http loader: config of type %q", cfg.Type)
-	}
+// NewHTTP builds an HTTP loader after checking cfg (HTTPConfig.Validate). It does not contact
+// the origin, so a node can start before its origin does.
+func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("http loader: %w", err)
 	}
 	cfg = cfg.withDefaults()
 	tmpl, err := parseTemplate(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("loader %q: %w", TypeHTTP, err)
+		return nil, fmt.Errorf("http loader: URL: %w", err)
 	}
 	headers := http.Header{"User-Agent": {"groupcached"}} // origins can tell the cache's loads apart
 	for k, v := range cfg.Headers {

@@ -115,7 +115,7 @@ func (o *origin) lastURI() string {
 	return o.uris[len(o.uris)-1]
 }
 
-func newHTTPLoader(t *testing.T, cfg Config) *HTTP {
+func newHTTPLoader(t *testing.T, cfg HTTPConfig) *HTTP {
 	t.Helper()
 	h, err := NewHTTP(cfg)
 	if err != nil {
@@ -128,7 +128,7 @@ func newHTTPLoader(t *testing.T, cfg Config) *HTTP {
 func TestHTTPLoad(t *testing.T) {
 	other := newOrigin(t, "")
 	o := newOrigin(t, other.srv.URL)
-	h := newHTTPLoader(t, Config{
+	h := newHTTPLoader(t, HTTPConfig{
 		URL:          o.srv.URL + "/items/{key}",
 		MaxBodyBytes: 64,
 		Headers:      map[string]string{"Authorization": "Bearer t0ken", "X-Origin-Token": "abc"},
@@ -185,7 +185,7 @@ func TestHTTPLoad(t *testing.T) {
 // TestHTTPPooling checks that sequential loads, failed ones included, share one connection.
 func TestHTTPPooling(t *testing.T) {
 	o := newOrigin(t, "")
-	h := newHTTPLoader(t, Config{URL: o.srv.URL + "/items/{key}"})
+	h := newHTTPLoader(t, HTTPConfig{URL: o.srv.URL + "/items/{key}"})
 	keys := []string{"hello", "missing", "boom", "empty", "redirect-same"}
 	for i := range 20 {
 		_, _ = h.Load(context.Background(), keys[i%len(keys)])
@@ -206,7 +206,7 @@ func TestHTTPOriginTTL(t *testing.T) {
 	}{{true, time.Minute}, {false, 0}}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint("use_origin_ttl=", tt.use), func(t *testing.T) {
-			h := newHTTPLoader(t, Config{URL: o.srv.URL + "/items/{key}", UseOriginTTL: tt.use})
+			h := newHTTPLoader(t, HTTPConfig{URL: o.srv.URL + "/items/{key}", UseOriginTTL: tt.use})
 			v, err := h.Load(context.Background(), "ttl")
 			if err != nil || v.TTL != tt.want {
 				t.Fatalf("Load(ttl) = TTL %v, %v; want %v", v.TTL, err, tt.want)
@@ -268,7 +268,7 @@ func TestHTTPTimeouts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHTTPLoader(t, Config{URL: o.srv.URL + "/items/{key}", Timeout: tt.timeout})
+			h := newHTTPLoader(t, HTTPConfig{URL: o.srv.URL + "/items/{key}", Timeout: tt.timeout})
 			ctx := context.Background()
 			if tt.callerLimit > 0 {
 				var cancel context.CancelFunc
@@ -289,7 +289,7 @@ func TestHTTPTimeouts(t *testing.T) {
 	}
 
 	t.Run("caller cancels", func(t *testing.T) {
-		h := newHTTPLoader(t, Config{URL: o.srv.URL + "/items/{key}"})
+		h := newHTTPLoader(t, HTTPConfig{URL: o.srv.URL + "/items/{key}"})
 		for len(o.started) > 0 {
 			<-o.started
 		}
@@ -314,7 +314,7 @@ func TestHTTPTimeouts(t *testing.T) {
 		}
 		addr := l.Addr().String()
 		l.Close()
-		h := newHTTPLoader(t, Config{URL: "http://" + addr + "/items/{key}"})
+		h := newHTTPLoader(t, HTTPConfig{URL: "http://" + addr + "/items/{key}"})
 		if _, err := h.Load(context.Background(), "k"); err == nil || errors.Is(err, group.ErrNotFound) {
 			t.Fatalf("Load from a closed port = %v, want a load failure", err)
 		}
@@ -324,12 +324,11 @@ func TestHTTPTimeouts(t *testing.T) {
 func TestNewHTTPErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  Config
+		cfg  HTTPConfig
 	}{
-		{"no url", Config{}},
-		{"wrong type", Config{Type: "file", Root: "x"}},
-		{"key in host", Config{URL: "http://{key}/"}},
-		{"foreign field", Config{URL: "http://o/{key}", Query: "select"}},
+		{"no url", HTTPConfig{}},
+		{"key in host", HTTPConfig{URL: "http://{key}/"}},
+		{"negative timeout", HTTPConfig{URL: "http://o/{key}", Timeout: -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -347,7 +346,7 @@ func FuzzHTTPURL(f *testing.F) {
 	for _, seed := range []string{"k", "a/b", "../x", "?q=1", "#frag", "%2F", "@host", "//h", "http://h", "\\x", " ", "\x00", "ü"} {
 		f.Add(seed)
 	}
-	h, err := NewHTTP(Config{URL: "https://origin.example:8443/v1/items/{key}/raw?format=bin"})
+	h, err := NewHTTP(HTTPConfig{URL: "https://origin.example:8443/v1/items/{key}/raw?format=bin"})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -378,7 +377,7 @@ func BenchmarkHTTPLoad(b *testing.B) {
 		_, _ = io.WriteString(w, strings.Repeat("v", 1024))
 	}))
 	defer srv.Close()
-	h, err := NewHTTP(Config{URL: srv.URL + "/items/{key}"})
+	h, err := NewHTTP(HTTPConfig{URL: srv.URL + "/items/{key}"})
 	if err != nil {
 		b.Fatal(err)
 	}

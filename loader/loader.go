@@ -15,6 +15,13 @@
 //   - SQL: a query with one placeholder bound to the key, on PostgreSQL (pgx) or SQLite
 //     (modernc, no cgo).
 //
+// Each loader type owns its section of the configuration, caddy's module pattern: a group's
+// `loader:` block names a type, and the type's Factory decodes the keys after `type:` into its
+// own settings (FileConfig, HTTPConfig, SQLConfig, or a custom type's struct) through a
+// Decoder the node implements strictly over the file, so a key the type does not know is
+// reported at its line. The settings validate without I/O, when the file is read; the
+// loader is built from them (Config.NewLoader) only when the node starts.
+//
 // Loaders that hold resources (a directory handle, a connection pool, idle HTTP connections)
 // implement io.Closer; whoever built them closes them at shutdown. Embedders with their own
 // origin need none of this: group.LoaderFunc adapts a plain function.
@@ -26,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -33,10 +41,30 @@ import (
 	"github.com/groupcached/groupcached/group"
 )
 
-// Factory builds a loader from its config. It is called with a Config that passed Validate.
-// Loaders holding resources (the SQL pool, the HTTP transport) also implement io.Closer; the
-// node closes them at shutdown.
-type Factory func(cfg Config) (group.Loader, error)
+// Factory decodes one section of its loader type with d and returns the settings, which the
+// Registry then validates. It must not build the loader nor do any I/O: a node reads and checks
+// its whole configuration before it starts anything. The errors of d.Decode are returned as
+// they are (they already say where); FactoryOf covers the usual case.
+type Factory func(d Decoder) (Config, error)
+
+// FactoryOf returns the Factory of a type whose settings are the struct C: it decodes the
+// section over a copy of initial, which holds the defaults of keys left out. C is a struct type
+// whose value (not pointer) methods implement Config.
+func FactoryOf[C Config](initial C) Factory {
+	if reflect.TypeFor[C]().Kind() != reflect.Struct {
+		panic(fmt.Sprintf("loader.FactoryOf: %v is not a struct type", reflect.TypeFor[C]()))
+	}
+	return func(d Decoder) (Config, error) {
+		c := initial
+		if err := d.Decode(&c); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// ErrUnknownType is returned (wrapped) by Registry.Decode for a type nobody registered.
+var ErrUnknownType = errors.New("unknown loader type")
 
 // Registry maps loader types, as config.yaml names them, to factories. Each node builds its
 // own (there is no package-level registry), so tests can run several nodes, with different
@@ -49,9 +77,9 @@ type Registry struct {
 // NewRegistry returns a Registry that knows "file", "http" and "sql".
 func NewRegistry() *Registry {
 	return &Registry{factories: map[string]Factory{
-		TypeFile: func(cfg Config) (group.Loader, error) { return newFile(cfg.Root, cfg.withDefaults().MaxBodyBytes) },
-		TypeHTTP: func(cfg Config) (group.Loader, error) { return NewHTTP(cfg) },
-		TypeSQL:  func(cfg Config) (group.Loader, error) { return NewSQL(cfg) },
+		TypeFile: FactoryOf(FileConfig{}),
+		TypeHTTP: FactoryOf(HTTPConfig{}),
+		TypeSQL:  FactoryOf(SQLConfig{}),
 	}}
 }
 
@@ -85,26 +113,27 @@ func (r *Registry) Types() []string {
 	return types
 }
 
-// New validates cfg and builds the loader of its type. An unknown type is an error that lists
-// the known ones.
-func (r *Registry) New(cfg Config) (group.Loader, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
+// Decode reads a section of type typ with d and validates it: the error is what the factory
+// returned, or Config.Validate's *group.FieldErrors, joined. An unknown type is
+// ErrUnknownType, listing the known ones. Nothing is built: call NewLoader on the result.
+func (r *Registry) Decode(typ string, d Decoder) (Config, error) {
 	r.mu.RLock()
-	f, ok := r.factories[cfg.Type]
+	f, ok := r.factories[typ]
 	r.mu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("loader: unknown type %q (known: %s)", cfg.Type, strings.Join(r.Types(), ", "))
+		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownType, typ, strings.Join(r.Types(), ", "))
 	}
-	l, err := f(cfg)
+	cfg, err := f(d)
 	if err != nil {
 		return nil, err
 	}
-	if l == nil {
-		return nil, fmt.Errorf("loader: the factory of type %q returned no loader", cfg.Type)
+	if cfg == nil {
+		return nil, fmt.Errorf("loader: the factory of type %q returned no config", typ)
 	}
-	return l, nil
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // Close closes l if it holds resources (implements io.Closer), and does nothing otherwise.

@@ -23,9 +23,10 @@ import (
 // text or bytes: that column is the value. No row, or a NULL, is group.ErrNotFound; a second
 // row, a second column or another column type is a load failure.
 //
-// The pool is bounded (Config.MaxOpenConns, MaxIdleConns), so a burst of misses cannot take
-// every connection of the database, and each query has its own timeout (Config.QueryTimeout)
-// besides the caller's deadline; a timeout is group.ErrLoadTimeout (wrapped).
+// The pool is bounded (SQLConfig.MaxOpenConns, MaxIdleConns), so a burst of misses cannot
+// take every connection of the database, and each query has its own timeout
+// (SQLConfig.QueryTimeout) besides the caller's deadline; a timeout is group.ErrLoadTimeout
+// (wrapped).
 //
 // SQL is safe for concurrent use. Close closes the pool.
 type SQL struct {
@@ -39,23 +40,17 @@ var (
 	_ io.Closer    = (*SQL)(nil)
 )
 
-// driverNames maps Config.Driver to the database/sql driver name.
+// driverNames maps SQLConfig.Driver to the database/sql driver name.
 var driverNames = map[string]string{"postgres": "pgx", "sqlite": "sqlite"}
 
-// NewSQL builds a SQL loader from a "sql" Config (Type may be left empty) and checks it against
+// NewSQL builds a SQL loader after checking cfg (SQLConfig.Validate), and checks it against
 // the database before returning: it connects, prepares the query (so a syntax error or a
 // missing table fails now, not on the first miss) and checks that the query has exactly one
 // placeholder. The DSN comes from the environment variable named by DSNEnv when that is set,
 // else from DSN. Errors never include the DSN, which may hold a password.
-func NewSQL(cfg Config) (*SQL, error) {
-	if cfg.Type == "" {
-		cfg.Type = TypeSQL
-	}
-	if cfg.Type != TypeSQL {
-		return nil, fmt.Errorf("sql loader: config of type %q", cfg.Type)
-	}
+func NewSQL(cfg SQLConfig) (*SQL, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sql loader: %w", err)
 	}
 	cfg = cfg.withDefaults()
 	dsn, err := resolveDSN(cfg)
@@ -81,7 +76,7 @@ func NewSQL(cfg Config) (*SQL, error) {
 }
 
 // resolveDSN picks the DSN: the environment variable named by DSNEnv, else DSN.
-func resolveDSN(cfg Config) (string, error) {
+func resolveDSN(cfg SQLConfig) (string, error) {
 	if cfg.DSNEnv != "" {
 		if v := os.Getenv(cfg.DSNEnv); v != "" {
 			return v, nil

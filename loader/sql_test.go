@@ -102,7 +102,7 @@ func itemsTable(t *testing.T, b backend) string {
 	return name
 }
 
-func newSQLLoader(t *testing.T, cfg Config) *SQL {
+func newSQLLoader(t *testing.T, cfg SQLConfig) *SQL {
 	t.Helper()
 	s, err := NewSQL(cfg)
 	if err != nil {
@@ -117,7 +117,7 @@ func TestSQLLoad(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			b := open(t)
 			table := itemsTable(t, b)
-			s := newSQLLoader(t, Config{Type: "sql", Driver: b.driver, DSN: b.dsn,
+			s := newSQLLoader(t, SQLConfig{Driver: b.driver, DSN: b.dsn,
 				Query: fmt.Sprintf("SELECT v FROM %s WHERE k = %s", table, b.param)})
 
 			injection := fmt.Sprintf("x'; DROP TABLE %s; --", table)
@@ -173,7 +173,7 @@ func TestSQLQueryShapes(t *testing.T) {
 			}
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
-					s := newSQLLoader(t, Config{Driver: b.driver, DSN: b.dsn, Query: fmt.Sprintf(tt.query, table, b.param)})
+					s := newSQLLoader(t, SQLConfig{Driver: b.driver, DSN: b.dsn, Query: fmt.Sprintf(tt.query, table, b.param)})
 					v, err := s.Load(ctx, tt.key)
 					if tt.wantErr != "" {
 						if err == nil || !strings.Contains(err.Error(), tt.wantErr) || errors.Is(err, group.ErrNotFound) {
@@ -202,21 +202,19 @@ func TestNewSQLChecks(t *testing.T) {
 			}[b.driver]
 			tests := []struct {
 				name    string
-				cfg     Config
+				cfg     SQLConfig
 				wantErr string
 			}{
-				{"no placeholder", Config{DSN: b.dsn, Query: fmt.Sprintf("SELECT v FROM %s WHERE k = 'hello'", table)}, "0 placeholders"},
-				{"two placeholders", Config{DSN: b.dsn, Query: fmt.Sprintf("SELECT v FROM %s WHERE k = %s OR k = %s", table, b.param, second)}, "2 placeholders"},
-				{"syntax error", Config{DSN: b.dsn, Query: "SELEC v FROM " + table}, "preparing the query"},
-				{"missing table", Config{DSN: b.dsn, Query: "SELECT v FROM no_such_table_here WHERE k = " + b.param}, "preparing the query"},
-				{"unreachable database", Config{DSN: unreachable, Query: "SELECT " + b.param}, "connecting to"},
-				{"wrong type", Config{Type: "http", URL: "http://x/{key}"}, `config of type "http"`},
+				{"no placeholder", SQLConfig{DSN: b.dsn, Query: fmt.Sprintf("SELECT v FROM %s WHERE k = 'hello'", table)}, "0 placeholders"},
+				{"two placeholders", SQLConfig{DSN: b.dsn, Query: fmt.Sprintf("SELECT v FROM %s WHERE k = %s OR k = %s", table, b.param, second)}, "2 placeholders"},
+				{"syntax error", SQLConfig{DSN: b.dsn, Query: "SELEC v FROM " + table}, "preparing the query"},
+				{"missing table", SQLConfig{DSN: b.dsn, Query: "SELECT v FROM no_such_table_here WHERE k = " + b.param}, "preparing the query"},
+				{"unreachable database", SQLConfig{DSN: unreachable, Query: "SELECT " + b.param}, "connecting to"},
+				{"invalid config", SQLConfig{DSN: b.dsn, Query: "SELECT " + b.param, MaxOpenConns: -1}, "MaxOpenConns: must be >= 0"},
 			}
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
-					if tt.cfg.Type == "" {
-						tt.cfg.Driver = b.driver
-					}
+					tt.cfg.Driver = b.driver
 					s, err := NewSQL(tt.cfg)
 					if err == nil {
 						s.Close()
@@ -259,7 +257,7 @@ func TestSQLDSNFromEnv(t *testing.T) {
 				t.Setenv(variable, "")
 				os.Unsetenv(variable)
 			}
-			s, err := NewSQL(Config{Driver: "sqlite", DSN: tt.dsn, DSNEnv: variable, Query: query})
+			s, err := NewSQL(SQLConfig{Driver: "sqlite", DSN: tt.dsn, DSNEnv: variable, Query: query})
 			if !tt.wantOK {
 				if err == nil {
 					s.Close()
@@ -281,13 +279,13 @@ func TestSQLTimeoutAndPool(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			b := open(t)
 			t.Run("query timeout", func(t *testing.T) {
-				s := newSQLLoader(t, Config{Driver: b.driver, DSN: b.dsn, Query: b.sleep, QueryTimeout: 200 * time.Millisecond})
+				s := newSQLLoader(t, SQLConfig{Driver: b.driver, DSN: b.dsn, Query: b.sleep, QueryTimeout: 200 * time.Millisecond})
 				if _, err := s.Load(context.Background(), "k"); !errors.Is(err, group.ErrLoadTimeout) {
 					t.Fatalf("a query past its timeout: %v, want ErrLoadTimeout", err)
 				}
 			})
 			t.Run("caller deadline", func(t *testing.T) {
-				s := newSQLLoader(t, Config{Driver: b.driver, DSN: b.dsn, Query: b.sleep, QueryTimeout: time.Minute})
+				s := newSQLLoader(t, SQLConfig{Driver: b.driver, DSN: b.dsn, Query: b.sleep, QueryTimeout: time.Minute})
 				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 				defer cancel()
 				if _, err := s.Load(ctx, "k"); !errors.Is(err, group.ErrLoadTimeout) {
@@ -296,7 +294,7 @@ func TestSQLTimeoutAndPool(t *testing.T) {
 			})
 			t.Run("pool limit", func(t *testing.T) {
 				table := itemsTable(t, b)
-				s := newSQLLoader(t, Config{Driver: b.driver, DSN: b.dsn, MaxOpenConns: 2, MaxIdleConns: 1,
+				s := newSQLLoader(t, SQLConfig{Driver: b.driver, DSN: b.dsn, MaxOpenConns: 2, MaxIdleConns: 1,
 					Query: fmt.Sprintf("SELECT v FROM %s WHERE k = %s", table, b.param)})
 				var wg sync.WaitGroup
 				errs := make(chan error, 40)
@@ -360,7 +358,7 @@ func BenchmarkSQLiteLoad(b *testing.B) {
 	if _, err := db.Exec("CREATE TABLE items (k TEXT PRIMARY KEY, v TEXT); INSERT INTO items VALUES ('k', 'value')"); err != nil {
 		b.Fatal(err)
 	}
-	s, err := NewSQL(Config{Driver: "sqlite", DSN: dsn, Query: "SELECT v FROM items WHERE k = ?"})
+	s, err := NewSQL(SQLConfig{Driver: "sqlite", DSN: dsn, Query: "SELECT v FROM items WHERE k = ?"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -379,7 +377,7 @@ func BenchmarkPostgresLoad(b *testing.B) {
 	if dsn == "" {
 		b.Skipf("set %s to run this benchmark", postgresEnv)
 	}
-	s, err := NewSQL(Config{Driver: "postgres", DSN: dsn, Query: "SELECT 'value of ' || $1::text"})
+	s, err := NewSQL(SQLConfig{Driver: "postgres", DSN: dsn, Query: "SELECT 'value of ' || $1::text"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/groupcached/groupcached/group"
 )
 
 // Config tunes one node's membership and peer transport. NodeName and HTTPAddr are required;
@@ -202,36 +204,39 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate reports every field that is missing or out of range, after zero fields have taken
-// their defaults (as New does).
+// their defaults (as New does): each is a *group.FieldError naming the field, joined.
 func (c Config) Validate() error { return c.withDefaults().validate() }
 
 func (c Config) validate() error {
 	var errs []error
+	fail := func(field, format string, args ...any) {
+		errs = append(errs, group.FieldErrorf(field, format, args...))
+	}
 	if c.NodeName == "" {
-		errs = append(errs, errors.New("NodeName is required"))
+		fail("NodeName", "required")
 	}
 	if _, _, err := splitHostPort(c.GossipAddr); err != nil {
-		errs = append(errs, fmt.Errorf("GossipAddr %q: %w", c.GossipAddr, err))
+		fail("GossipAddr", "%w", err)
 	}
 	if c.HTTPAddr == "" {
-		errs = append(errs, errors.New("HTTPAddr is required"))
+		fail("HTTPAddr", "required")
 	} else if _, port, err := splitHostPort(c.HTTPAddr); err != nil {
-		errs = append(errs, fmt.Errorf("HTTPAddr %q: %w", c.HTTPAddr, err))
+		fail("HTTPAddr", "%w", err)
 	} else if port == 0 {
-		errs = append(errs, fmt.Errorf("HTTPAddr %q: port 0 cannot be advertised; pass the listener's address", c.HTTPAddr))
+		fail("HTTPAddr", "%q: port 0 cannot be advertised; pass the listener's address", c.HTTPAddr)
 	}
-	for _, s := range c.Seeds {
-		if _, _, err := splitHostPort(s); err != nil {
-			errs = append(errs, fmt.Errorf("seed %q: %w", s, err))
+	for i, s := range c.Seeds {
+		if _, port, err := splitHostPort(s); err != nil || port == 0 {
+			fail(fmt.Sprintf("Seeds[%d]", i), "seed %q: want host:port, where host is an address or a DNS name and port is not 0", s)
 		}
 	}
 	switch len(c.SecretKey) {
 	case 0, 16, 24, 32:
 	default:
-		errs = append(errs, fmt.Errorf("SecretKey must be 16, 24 or 32 bytes, got %d", len(c.SecretKey)))
+		fail("SecretKey", "must be 16, 24 or 32 bytes (AES-128, AES-192 or AES-256), got %d", len(c.SecretKey))
 	}
 	if len(c.Label) > 255 {
-		errs = append(errs, fmt.Errorf("cluster Label must be at most 255 bytes, got %d", len(c.Label)))
+		fail("Label", "must be at most 255 bytes, got %d", len(c.Label))
 	}
 	for _, f := range []struct {
 		name string
@@ -243,7 +248,7 @@ func (c Config) validate() error {
 		{"TCPTimeout", c.TCPTimeout}, {"GossipToTheDeadTime", c.GossipToTheDeadTime},
 	} {
 		if f.v <= 0 {
-			errs = append(errs, fmt.Errorf("%s must be > 0, got %v", f.name, f.v))
+			fail(f.name, "must be > 0s, got %v", f.v)
 		}
 	}
 	for _, f := range []struct {
@@ -255,27 +260,28 @@ func (c Config) validate() error {
 		{"SuspicionMaxTimeoutMult", c.SuspicionMaxTimeoutMult},
 	} {
 		if f.v <= 0 {
-			errs = append(errs, fmt.Errorf("%s must be > 0, got %d", f.name, f.v))
+			fail(f.name, "must be > 0, got %d", f.v)
 		}
 	}
 	if c.DeadNodeReclaimTime < 0 {
-		errs = append(errs, fmt.Errorf("DeadNodeReclaimTime must be >= 0, got %v", c.DeadNodeReclaimTime))
+		fail("DeadNodeReclaimTime", "must be >= 0s, got %v", c.DeadNodeReclaimTime)
 	}
 	if c.ProbeTimeout > c.ProbeInterval {
-		errs = append(errs, fmt.Errorf("ProbeTimeout (%v) must not exceed ProbeInterval (%v)", c.ProbeTimeout, c.ProbeInterval))
+		fail("ProbeTimeout", "must not exceed ProbeInterval (%v), got %v", c.ProbeInterval, c.ProbeTimeout)
 	}
 	return errors.Join(errs...)
 }
 
-// splitHostPort parses host:port with a numeric port (the host may be empty).
+// splitHostPort parses host:port with a numeric port (the host may be empty). Its errors
+// quote addr and say what a valid one looks like.
 func splitHostPort(addr string) (string, int, error) {
 	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", 0, err
+		return "", 0, fmt.Errorf("invalid address %q: want host:port, e.g. 127.0.0.1:7946", addr)
 	}
 	port, err := strconv.ParseUint(p, 10, 16)
 	if err != nil {
-		return "", 0, fmt.Errorf("port %q: %w", p, err)
+		return "", 0, fmt.Errorf("invalid port in %q: want a number from 0 to 65535", addr)
 	}
 	return host, int(port), nil
 }

@@ -30,14 +30,15 @@ func TestConfigValidate(t *testing.T) {
 			*c = d
 		}, ""},
 		{"zero fields take defaults", func(c *Config) { *c = Config{NodeName: "a", HTTPAddr: "127.0.0.1:1", Logger: c.Logger} }, ""},
-		{"no name", func(c *Config) { c.NodeName = "" }, "NodeName is required"},
-		{"no HTTP address", func(c *Config) { c.HTTPAddr = "" }, "HTTPAddr is required"},
+		{"no name", func(c *Config) { c.NodeName = "" }, "NodeName: required"},
+		{"no HTTP address", func(c *Config) { c.HTTPAddr = "" }, "HTTPAddr: required"},
 		{"HTTP port 0", func(c *Config) { c.HTTPAddr = "127.0.0.1:0" }, "port 0 cannot be advertised"},
 		{"bad gossip address", func(c *Config) { c.GossipAddr = "localhost" }, "GossipAddr"},
-		{"bad seed", func(c *Config) { c.Seeds = []string{"no-port"} }, `seed "no-port"`},
+		{"bad seed", func(c *Config) { c.Seeds = []string{"no-port"} }, `Seeds[0]: seed "no-port"`},
+		{"seed on port 0", func(c *Config) { c.Seeds = []string{"a:1", "b:0"} }, `Seeds[1]: seed "b:0"`},
 		{"short key", func(c *Config) { c.SecretKey = []byte("short") }, "16, 24 or 32 bytes"},
 		{"long label", func(c *Config) { c.Label = strings.Repeat("x", 256) }, "at most 255"},
-		{"negative fetch timeout", func(c *Config) { c.FetchTimeout = -time.Second }, "FetchTimeout must be > 0"},
+		{"negative fetch timeout", func(c *Config) { c.FetchTimeout = -time.Second }, "FetchTimeout: must be > 0"},
 		{"probe timeout above interval", func(c *Config) { c.ProbeTimeout = 2 * c.ProbeInterval }, "must not exceed ProbeInterval"},
 		{"negative reclaim time", func(c *Config) { c.DeadNodeReclaimTime = -1 }, "DeadNodeReclaimTime"},
 	}
@@ -54,6 +55,10 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate: %v; want an error mentioning %q", err, tt.want)
 			case tt.want != "" && newErr == nil:
 				t.Fatal("New accepted a config that Validate rejects")
+			}
+			var fe *group.FieldError
+			if tt.want != "" && !errors.As(err, &fe) {
+				t.Fatalf("Validate: %v is not a *group.FieldError", err)
 			}
 		})
 	}

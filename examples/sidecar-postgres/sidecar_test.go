@@ -116,7 +116,7 @@ func exampleDatabase(t *testing.T) (string, *sql.DB) {
 }
 
 // exampleLoaderConfig reads the `items` group's loader block from config.yaml.
-func exampleLoaderConfig(t *testing.T) loader.Config {
+func exampleLoaderConfig(t *testing.T) loader.SQLConfig {
 	t.Helper()
 	data, err := os.ReadFile("config.yaml")
 	if err != nil {
@@ -124,8 +124,11 @@ func exampleLoaderConfig(t *testing.T) loader.Config {
 	}
 	var file struct {
 		Groups []struct {
-			Name   string        `yaml:"name"`
-			Loader loader.Config `yaml:"loader"`
+			Name   string `yaml:"name"`
+			Loader struct {
+				Type             string `yaml:"type"`
+				loader.SQLConfig `yaml:",inline"`
+			} `yaml:"loader"`
 		} `yaml:"groups"`
 	}
 	if err := yaml.Unmarshal(data, &file); err != nil {
@@ -134,11 +137,11 @@ func exampleLoaderConfig(t *testing.T) loader.Config {
 	if len(file.Groups) != 1 || file.Groups[0].Name != "items" {
 		t.Fatalf("config.yaml: want one group named items, got %+v", file.Groups)
 	}
-	cfg := file.Groups[0].Loader
+	typ, cfg := file.Groups[0].Loader.Type, file.Groups[0].Loader.SQLConfig
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config.yaml: %v", err)
 	}
-	if cfg.Type != "sql" || cfg.Driver != "postgres" || cfg.DSNEnv != "GROUPCACHED_PG_DSN" || cfg.DSN != "" {
+	if typ != "sql" || cfg.Driver != "postgres" || cfg.DSNEnv != "GROUPCACHED_PG_DSN" || cfg.DSN != "" {
 		t.Fatalf("config.yaml's loader is %+v; want sql on postgres with the DSN from GROUPCACHED_PG_DSN only", cfg)
 	}
 	return cfg
@@ -224,9 +227,8 @@ func TestSidecarProtectsPostgres(t *testing.T) {
 	dsn, db := exampleDatabase(t)
 	cfg := exampleLoaderConfig(t)
 	t.Setenv(cfg.DSNEnv, dsn)
-	reg := loader.NewRegistry()
 	cluster := startCluster(t, nodes, func() group.Loader {
-		l, err := reg.New(cfg)
+		l, err := loader.NewSQL(cfg)
 		if err != nil {
 			t.Fatalf("building the loader from config.yaml: %v", err)
 		}
