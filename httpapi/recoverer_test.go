@@ -26,4 +26,3 @@ func TestRecovererAnswers500AndKeepsServing(t *testing.T) {
 		t.Errorf("after a handler panic: %d %q", resp.StatusCode, body)
 	}
 }
-
