@@ -1,19 +1,3 @@
-// Package httpapi is the HTTP face of a groupcached node: the chi router that every client
-// talks to, and the server that carries the cluster's peer traffic on the same port.
-//
-// Clients read values with GET /groups/{group}/keys/{key}, where the key is one escaped path
-// segment of any bytes; the answer carries the value's ETag, a Cache-Control max-age from its
-// remaining TTL and an X-Groupcached-Source header (main, hot, peer or loader). DELETE removes
-// a key or purges a group across the cluster. GET /groups, /cluster, /healthz, /readyz and
-// /metrics describe the node; the peers package's handler serves everything under
-// peers.PathPrefix.
-//
-// The package turns group's sentinel errors into statuses in one place (errorStatus) and
-// answers every error as JSON {"error": "...", "code": "..."}. It keeps the hit path lean: a
-// well-formed value GET is matched without chi's per-request allocations, there is no access
-// log and no per-request metric (the Prometheus collector reads Group.Stats at scrape time),
-// and the header values are built in one allocation. It never loads, caches or routes keys
-// itself: that is group's and peers' work.
 package httpapi
 
 import (
@@ -50,8 +34,9 @@ type Cluster interface {
 
 var _ Cluster = (*peers.Cluster)(nil)
 
-// API is one node's HTTP handler. It is safe for concurrent use. Build it with New, serve it
-// with NewServer, and call SetReady(true) once the node may take traffic.
+// API is one node's HTTP handler. It is safe for concurrent use. A Node builds, serves and
+// readies its own; to mount an API in a server of your own, build it with New, serve it with
+// NewServer, and call SetReady(true) once the node may take traffic.
 type API struct {
 	cfg     Config
 	log     *slog.Logger
@@ -188,8 +173,8 @@ func isPeerPath(path string) bool {
 }
 
 // SetReady sets what /readyz answers: 200 when ready, 503 otherwise. A new API is not ready:
-// main calls SetReady(true) once the node has joined its cluster, and SetReady(false) first
-// thing when it stops, so that load balancers drain it.
+// Node.Start calls SetReady(true) once the node has joined its cluster, and Node.Stop
+// SetReady(false) first thing, so that load balancers drain it.
 func (a *API) SetReady(ready bool) { a.ready.Store(ready) }
 
 // Registry returns the node's own Prometheus registry (never the global one), which /metrics
