@@ -13,10 +13,10 @@ type Middleware = func(next http.Handler) http.Handler
 func chain(mws []Middleware, h http.Handler) (http.Handler, error) {
 	for i := len(mws) - 1; i >= 0; i-- {
 		if mws[i] == nil {
-			return nil, fmt.Errorf("Middleware[%d] is nil", i)
+			return nil, fmt.Errorf("nil middleware at Config.Middleware[%d]", i)
 		}
 		if h = mws[i](h); h == nil {
-			return nil, fmt.Errorf("Middleware[%d] returned a nil handler", i)
+			return nil, fmt.Errorf("Config.Middleware[%d] returned a nil handler", i)
 		}
 	}
 	return h, nil
