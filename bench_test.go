@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"testing"
+
+	"github.com/groupcached/groupcached/httpapi"
 )
 
 // BenchmarkClusterGet measures a cached GET through the whole node: a real HTTP request on
@@ -24,10 +26,10 @@ func BenchmarkClusterGet(b *testing.B) {
     loader: {type: file, root: ./examples/data}
 `)
 	const key = "hello.txt"
-	owner := nodes[0].cluster.Owner(key)
-	var ownerNode, otherNode *node
+	owner := nodes[0].Cluster().Owner(key)
+	var ownerNode, otherNode *httpapi.Node
 	for _, n := range nodes {
-		if n.cfg.Node.Name == owner {
+		if n.Name() == owner {
 			ownerNode = n
 		} else {
 			otherNode = n
@@ -36,7 +38,7 @@ func BenchmarkClusterGet(b *testing.B) {
 	// Warm up: the owner loads the key once; the hot copy is taken on one fetch in ten.
 	for range 50 {
 		for _, g := range []string{"nohot", "files"} {
-			if status, _, _, err := get(otherNode.httpAddr(), g, key); err != nil || status != http.StatusOK {
+			if status, _, _, err := get(otherNode.Addr(), g, key); err != nil || status != http.StatusOK {
 				b.Fatalf("warm-up GET %s: %d %v", g, status, err)
 			}
 		}
@@ -44,14 +46,14 @@ func BenchmarkClusterGet(b *testing.B) {
 
 	cases := []struct {
 		name, group, wantSource string
-		n                       *node
+		n                       *httpapi.Node
 	}{
 		{"owner", "files", "main", ownerNode},
 		{"peer", "nohot", "peer", otherNode},
 		{"hot", "files", "hot", otherNode},
 	}
 	for _, c := range cases {
-		url := fmt.Sprintf("http://%s/groups/%s/keys/%s", c.n.httpAddr(), c.group, key)
+		url := fmt.Sprintf("http://%s/groups/%s/keys/%s", c.n.Addr(), c.group, key)
 		b.Run(c.name, func(b *testing.B) {
 			resp, err := testClient.Get(url)
 			if err != nil {

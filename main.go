@@ -3,8 +3,9 @@
 // per cluster from its origin (files, an HTTP service, a SQL database), and finds its peers
 // by gossip.
 //
-// This file only wires: flags and configuration (config.go), the node's parts (node.go), run,
-// and a graceful stop on SIGINT or SIGTERM. Exit status: 0 after a clean stop, 2 for a
+// This file only wires: flags and configuration (config.go), the node that configuration
+// describes (node.go builds an httpapi.Node from it), run, and a graceful stop on SIGINT or
+// SIGTERM. Exit status: 0 after a clean stop, 2 for a
 // configuration mistake (reported with its file and line), 1 for any other failure.
 package main
 
@@ -42,6 +43,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer)
 	}
 	level, _ := parseLogLevel(cfg.Node.LogLevel)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger.Info("configuration loaded", "config", cfg.File)
 
 	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stopSignals()
@@ -56,7 +58,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer)
 		logger.Error("cannot build the node", "err", err)
 		return 1
 	}
-	if err := n.start(ctx); err != nil {
+	if err := n.Start(ctx); err != nil {
 		logger.Error("cannot start the node", "err", err)
 		return 1
 	}
@@ -69,15 +71,14 @@ func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer)
 	select {
 	case <-ctx.Done():
 		logger.Info("signal received; stopping gracefully (a second signal stops at once)")
-	case err := <-n.failed():
+	case err := <-n.Failed():
 		logger.Error("HTTP server failed", "err", err)
 		status = 1
 	}
 	stopSignals() // from here a second SIGINT or SIGTERM ends the process at once
 
-	stopCtx, cancel := context.WithTimeout(context.Background(), stopBudget)
-	defer cancel()
-	if err := n.stop(stopCtx); err != nil {
+	// The node bounds its own stop (httpapi.NodeConfig.StopTimeout).
+	if err := n.Stop(context.Background()); err != nil {
 		logger.Error("graceful stop incomplete", "err", err)
 		status = 1
 	}

@@ -37,10 +37,10 @@ func TestNodeLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := n.httpAddr()
+	addr := n.Addr()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := n.start(ctx); err != nil {
+	if err := n.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -68,7 +68,7 @@ func TestNodeLifecycle(t *testing.T) {
 		})
 	}
 
-	if err := n.stop(ctx); err != nil {
+	if err := n.Stop(ctx); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
 	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
@@ -111,10 +111,10 @@ func TestNodeStartFailureReleasesItsPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := n.httpAddr()
+	addr := n.Addr()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := n.start(ctx); err == nil {
+	if err := n.Start(ctx); err == nil {
 		t.Fatal("start succeeded on a gossip port that is taken")
 	}
 	l, err := net.Listen("tcp", addr)

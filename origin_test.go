@@ -16,6 +16,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/groupcached/groupcached/httpapi"
 )
 
 // The origin-protection tests run three nodes in this test process (real HTTP and gossip
@@ -34,20 +36,19 @@ const (
 // and the "local" preset's 100ms probe timeout then lets a busy member be declared dead and
 // come back, reshuffling ownership mid-storm, which is a second load by design. Joining is as
 // fast with either preset; only failure detection is slower, and these tests kill no node.
-func startInProcessCluster(t testing.TB, n int, groupsYAML string) []*node {
+func startInProcessCluster(t testing.TB, n int, groupsYAML string) []*httpapi.Node {
 	t.Helper()
 	path := writeConfig(t, "node:\n  preset: lan\n  shutdown_delay: 0s\n"+groupsYAML)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	var nodes []*node
-	var names []string
+	var nodes []*httpapi.Node
 	for i := range n {
 		name := fmt.Sprintf("node-%d", i+1)
 		args := []string{"-config", path, "-name", name, "-http", "127.0.0.1:0", "-gossip", "127.0.0.1:0"}
 		if i > 0 {
-			args = append(args, "-join", nodes[0].cluster.GossipAddr())
+			args = append(args, "-join", nodes[0].Cluster().GossipAddr())
 		}
 		cfg, err := loadConfig(mustFlags(t, args...), envMap{}.lookup)
 		if err != nil {
@@ -58,48 +59,37 @@ func startInProcessCluster(t testing.TB, n int, groupsYAML string) []*node {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = nd.start(ctx)
+		err = nd.Start(ctx)
 		cancel()
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), stopBudget)
-			defer cancel()
-			if err := nd.stop(ctx); err != nil {
+			if err := nd.Stop(context.Background()); err != nil {
 				t.Errorf("stopping %s: %v", name, err)
 			}
 		})
 		nodes = append(nodes, nd)
-		names = append(names, name)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	for _, nd := range nodes {
-		waitFor(t, 30*time.Second, nd.cfg.Node.Name+" sees every member in its ring", func() error {
-			var alive []string
-			for _, m := range nd.cluster.Members() {
-				if m.State == "alive" && m.Share > 0 {
-					alive = append(alive, m.Name)
-				}
-			}
-			slices.Sort(alive)
-			if !slices.Equal(alive, names) {
-				return fmt.Errorf("sees %v", alive)
-			}
-			return nil
-		})
+		if err := nd.WaitMembers(ctx, n); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return nodes
 }
 
 // storm has protectClients clients, spread over the nodes, each GET every key in its own
 // random order, and fails the test on any answer but 200 with the origin's value.
-func storm(t *testing.T, nodes []*node, groupName string, keys []string, value func(string) string) {
+func storm(t *testing.T, nodes []*httpapi.Node, groupName string, keys []string, value func(string) string) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, protectClients)
 	start := make(chan struct{})
 	for c := range protectClients {
-		addr := nodes[c%len(nodes)].httpAddr()
+		addr := nodes[c%len(nodes)].Addr()
 		order := slices.Clone(keys)
 		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		wg.Go(func() {
@@ -246,24 +236,24 @@ func TestOriginProtectionPostgres(t *testing.T) {
 }
 
 // owners lists the owner of key in each node's current ring.
-func owners(nodes []*node, key string) string {
+func owners(nodes []*httpapi.Node, key string) string {
 	var b strings.Builder
 	for _, n := range nodes {
-		fmt.Fprintf(&b, "%s→%s ", n.cfg.Node.Name, n.cluster.Owner(key))
+		fmt.Fprintf(&b, "%s→%s ", n.Name(), n.Cluster().Owner(key))
 	}
 	return b.String()
 }
 
 // logClusterState explains a failed count: how each node's ring changed and how its loads
 // were made.
-func logClusterState(t *testing.T, nodes []*node) {
+func logClusterState(t *testing.T, nodes []*httpapi.Node) {
 	t.Helper()
 	for _, n := range nodes {
-		cs := n.cluster.Stats()
+		cs := n.Cluster().Stats()
 		t.Logf("%s: ring %v, %d rebuilds, last %v ago; fetch errors %d, unreachable %d",
-			n.cfg.Node.Name, n.cluster.RingMembers(), cs.RingRebuilds, time.Since(cs.LastRebuild).Round(time.Millisecond),
+			n.Name(), n.Cluster().RingMembers(), cs.RingRebuilds, time.Since(cs.LastRebuild).Round(time.Millisecond),
 			cs.FetchErrors, cs.Unreachable)
-		for _, g := range n.groups {
+		for _, g := range n.Groups() {
 			st := g.Stats()
 			t.Logf("  group %s: local loads %d, peer loads %d, fallback loads %d, peer errors %d, served to peers %d",
 				g.Name(), st.LocalLoads, st.PeerLoads, st.FallbackLoads, st.PeerErrors, st.ServerRequests)

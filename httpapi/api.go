@@ -1,19 +1,3 @@
-// Package httpapi is the HTTP face of a groupcached node: the chi router that every client
-// talks to, and the server that carries the cluster's peer traffic on the same port.
-//
-// Clients read values with GET /groups/{group}/keys/{key}, where the key is one escaped path
-// segment of any bytes; the answer carries the value's ETag, a Cache-Control max-age from its
-// remaining TTL and an X-Groupcached-Source header (main, hot, peer or loader). DELETE removes
-// a key or purges a group across the cluster. GET /groups, /cluster, /healthz, /readyz and
-// /metrics describe the node; the peers package's handler serves everything under
-// peers.PathPrefix.
-//
-// The package turns group's sentinel errors into statuses in one place (errorStatus) and
-// answers every error as JSON {"error": "...", "code": "..."}. It keeps the hit path lean: a
-// well-formed value GET is matched without chi's per-request allocations, there is no access
-// log and no per-request metric (the Prometheus collector reads Group.Stats at scrape time),
-// and the header values are built in one allocation. It never loads, caches or routes keys
-// itself: that is group's and peers' work.
 package httpapi
 
 import (
@@ -21,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -51,14 +34,19 @@ type Cluster interface {
 
 var _ Cluster = (*peers.Cluster)(nil)
 
-// API is one node's HTTP handler. It is safe for concurrent use. Build it with New, serve it
-// with NewServer, and call SetReady(true) once the node may take traffic.
+// API is one node's HTTP handler. It is safe for concurrent use. A Node builds, serves and
+// readies its own; to mount an API in a server of your own, build it with New, serve it with
+// NewServer, and call SetReady(true) once the node may take traffic.
 type API struct {
 	cfg     Config
 	log     *slog.Logger
 	router  *chi.Mux
 	cluster Cluster      // nil on a single node
 	peer    http.Handler // the cluster's peer endpoints; nil on a single node
+
+	// handler is what every request goes through: Config.Middleware around the recoverer
+	// around dispatch. Middleware added anywhere else would miss the fast path or the peers.
+	handler http.Handler
 
 	// groups is read on every request without a lock: it is built in New and never changes.
 	groups map[string]*group.Group
@@ -118,13 +106,17 @@ func New(cfg Config, groups []*group.Group, cluster Cluster, logger *slog.Logger
 	if cluster != nil {
 		a.peer = cluster.Handler()
 	}
+	mws := append(slices.Clip(cfg.Middleware), a.recoverer)
+	if a.handler, err = chain(mws, http.HandlerFunc(a.dispatch)); err != nil {
+		return nil, fmt.Errorf("httpapi: %w", err)
+	}
 	return a, nil
 }
 
-// routes builds the router. Every route is listed here.
+// routes builds the router. Every route is listed here. The router has no middleware of its
+// own: the chain in front of dispatch covers it with everything else.
 func (a *API) routes() *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(a.recoverer)
 	r.NotFound(a.noRoute)
 	r.MethodNotAllowed(a.methodNotAllowed)
 
@@ -147,7 +139,11 @@ func (a *API) routes() *chi.Mux {
 	return r
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler: every request passes the middleware chain (Config.Middleware,
+// then the recoverer), then dispatch.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
+
+// dispatch sends a request that has passed the middleware chain to its handler.
 //
 // Two kinds of request skip the chi router. Peer requests (every path under
 // peers.PathPrefix) go straight to the cluster's handler, with their full path and no routing
@@ -156,16 +152,14 @@ func (a *API) routes() *chi.Mux {
 // request and a map of path values on every request, which costs more than the cache lookup
 // and the response headers together. Every other request, malformed ones included, goes
 // through the chi router, which has the same key route.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (a *API) dispatch(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		if groupSeg, keySeg, ok := splitKeyPath(routingPath(r.URL)); ok {
-			defer a.recoverPanic(w, r)
 			a.serveKey(w, r, groupSeg, keySeg)
 			return
 		}
 	}
 	if a.peer != nil && isPeerPath(r.URL.Path) {
-		defer a.recoverPanic(w, r)
 		a.peer.ServeHTTP(w, r)
 		return
 	}
@@ -179,8 +173,8 @@ func isPeerPath(path string) bool {
 }
 
 // SetReady sets what /readyz answers: 200 when ready, 503 otherwise. A new API is not ready:
-// main calls SetReady(true) once the node has joined its cluster, and SetReady(false) first
-// thing when it stops, so that load balancers drain it.
+// Node.Start calls SetReady(true) once the node has joined its cluster, and Node.Stop
+// SetReady(false) first thing, so that load balancers drain it.
 func (a *API) SetReady(ready bool) { a.ready.Store(ready) }
 
 // Registry returns the node's own Prometheus registry (never the global one), which /metrics
@@ -199,33 +193,6 @@ func (a *API) NewServer() *http.Server {
 		MaxHeaderBytes:    a.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
-}
-
-// recoverer turns a panic in a handler into a logged 500 (see recoverPanic).
-func (a *API) recoverer(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer a.recoverPanic(w, r)
-		next.ServeHTTP(w, r)
-	})
-}
-
-// recoverPanic, deferred, turns a panic in a handler into a logged 500, so that one bad
-// request cannot take the node down. http.ErrAbortHandler passes through: net/http uses it to
-// abort a response.
-func (a *API) recoverPanic(w http.ResponseWriter, r *http.Request) {
-	rec := recover()
-	if rec == nil {
-		return
-	}
-	if rec == http.ErrAbortHandler {
-		panic(rec)
-	}
-	a.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", rec, "stack", string(debug.Stack()))
-	// Headers the handler set for its own answer (an ETag, say) must not ride along with the
-	// error. If they were already sent, the error goes nowhere anyway.
-	clear(w.Header())
-	a.fail(w, r, &apiError{status: http.StatusInternalServerError, code: CodeInternal,
-		msg: fmt.Sprintf("internal error serving %s %s", r.Method, r.URL.Path)})
 }
 
 // noRoute answers paths that match no route.

@@ -38,8 +38,9 @@ func (w *discardWriter) reset() {
 
 var benchValue = bytes.Repeat([]byte("v"), 1024)
 
-// benchAPI is a full API with one group "bench" whose key is already cached.
-func benchAPI(b *testing.B, key string) *API {
+// benchAPI is a full API with one group "bench" whose key is already cached, and the given
+// middleware in front of it.
+func benchAPI(b *testing.B, key string, mws ...Middleware) *API {
 	b.Helper()
 	g := newTestGroup(b, "bench", group.LoaderFunc(func(context.Context, string) (group.Value, error) {
 		return group.Value{Bytes: benchValue}, nil
@@ -47,7 +48,9 @@ func benchAPI(b *testing.B, key string) *API {
 	if _, err := g.Get(context.Background(), key); err != nil {
 		b.Fatal(err)
 	}
-	a, err := New(DefaultConfig(), []*group.Group{g}, nil, discardLogger())
+	cfg := DefaultConfig()
+	cfg.Middleware = mws
+	a, err := New(cfg, []*group.Group{g}, nil, discardLogger())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -90,12 +93,18 @@ func runHandler(b *testing.B, h http.Handler, path string, header ...string) {
 	}
 }
 
-// BenchmarkGetHit is a local-hit GET through the full stack (hot-path routing, recoverer, key
-// decoding, Group.Get, headers), beside the same request through the API's chi router alone,
-// and on a bare chi route over a map.
+// BenchmarkGetHit is a local-hit GET through the full stack (the handler chain's recoverer,
+// hot-path routing, key decoding, Group.Get, headers), with one pass-through middleware added
+// to the chain, through the API's chi router alone, and on a bare chi route over a map.
 func BenchmarkGetHit(b *testing.B) {
 	b.Run("api", func(b *testing.B) {
 		runHandler(b, benchAPI(b, "key-1"), "/groups/bench/keys/key-1")
+	})
+	b.Run("api-one-middleware", func(b *testing.B) {
+		pass := func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { next.ServeHTTP(w, r) })
+		}
+		runHandler(b, benchAPI(b, "key-1", pass), "/groups/bench/keys/key-1")
 	})
 	b.Run("api-through-chi", func(b *testing.B) {
 		runHandler(b, benchAPI(b, "key-1").router, "/groups/bench/keys/key-1")

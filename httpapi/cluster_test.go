@@ -3,63 +3,57 @@ package httpapi
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/groupcached/groupcached/group"
-	"github.com/groupcached/groupcached/peers"
 )
 
-// clusterNode is one node of a real cluster: memberlist gossip, the peers transport, and the
-// API on one HTTP server, all on 127.0.0.1.
+// clusterNode is one Node of a real cluster on 127.0.0.1 (memberlist gossip, the peers
+// transport, the API on one HTTP server), with a middleware that counts the peer requests it
+// serves.
 type clusterNode struct {
-	name    string
-	api     *API
-	cluster *peers.Cluster
-	url     string
-	client  *http.Client
+	*Node
+	url          string
+	client       *http.Client
+	peerRequests atomic.Int64
 }
 
 func startClusterNode(t *testing.T, name string, o *origin, seeds ...string) *clusterNode {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	cn := &clusterNode{client: &http.Client{Transport: &http.Transport{}}}
+	t.Cleanup(cn.client.CloseIdleConnections)
+	cfg := LocalNodeConfig()
+	cfg.Name = name
+	cfg.Cluster.Seeds = seeds
+	cfg.Logger = discardLogger()
+	cfg.API.Middleware = []Middleware{func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if isPeerPath(r.URL.Path) {
+				cn.peerRequests.Add(1)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}}
+	n, err := NewNode(cfg, []*group.Group{newTestGroup(t, "g", o, testGroupConfig())})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc := peers.LocalConfig()
-	pc.NodeName = name
-	pc.HTTPAddr = ln.Addr().String()
-	pc.Seeds = seeds
-	pc.Logger = discardLogger()
-	cl, err := peers.New(pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := newTestGroup(t, "g", o, testGroupConfig())
-	cl.Register(g)
-
-	cfg := LocalConfig()
-	cfg.NodeName = name
-	a, err := New(cfg, []*group.Group{g}, cl, discardLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := a.NewServer()
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := cl.Start(ctx); err != nil {
+	if err := n.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cl.Shutdown() })
-	client := &http.Client{Transport: &http.Transport{}}
-	t.Cleanup(client.CloseIdleConnections)
-	return &clusterNode{name: name, api: a, cluster: cl, url: "http://" + ln.Addr().String(), client: client}
+	t.Cleanup(func() {
+		if err := n.Stop(context.Background()); err != nil {
+			t.Errorf("stopping %s: %v", name, err)
+		}
+	})
+	cn.Node, cn.url = n, "http://"+n.Addr()
+	return cn
 }
 
 func (n *clusterNode) get(t *testing.T, method, path string) (*http.Response, []byte) {
@@ -67,33 +61,34 @@ func (n *clusterNode) get(t *testing.T, method, path string) (*http.Response, []
 	return request(t, n.client, n.url, method, path)
 }
 
+// waitMembers waits until every node's ring holds every node.
+func waitMembers(t *testing.T, nodes ...*clusterNode) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, n := range nodes {
+		if err := n.WaitMembers(ctx, len(nodes)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestRealCluster runs two nodes with the real peers package behind the API: each key is
 // loaded once in the cluster whichever node is asked, the peer endpoints answer on the API's
-// server, /cluster shows both members, and DELETE reaches the other node.
+// server behind its middleware chain, /cluster shows both members, and DELETE reaches the
+// other node.
 func TestRealCluster(t *testing.T) {
 	o := &origin{}
 	a := startClusterNode(t, "node-a", o)
-	b := startClusterNode(t, "node-b", o, a.cluster.GossipAddr())
+	b := startClusterNode(t, "node-b", o, a.Cluster().GossipAddr())
 	nodes := []*clusterNode{a, b}
 
-	deadline := time.Now().Add(20 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		converged := true
-		for _, n := range nodes {
-			_, body := n.get(t, http.MethodGet, "/cluster")
-			if info := decodeJSON[clusterInfo](t, body); info.Stats.Members != 2 || len(info.Members) != 2 {
-				converged = false
-			}
+	waitMembers(t, nodes...)
+	for _, n := range nodes {
+		_, body := n.get(t, http.MethodGet, "/cluster")
+		if info := decodeJSON[clusterInfo](t, body); info.Stats.Members != 2 || len(info.Members) != 2 {
+			t.Errorf("/cluster on %s shows %d members in the ring and %d listed, want 2 and 2", n.Name(), info.Stats.Members, len(info.Members))
 		}
-		if converged {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the two nodes did not see each other within 20 s")
-		}
-		<-tick.C
 	}
 
 	sources := map[string]int{}
@@ -102,7 +97,7 @@ func TestRealCluster(t *testing.T) {
 		for _, n := range nodes {
 			resp, body := n.get(t, http.MethodGet, keyPath("g", key))
 			if resp.StatusCode != http.StatusOK || string(body) != "value of "+key {
-				t.Fatalf("GET %q on %s: %d %q", key, n.name, resp.StatusCode, body)
+				t.Fatalf("GET %q on %s: %d %q", key, n.Name(), resp.StatusCode, body)
 			}
 			sources[resp.Header.Get("X-Groupcached-Source")]++
 		}
@@ -114,6 +109,10 @@ func TestRealCluster(t *testing.T) {
 	// it from the owner (which loads it, unseen here, or answers from its main cache).
 	if sources["peer"] == 0 || sources["loader"] == 0 || sources["loader"]+sources["peer"]+sources["main"] != 40 {
 		t.Errorf("sources %v: want some loads here, some fetches from the owner, and nothing else", sources)
+	}
+	// Every fetch from the owner is a peer request, and passed the owner's middleware chain.
+	if seen := a.peerRequests.Load() + b.peerRequests.Load(); seen < int64(sources["peer"]) {
+		t.Errorf("the middleware saw %d peer requests, want at least the %d fetches from an owner", seen, sources["peer"])
 	}
 
 	resp, body := b.get(t, http.MethodGet, keyPath("g", "missing-x"))

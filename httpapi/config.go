@@ -59,6 +59,16 @@ type Config struct {
 	// A key of MaxKeyBytes may take three times as many bytes escaped. Zero means
 	// net/http's default of 1 MiB.
 	MaxHeaderBytes int
+
+	// Middleware wraps every request the API serves, the first outermost: the key fast path,
+	// the peer endpoints (every path under peers.PathPrefix) and the chi routes alike, so that
+	// authentication, an access log, request metrics or limits added here cover the whole node.
+	// Each is chi-style (see Middleware), called once by New. They run outside
+	// the API's recoverer and so see the 500 it answers for a panicking handler; a panic in a
+	// middleware itself is left to net/http, which logs it and drops the connection. A
+	// middleware that authenticates clients must let the cluster's members through on the peer
+	// paths. Zero: none.
+	Middleware []Middleware
 }
 
 // DefaultConfig returns production values: keys up to 1 KiB, no-cache for values without a

@@ -5,50 +5,143 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/groupcached/groupcached/group"
 	"github.com/groupcached/groupcached/httpapi"
 )
 
-// A single node (no cluster) serving one group over HTTP, and a client reading a key whose
-// bytes include a slash and a space.
-func Example() {
-	logger := slog.New(slog.DiscardHandler)
-	greetings, err := group.New("greetings", group.LoaderFunc(func(_ context.Context, key string) (group.Value, error) {
+// greetings is a group over a loader that greets the key.
+func greetings(logger *slog.Logger) *group.Group {
+	g, err := group.New("greetings", group.LoaderFunc(func(_ context.Context, key string) (group.Value, error) {
 		return group.Value{Bytes: []byte("hello, " + strings.ToUpper(key))}, nil
 	}), group.DefaultConfig(), logger)
 	if err != nil {
 		panic(err)
 	}
+	return g
+}
 
-	api, err := httpapi.New(httpapi.DefaultConfig(), []*group.Group{greetings}, nil, logger)
+// get reads url and prints the answer.
+func get(url string) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(url)
 	if err != nil {
 		panic(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Printf("%d %s (from %s, %s)\n", resp.StatusCode, body,
+		resp.Header.Get("X-Groupcached-Source"), resp.Header.Get("Cache-Control"))
+}
+
+// A node alone (no cluster) serving one group over HTTP, and a client reading a key whose
+// bytes include a slash and a space.
+func Example() {
+	logger := slog.New(slog.DiscardHandler)
+	cfg := httpapi.LocalNodeConfig() // 127.0.0.1, a port the kernel picks
+	cfg.Cluster = nil
+	cfg.Logger = logger
+	node, err := httpapi.NewNode(cfg, []*group.Group{greetings(logger)})
 	if err != nil {
 		panic(err)
 	}
-	srv := api.NewServer()
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	api.SetReady(true)
-
-	url := "http://" + ln.Addr().String() + "/groups/greetings/keys/" + httpapi.EscapeKey("new york/ny")
-	for range 2 {
-		resp, err := http.Get(url)
-		if err != nil {
-			panic(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		fmt.Printf("%d %s (from %s, %s)\n", resp.StatusCode, body,
-			resp.Header.Get("X-Groupcached-Source"), resp.Header.Get("Cache-Control"))
+	ctx := context.Background()
+	if err := node.Start(ctx); err != nil {
+		panic(err)
 	}
+	defer node.Stop(ctx)
+
+	url := "http://" + node.Addr() + "/groups/greetings/keys/" + httpapi.EscapeKey("new york/ny")
+	get(url)
+	get(url)
 	// Output:
 	// 200 hello, NEW YORK/NY (from loader, no-cache)
 	// 200 hello, NEW YORK/NY (from main, no-cache)
+}
+
+// Two nodes in a cluster: the second joins the first, both wait until their rings hold both,
+// and then agree on the owner of every key. Asked of the node that does not own it, a key is
+// fetched from its owner.
+func ExampleNode_WaitMembers() {
+	logger := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var nodes []*httpapi.Node
+	for _, name := range []string{"node-a", "node-b"} {
+		cfg := httpapi.LocalNodeConfig()
+		cfg.Name = name
+		cfg.Logger = logger
+		if len(nodes) > 0 {
+			cfg.Cluster.Seeds = []string{nodes[0].Cluster().GossipAddr()}
+		}
+		node, err := httpapi.NewNode(cfg, []*group.Group{greetings(logger)})
+		if err != nil {
+			panic(err)
+		}
+		if err := node.Start(ctx); err != nil {
+			panic(err)
+		}
+		defer node.Stop(context.Background())
+		nodes = append(nodes, node)
+	}
+	for _, node := range nodes {
+		if err := node.WaitMembers(ctx, len(nodes)); err != nil {
+			panic(err)
+		}
+	}
+
+	a, b := nodes[0].Cluster(), nodes[1].Cluster()
+	fmt.Println("both rings:", a.RingMembers(), b.RingMembers())
+	key := "berlin"
+	fmt.Println("they agree on the owner:", a.Owner(key) == b.Owner(key))
+	notOwner := nodes[0]
+	if a.Owner(key) == "node-a" {
+		notOwner = nodes[1]
+	}
+	get("http://" + notOwner.Addr() + "/groups/greetings/keys/" + key)
+	// Output:
+	// both rings: [node-a node-b] [node-a node-b]
+	// they agree on the owner: true
+	// 200 hello, BERLIN (from peer, no-cache)
+}
+
+// A middleware in Config.Middleware sees every request: here, one that stamps the node's name
+// on every answer, the key fast path's and the peers' included.
+func ExampleConfig_middleware() {
+	logger := slog.New(slog.DiscardHandler)
+	cfg := httpapi.LocalNodeConfig()
+	cfg.Cluster = nil
+	cfg.Logger = logger
+	cfg.API.Middleware = append(cfg.API.Middleware, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Served-By", "local")
+			next.ServeHTTP(w, r)
+		})
+	})
+	node, err := httpapi.NewNode(cfg, []*group.Group{greetings(logger)})
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	if err := node.Start(ctx); err != nil {
+		panic(err)
+	}
+	defer node.Stop(ctx)
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, path := range []string{"/groups/greetings/keys/x", "/healthz", "/no/such/route"} {
+		resp, err := client.Get("http://" + node.Addr() + path)
+		if err != nil {
+			panic(err)
+		}
+		resp.Body.Close()
+		fmt.Println(resp.StatusCode, path, "served by", resp.Header.Get("X-Served-By"))
+	}
+	// Output:
+	// 200 /groups/greetings/keys/x served by local
+	// 200 /healthz served by local
+	// 404 /no/such/route served by local
 }

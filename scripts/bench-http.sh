@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Load test of one node's GET hit path: the full httpapi stack against a bare chi route that
-# serves the same bytes from a map (scripts/benchserver, one process each), measured
+# Load test of one node's GET hit path: the full stack (an httpapi.Node serving alone: its
+# middleware chain, the fast path, the group) against a bare chi route that serves the same
+# bytes from a map (scripts/benchserver, one process each), measured
 # alternately in one run with wrk. For each run it prints the requests/s and the requests
 # per CPU-second the server process used (read from /proc), then the ratios full/bare. The
 # target is a requests/s ratio >= 0.97.

@@ -1,11 +1,12 @@
-// Command embed runs groupcached as a library: three nodes in one process, each with a group
-// over a custom loader (a group.LoaderFunc standing for a slow backend), linked into a cluster
-// by the peers package on loopback. It asks every node for the same keys at once and shows that
-// the backend was asked for each key exactly once: by the key's owner, while the other nodes
-// fetched the value from it.
+// Command embed runs groupcached as a library: three httpapi.Nodes in one process, each with a
+// group over a custom loader (a group.LoaderFunc standing for a slow backend), linked into a
+// cluster on loopback. It asks every node for the same keys at once, shows that the backend
+// was asked for each key exactly once (by the key's owner; the other nodes fetched the value
+// from it), reads one key over the HTTP API every node serves, and stops the nodes gracefully.
 //
-// In a real deployment each node is its own process with the same groups and a Seeds list
-// naming some of the others; everything else is as here.
+// In a real deployment each node is its own process: httpapi.DefaultNodeConfig() with the
+// host's addresses in HTTPAddr and Cluster.GossipAddr, the same groups everywhere, and
+// Cluster.Seeds naming some of the others; everything else is as here.
 //
 //	go run ./examples/embed
 package main
@@ -16,25 +17,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/groupcached/groupcached/group"
-	"github.com/groupcached/groupcached/peers"
+	"github.com/groupcached/groupcached/httpapi"
 )
 
 const (
-	groupName = "greetings"
-	nodeCount = 3
-	keyCount  = 10
-	// clientsPerKey is how many concurrent Gets of each key every node receives.
-	clientsPerKey = 5
+	groupName     = "greetings"
+	nodeCount     = 3
+	keyCount      = 10
+	clientsPerKey = 5 // concurrent Gets of each key on every node
 )
 
 func main() {
@@ -46,13 +44,13 @@ func main() {
 	}
 }
 
-// backend stands for the origin the cache protects; it counts the loads of every key.
+// backend stands for the origin the cache protects, shared by the nodes as a database would
+// be; it counts the loads of every key.
 type backend struct {
 	mu    sync.Mutex
 	loads map[string]int
 }
 
-// load is the groups' loader. It is shared by the three nodes, as a database would be.
 func (b *backend) load(ctx context.Context, key string) (group.Value, error) {
 	if strings.HasPrefix(key, "missing") {
 		return group.Value{}, fmt.Errorf("backend has no %q: %w", key, group.ErrNotFound)
@@ -68,91 +66,22 @@ func (b *backend) load(ctx context.Context, key string) (group.Value, error) {
 	return group.Value{Bytes: []byte("hello from the backend, key " + key)}, nil
 }
 
-func (b *backend) count(key string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.loads[key]
-}
-
-// node is one member of the cluster: a group, its cluster membership, and the HTTP server on
-// which peers fetch the keys it owns.
-type node struct {
-	group   *group.Group
-	cluster *peers.Cluster
-	server  *http.Server
-}
-
-// startNode starts a node whose gossip joins seeds (none: it starts the cluster).
-func startNode(ctx context.Context, name string, seeds []string, load group.LoaderFunc, logger *slog.Logger) (*node, error) {
-	cfg := group.DefaultConfig()
-	cfg.CacheBytes = 8 << 20
-	cfg.LoadTimeout = 10 * time.Second
-	g, err := group.New(groupName, load, cfg, logger)
+// startNode starts a node named name that joins seeds (none: it starts the cluster).
+func startNode(ctx context.Context, name string, seeds []string, b *backend) (*httpapi.Node, *group.Group, error) {
+	logger := slog.New(slog.DiscardHandler) // memberlist is chatty
+	g, err := group.New(groupName, group.LoaderFunc(b.load), group.DefaultConfig(), logger)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	cfg := httpapi.LocalNodeConfig() // 127.0.0.1, ports picked by the kernel, fast gossip
+	cfg.Name = name
+	cfg.Cluster.Seeds = seeds
+	cfg.Logger = logger
+	n, err := httpapi.NewNode(cfg, []*group.Group{g})
 	if err != nil {
-		return nil, fmt.Errorf("%s: listening: %w", name, err)
+		return nil, nil, err
 	}
-	pcfg := peers.LocalConfig()
-	pcfg.NodeName = name
-	pcfg.HTTPAddr = ln.Addr().String()
-	pcfg.Seeds = seeds
-	pcfg.Logger = logger
-	c, err := peers.New(pcfg)
-	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	c.Register(g)
-
-	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }() // returns http.ErrServerClosed at stop
-	if err := c.Start(ctx); err != nil {
-		_ = srv.Close()
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return &node{group: g, cluster: c, server: srv}, nil
-}
-
-// stop leaves the cluster, then stops serving.
-func (n *node) stop() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := n.cluster.Leave(ctx)
-	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if n.server.Shutdown(ctx) != nil {
-		// What is left are connections a peer's pool dialed and never used: net/http counts
-		// them as busy for 5 s. No request is in flight any more, so close them.
-		_ = n.server.Close()
-	}
-	return err
-}
-
-// waitForRing polls until every node's ring holds every node, so that they agree on who owns
-// each key.
-func waitForRing(ctx context.Context, nodes []*node) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ready := true
-		for _, n := range nodes {
-			ready = ready && len(n.cluster.RingMembers()) == len(nodes)
-		}
-		if ready {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %d nodes in every ring: %w", len(nodes), ctx.Err())
-		case <-tick.C:
-		}
-	}
+	return n, g, n.Start(ctx)
 }
 
 // run starts the cluster, hammers it, prints what happened, and stops it. It fails when the
@@ -160,89 +89,88 @@ func waitForRing(ctx context.Context, nodes []*node) error {
 func run(ctx context.Context, out io.Writer) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil)) // memberlist is chatty
 	b := &backend{loads: make(map[string]int)}
-
-	var nodes []*node
-	defer func() {
+	var nodes []*httpapi.Node
+	var groups []*group.Group
+	defer func() { // graceful: not ready, leave the cluster, drain, close
 		for _, n := range nodes {
-			err = errors.Join(err, n.stop())
+			err = errors.Join(err, n.Stop(context.Background()))
 		}
 	}()
-	var seeds []string
 	for i := range nodeCount {
-		n, err := startNode(ctx, fmt.Sprintf("node-%d", i+1), seeds, b.load, logger)
+		var seeds []string
+		if i > 0 {
+			seeds = []string{nodes[0].Cluster().GossipAddr()}
+		}
+		n, g, err := startNode(ctx, fmt.Sprintf("node-%d", i+1), seeds, b)
+		if n != nil {
+			nodes = append(nodes, n)
+		}
 		if err != nil {
 			return err
 		}
-		nodes = append(nodes, n)
-		seeds = []string{nodes[0].cluster.GossipAddr()}
+		groups = append(groups, g)
 	}
-	if err := waitForRing(ctx, nodes); err != nil {
-		return err
+	for _, n := range nodes { // until every ring holds every node, so they agree on owners
+		if err := n.WaitMembers(ctx, nodeCount); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintf(out, "cluster of %d nodes: %s\n", len(nodes), strings.Join(nodes[0].cluster.RingMembers(), ", "))
+	fmt.Fprintf(out, "cluster of %d nodes: %s\n", nodeCount, strings.Join(nodes[0].Cluster().RingMembers(), ", "))
 
-	keys := make([]string, keyCount)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("key-%02d", i)
-	}
-	// Every node receives clientsPerKey concurrent Gets of every key, all at once.
 	var wg sync.WaitGroup
-	errs := make(chan error, nodeCount*keyCount*clientsPerKey)
-	for _, n := range nodes {
-		for _, k := range keys {
-			for range clientsPerKey {
-				wg.Go(func() {
-					res, err := n.group.Get(ctx, k)
-					if err != nil {
-						errs <- fmt.Errorf("Get(%q) on %s: %w", k, n.cluster.Name(), err)
-						return
-					}
-					if want := "hello from the backend, key " + k; string(res.Bytes) != want {
-						errs <- fmt.Errorf("Get(%q) on %s = %q, want %q", k, n.cluster.Name(), res.Bytes, want)
-					}
-				})
-			}
+	var mu sync.Mutex
+	for i, g := range groups {
+		for k := range keyCount * clientsPerKey {
+			wg.Go(func() {
+				key := fmt.Sprintf("key-%02d", k%keyCount)
+				if res, gerr := g.Get(ctx, key); gerr != nil || string(res.Bytes) != "hello from the backend, key "+key {
+					mu.Lock()
+					err = errors.Join(err, fmt.Errorf("Get(%q) on %s = %q, %v", key, nodes[i].Name(), res.Bytes, gerr))
+					mu.Unlock()
+				}
+			})
 		}
 	}
 	wg.Wait()
-	close(errs)
-	var failures []error
-	for e := range errs {
-		failures = append(failures, e)
-	}
-	if err := errors.Join(failures...); err != nil {
+	if err != nil {
 		return err
 	}
 
-	gets := nodeCount * keyCount * clientsPerKey
-	fmt.Fprintf(out, "%d concurrent Gets of %d keys on %d nodes\n", gets, keyCount, nodeCount)
+	fmt.Fprintf(out, "%d concurrent Gets of %d keys on %d nodes\n", nodeCount*keyCount*clientsPerKey, keyCount, nodeCount)
 	total := 0
-	var wrong []string
-	for _, k := range keys {
-		loads := b.count(k)
+	for k := range keyCount {
+		key := fmt.Sprintf("key-%02d", k)
+		b.mu.Lock()
+		loads := b.loads[key]
+		b.mu.Unlock()
 		total += loads
-		fmt.Fprintf(out, "  %s: owner %s, backend loads %d\n", k, nodes[0].cluster.Owner(k), loads)
+		fmt.Fprintf(out, "  %s: owner %s, backend loads %d\n", key, nodes[0].Cluster().Owner(key), loads)
 		if loads != 1 {
-			wrong = append(wrong, k)
+			err = errors.Join(err, fmt.Errorf("the backend loaded %s %d times, want once", key, loads))
 		}
 	}
 	fmt.Fprintf(out, "the backend was asked %d times for %d keys\n", total, keyCount)
-	for _, n := range nodes {
-		st := n.group.Stats()
+	for i, g := range groups {
+		st := g.Stats()
 		fmt.Fprintf(out, "  %s: gets %d, loaded from the backend %d, fetched from peers %d\n",
-			n.cluster.Name(), st.Gets, st.LocalLoads, st.PeerLoads)
+			nodes[i].Name(), st.Gets, st.LocalLoads, st.PeerLoads)
 	}
 
-	_, err = nodes[1].group.Get(ctx, "missing-key")
-	fmt.Fprintf(out, "missing-key: not found = %v\n", errors.Is(err, group.ErrNotFound))
-	if !errors.Is(err, group.ErrNotFound) {
-		return fmt.Errorf("Get(missing-key) = %v, want group.ErrNotFound", err)
+	_, gerr := groups[1].Get(ctx, "missing-key")
+	fmt.Fprintf(out, "missing-key: not found = %v\n", errors.Is(gerr, group.ErrNotFound))
+	if !errors.Is(gerr, group.ErrNotFound) {
+		return errors.Join(err, fmt.Errorf("Get(missing-key) = %v, want group.ErrNotFound", gerr))
 	}
-	if len(wrong) > 0 {
-		slices.Sort(wrong)
-		return fmt.Errorf("the backend loaded %s more or less than once", strings.Join(wrong, ", "))
+
+	// Every node also serves the HTTP API: any client, in any language, may ask any node.
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, herr := client.Get("http://" + nodes[2].Addr() + "/groups/" + groupName + "/keys/" + httpapi.EscapeKey("key-00"))
+	if herr != nil {
+		return errors.Join(err, herr)
 	}
-	return nil
+	defer resp.Body.Close()
+	body, herr := io.ReadAll(resp.Body)
+	fmt.Fprintf(out, "GET key-00 from %s over HTTP: %s %q (source %s)\n", nodes[2].Name(), resp.Status, body, resp.Header.Get("X-Groupcached-Source"))
+	return errors.Join(err, herr)
 }

@@ -12,8 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -24,8 +22,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/groupcached/groupcached/group"
+	"github.com/groupcached/groupcached/httpapi"
 	"github.com/groupcached/groupcached/loader"
-	"github.com/groupcached/groupcached/peers"
 )
 
 const (
@@ -148,28 +146,19 @@ func exampleLoaderConfig(t *testing.T) loader.SQLConfig {
 }
 
 type node struct {
-	group   *group.Group
-	cluster *peers.Cluster
-	server  *http.Server
-	loader  group.Loader
+	*httpapi.Node
+	group *group.Group
 }
 
 // startCluster starts n nodes on loopback, each with its own loader (its own pool, as separate
-// processes would have), and waits until every ring holds every node.
+// processes would have), and waits until every ring holds every node. The nodes stop, and
+// close their loaders, at the end of the test.
 func startCluster(t *testing.T, n int, newLoader func() group.Loader) []*node {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
 	var all []*node
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, nd := range all {
-			_ = nd.cluster.Leave(ctx)
-			_ = nd.server.Close() // the test is over: nothing is in flight
-			_ = loader.Close(nd.loader)
-		}
-	})
-	var seeds []string
 	for i := range n {
 		l := newLoader()
 		cfg := group.DefaultConfig()
@@ -179,46 +168,36 @@ func startCluster(t *testing.T, n int, newLoader func() group.Loader) []*node {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ncfg := httpapi.LocalNodeConfig()
+		ncfg.Name = fmt.Sprintf("sidecar-%d", i+1)
+		ncfg.Logger = logger
+		if i > 0 {
+			ncfg.Cluster.Seeds = []string{all[0].Cluster().GossipAddr()}
+		}
+		var closers []io.Closer
+		if c, ok := l.(io.Closer); ok {
+			closers = append(closers, c)
+		}
+		nd, err := httpapi.NewNode(ncfg, []*group.Group{g}, closers...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pcfg := peers.LocalConfig()
-		pcfg.NodeName = fmt.Sprintf("sidecar-%d", i+1)
-		pcfg.HTTPAddr = ln.Addr().String()
-		pcfg.Seeds = seeds
-		pcfg.Logger = logger
-		c, err := peers.New(pcfg)
-		if err != nil {
+		t.Cleanup(func() {
+			if err := nd.Stop(context.Background()); err != nil {
+				t.Errorf("stopping %s: %v", nd.Name(), err)
+			}
+		})
+		if err := nd.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		c.Register(g)
-		srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		all = append(all, &node{group: g, cluster: c, server: srv, loader: l})
-		if err := c.Start(context.Background()); err != nil {
+		all = append(all, &node{Node: nd, group: g})
+	}
+	for _, nd := range all {
+		if err := nd.WaitMembers(ctx, n); err != nil {
 			t.Fatal(err)
 		}
-		seeds = []string{all[0].cluster.GossipAddr()}
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ready := true
-		for _, nd := range all {
-			ready = ready && len(nd.cluster.RingMembers()) == n
-		}
-		if ready {
-			return all
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the %d nodes did not all see each other within 15 s", n)
-		}
-		select {
-		case <-time.After(20 * time.Millisecond):
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
-		}
-	}
+	return all
 }
 
 // TestSidecarProtectsPostgres: 100 concurrent clients spread over 3 nodes ask for 50 cold keys;
@@ -276,7 +255,7 @@ func TestSidecarProtectsPostgres(t *testing.T) {
 					k := keys[i]
 					res, err := nd.group.Get(ctx, k)
 					if err != nil || string(res.Bytes) != want[k] {
-						errs <- fmt.Errorf("client %d: Get(%q) on %s = %q, %v; want %q", c, k, nd.cluster.Name(), res.Bytes, err, want[k])
+						errs <- fmt.Errorf("client %d: Get(%q) on %s = %q, %v; want %q", c, k, nd.Name(), res.Bytes, err, want[k])
 						return
 					}
 				}
@@ -306,7 +285,7 @@ func TestSidecarProtectsPostgres(t *testing.T) {
 	t.Run("missing item", func(t *testing.T) {
 		for _, nd := range cluster {
 			if _, err := nd.group.Get(ctx, "no-such-item"); !errors.Is(err, group.ErrNotFound) {
-				t.Fatalf("Get(no-such-item) on %s = %v, want ErrNotFound", nd.cluster.Name(), err)
+				t.Fatalf("Get(no-such-item) on %s = %v, want ErrNotFound", nd.Name(), err)
 			}
 		}
 		var n int

@@ -1,12 +1,14 @@
 // Command benchserver serves one cached value two ways on 127.0.0.1, for scripts/bench-http.sh
 // to compare under a load generator:
 //
-//   - full: the whole httpapi stack (chi router, recoverer, key decoding, group.Group.Get, ETag,
-//     Cache-Control and source headers) over one group whose key is already cached;
+//   - full: an httpapi.Node serving alone (no cluster), the whole stack: its middleware chain
+//     and recoverer, key routing and decoding, group.Group.Get, ETag, Cache-Control and source
+//     headers, over one group whose key is already cached;
 //   - bare: a bare chi route GET /groups/{group}/keys/{key} serving the same bytes from a map.
 //
-// Both listen on ports from :0 behind http.Servers with the same timeouts (httpapi's
-// NewServer), so the comparison measures the handler stack. -serve picks which of the two
+// Both listen on 127.0.0.1 ports from :0 behind http.Servers with the same timeouts (the
+// node's httpapi.DefaultConfig, as httpapi's NewServer sets them), so the comparison measures
+// the handler stack. -serve picks which of the two
 // this process serves (bench-http.sh runs one process for each, so that it can read each
 // one's CPU time). It prints "full URL" and/or "bare URL", one a line, then serves until
 // SIGINT or SIGTERM, or until -max-run passes.
@@ -15,7 +17,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -70,62 +71,73 @@ func run(valueBytes int, key string, maxRun time.Duration, serve []string) error
 
 	value := bytes.Repeat([]byte("v"), valueBytes)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := httpapi.DefaultNodeConfig()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Cluster = nil
+	cfg.ShutdownDelay = 0
+	cfg.Logger = log
+	path := "/groups/bench/keys/" + httpapi.EscapeKey(key)
+	errc := make(chan error, 1)
 
-	g, err := group.New("bench", group.LoaderFunc(func(context.Context, string) (group.Value, error) {
-		return group.Value{Bytes: value}, nil
-	}), group.DefaultConfig(), log)
-	if err != nil {
-		return err
-	}
-	if _, err := g.Get(ctx, key); err != nil {
-		return fmt.Errorf("preloading %q: %w", key, err)
-	}
-	api, err := httpapi.New(httpapi.DefaultConfig(), []*group.Group{g}, nil, log)
-	if err != nil {
-		return err
-	}
-	api.SetReady(true)
-
-	values := map[string][]byte{key: value}
-	bare := chi.NewRouter()
-	bare.Get("/groups/{group}/keys/{key}", func(w http.ResponseWriter, r *http.Request) {
-		v, ok := values[chi.URLParam(r, "key")]
-		if !ok {
-			http.NotFound(w, r)
-			return
+	if slices.Contains(serve, "full") {
+		g, err := group.New("bench", group.LoaderFunc(func(context.Context, string) (group.Value, error) {
+			return group.Value{Bytes: value}, nil
+		}), group.DefaultConfig(), log)
+		if err != nil {
+			return err
 		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Length", strconv.Itoa(len(v)))
-		_, _ = w.Write(v)
-	})
-
-	fullSrv := api.NewServer()
-	bareSrv := api.NewServer()
-	bareSrv.Handler = bare
-
-	errc := make(chan error, 2)
-	for _, s := range []struct {
-		name string
-		srv  *http.Server
-	}{{"full", fullSrv}, {"bare", bareSrv}} {
-		if !slices.Contains(serve, s.name) {
-			continue
+		if _, err := g.Get(ctx, key); err != nil {
+			return fmt.Errorf("preloading %q: %w", key, err)
 		}
+		n, err := httpapi.NewNode(cfg, []*group.Group{g})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = n.Stop(context.Background()) }()
+		if err := n.Start(ctx); err != nil {
+			return err
+		}
+		fmt.Printf("full http://%s%s\n", n.Addr(), path)
+		go func() { errc <- <-n.Failed() }()
+	}
+
+	if slices.Contains(serve, "bare") {
+		values := map[string][]byte{key: value}
+		bare := chi.NewRouter()
+		bare.Get("/groups/{group}/keys/{key}", func(w http.ResponseWriter, r *http.Request) {
+			v, ok := values[chi.URLParam(r, "key")]
+			if !ok {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Header().Set("Content-Length", strconv.Itoa(len(v)))
+			_, _ = w.Write(v)
+		})
+		// An API with no groups, only for the http.Server it configures.
+		api, err := httpapi.New(cfg.API, nil, nil, log)
+		if err != nil {
+			return err
+		}
+		srv := api.NewServer()
+		srv.Handler = bare
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%s http://%s/groups/bench/keys/%s\n", s.name, ln.Addr(), httpapi.EscapeKey(key))
-		go func() { errc <- s.srv.Serve(ln) }()
+		fmt.Printf("bare http://%s%s\n", ln.Addr(), path)
+		go func() { errc <- srv.Serve(ln) }()
+		defer func() {
+			shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shutdown)
+		}()
 	}
 
 	select {
 	case <-ctx.Done():
+		return nil
 	case err := <-errc:
 		return err
 	}
-	shutdown, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancelShutdown()
-	err = errors.Join(fullSrv.Shutdown(shutdown), bareSrv.Shutdown(shutdown))
-	return err
 }

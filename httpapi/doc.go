@@ -1,0 +1,34 @@
+// Package httpapi is a groupcached node: the HTTP API that clients and peers talk to, and the
+// Node that owns its listener, server, cluster membership and lifecycle, as a value a Go
+// program builds, starts and stops (several may live in one process).
+//
+// A Node is built by NewNode from typed configuration (NodeConfig: the listen address, the
+// API's Config, the cluster's peers.Config or nil for a node alone, the stop's timings) and
+// the groups it serves. Start serves HTTP, joins the cluster and turns /readyz to 200;
+// WaitMembers waits until the ring holds the whole cluster; Stop takes the node out of service
+// in the order load balancers and peers need: /readyz 503, ShutdownDelay, leave the cluster
+// (bounded), stop accepting and drain the requests in flight, stop gossip, close the listener
+// and the loaders.
+//
+// Every request passes one handler chain, so that what is added to it (authentication, an
+// access log, request metrics, limits) covers everything:
+//
+//	request → Config.Middleware (first outermost) → recoverer → dispatch
+//	    GET/HEAD /groups/{group}/keys/{key}  → serveKey → group.Group.Get   (the fast path)
+//	    peers.PathPrefix and below           → the cluster's peer handler
+//	    everything else                      → the chi router
+//
+// Clients read values with GET /groups/{group}/keys/{key}, where the key is one escaped path
+// segment of any bytes; the answer carries the value's ETag, a Cache-Control max-age from its
+// remaining TTL and an X-Groupcached-Source header (main, hot, peer or loader). DELETE removes
+// a key or purges a group across the cluster. GET /groups, /cluster, /healthz, /readyz and
+// /metrics describe the node.
+//
+// The package turns group's sentinel errors into statuses in one place (errorStatus) and
+// answers every error as JSON {"error": "...", "code": "..."}. It keeps the fast path lean: a
+// well-formed value GET is matched by chi's rules without chi's per-request allocations, there
+// is no access log and no per-request metric unless a middleware adds one (the Prometheus
+// collector reads Group.Stats at scrape time), and the header values are built in one
+// allocation. It never loads, caches or routes keys itself: that is group's and peers' work;
+// it never reads YAML or flags: that is the command's.
+package httpapi

@@ -1,0 +1,265 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/groupcached/groupcached/group"
+	"github.com/groupcached/groupcached/peers"
+)
+
+// Node is one groupcached node as a value: the HTTP listener and server, the API, the cluster
+// membership and the groups it serves. Build it with NewNode, Start it, and Stop it once; a
+// stopped node cannot start again. Several nodes may live in one process. Its methods are safe
+// for concurrent use.
+type Node struct {
+	cfg NodeConfig
+	log *slog.Logger
+
+	listener net.Listener
+	server   *http.Server
+	api      *API
+	cluster  *peers.Cluster // nil when the node serves alone
+	groups   []*group.Group // in name order
+	closers  []io.Closer    // closed last at Stop: the loaders' pools and files
+
+	// failed receives the error of an HTTP server that stopped serving before Stop.
+	failed chan error
+
+	// mu serializes Start and Stop, which hold it throughout: a Stop that arrives during
+	// Start waits for it, and a second Stop waits for the first.
+	mu    sync.Mutex
+	state nodeState
+}
+
+type nodeState int
+
+const (
+	nodeBuilt nodeState = iota
+	nodeStarted
+	nodeStopped
+)
+
+// NewNode builds a node from cfg over groups (unique names): it binds the listener at
+// cfg.HTTPAddr, so that the address peers are told is the real one even for port 0, creates
+// the cluster (unless cfg.Cluster is nil), registers the groups with it, and builds the API.
+// Nothing is served or gossiped until Start. closers, typically the groups' loaders that hold
+// connection pools or files, belong to the node once NewNode succeeds: Stop closes them after
+// the drain, and a failed Start at once. If NewNode fails they are still the caller's.
+func NewNode(cfg NodeConfig, groups []*group.Group, closers ...io.Closer) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("httpapi: node config: %w", err)
+	}
+	n := &Node{cfg: cfg, log: orDefault(cfg.Logger), failed: make(chan error, 1)}
+	if err := n.build(groups); err != nil {
+		if n.cluster != nil {
+			_ = n.cluster.Shutdown()
+		}
+		if n.listener != nil {
+			_ = n.listener.Close()
+		}
+		return nil, err
+	}
+	n.closers = closers
+	return n, nil
+}
+
+// build creates the node's parts in dependency order.
+func (n *Node) build(groups []*group.Group) (err error) {
+	n.cfg.Logger = n.log
+	n.listener, err = net.Listen("tcp", n.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("httpapi: listening for HTTP on %s: %w", n.cfg.HTTPAddr, err)
+	}
+	var cluster Cluster // a nil *peers.Cluster must stay a nil interface
+	if n.cfg.Cluster != nil {
+		if n.cluster, err = peers.New(n.cfg.clusterConfig(n.Addr())); err != nil {
+			return fmt.Errorf("httpapi: %w", err)
+		}
+		cluster = n.cluster
+	}
+	// The API checks the groups (none nil, no two of a name) before the cluster sees them.
+	if n.api, err = New(n.cfg.apiConfig(), groups, cluster, n.log); err != nil {
+		return err
+	}
+	n.groups = n.api.order
+	if n.cluster != nil {
+		for _, g := range n.groups {
+			n.cluster.Register(g)
+		}
+	}
+	n.server = n.api.NewServer()
+	return nil
+}
+
+// Start serves HTTP, joins the cluster and then reports ready (/readyz answers 200). It returns
+// once the node is ready; ctx bounds the first lookup of the seeds. A later failure of the
+// HTTP server arrives on Failed. If Start fails, the node is released (listener, gossip,
+// closers) and cannot be started again.
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.state != nodeBuilt {
+		return errors.New("httpapi: Node.Start called twice or after Stop")
+	}
+	n.state = nodeStarted
+	go func() {
+		if err := n.server.Serve(n.listener); !errors.Is(err, http.ErrServerClosed) {
+			n.failed <- err
+		}
+	}()
+	if n.cluster != nil {
+		if err := n.cluster.Start(ctx); err != nil {
+			n.state = nodeStopped
+			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+			_ = n.server.Shutdown(shutdownCtx)
+			n.release()
+			return fmt.Errorf("httpapi: starting the cluster: %w", err)
+		}
+	}
+	n.api.SetReady(true)
+	names := make([]string, len(n.groups))
+	for i, g := range n.groups {
+		names[i] = g.Name()
+	}
+	attrs := []any{"node", n.cfg.Name, "http", n.Addr()}
+	if n.cluster != nil {
+		attrs = append(attrs, "gossip", n.cluster.GossipAddr(), "join", n.cfg.Cluster.Seeds)
+	}
+	n.log.Info("groupcached ready", append(attrs, "groups", names)...)
+	return nil
+}
+
+// Stop takes the node out of service gracefully: /readyz turns 503, the node waits
+// ShutdownDelay for load balancers to notice, leaves the cluster (peers stop sending it keys;
+// bounded by LeaveTimeout), stops accepting connections and drains the requests in flight,
+// then stops gossip and closes the listener and the closers. ctx and StopTimeout bound the
+// whole stop; an error means requests in flight were cut off. Stop on a node never started
+// releases it; a second Stop does nothing.
+func (n *Node) Stop(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch n.state {
+	case nodeStopped:
+		return nil
+	case nodeBuilt:
+		n.state = nodeStopped
+		n.release()
+		return nil
+	}
+	n.state = nodeStopped
+	if n.cfg.StopTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.StopTimeout)
+		defer cancel()
+	}
+
+	n.api.SetReady(false)
+	n.log.Info("stopping: not ready", "node", n.cfg.Name, "delay", n.cfg.ShutdownDelay)
+	if d := n.cfg.ShutdownDelay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	if n.cluster != nil {
+		leaveCtx, cancel := ctx, context.CancelFunc(func() {})
+		if n.cfg.LeaveTimeout > 0 {
+			leaveCtx, cancel = context.WithTimeout(ctx, n.cfg.LeaveTimeout)
+		}
+		if err := n.cluster.Leave(leaveCtx); err != nil {
+			n.log.Warn("leaving the cluster", "node", n.cfg.Name, "err", err)
+		}
+		cancel()
+	}
+	err := n.server.Shutdown(ctx)
+	if err != nil {
+		err = fmt.Errorf("httpapi: draining in-flight requests: %w", err)
+		_ = n.server.Close()
+	}
+	n.release()
+	n.log.Info("stopped", "node", n.cfg.Name)
+	return err
+}
+
+// release stops gossip and closes the listener and the closers.
+func (n *Node) release() {
+	if n.cluster != nil {
+		if err := n.cluster.Shutdown(); err != nil {
+			n.log.Warn("stopping gossip", "node", n.cfg.Name, "err", err)
+		}
+	}
+	if err := n.listener.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		n.log.Warn("closing the HTTP listener", "node", n.cfg.Name, "err", err)
+	}
+	for _, c := range n.closers {
+		if err := c.Close(); err != nil {
+			n.log.Warn("closing a loader", "node", n.cfg.Name, "err", err)
+		}
+	}
+	n.closers = nil
+}
+
+// membersPoll is how often WaitMembers looks at the ring.
+const membersPoll = 10 * time.Millisecond
+
+// WaitMembers waits until this node's ring holds exactly want members, itself included, or
+// until ctx ends. Once every node of a cluster of want nodes has returned, they all agree on
+// the owner of every key. A node alone always has one member.
+func (n *Node) WaitMembers(ctx context.Context, want int) error {
+	members := func() int {
+		if n.cluster == nil {
+			return 1
+		}
+		return n.cluster.Stats().Members
+	}
+	tick := time.NewTicker(membersPoll)
+	defer tick.Stop()
+	for {
+		got := members()
+		if got == want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("httpapi: waiting for %d members in the ring of %s, which has %d: %w",
+				want, n.cfg.Name, got, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Addr returns the address the node listens on: HTTPAddr with the port the kernel picked
+// when it was 0. It is known from NewNode on.
+func (n *Node) Addr() string { return n.listener.Addr().String() }
+
+// Cluster returns the node's membership (ring, owners, members, gossip address), or nil when
+// the node serves alone.
+func (n *Node) Cluster() *peers.Cluster { return n.cluster }
+
+// Groups returns the groups the node serves, in name order.
+func (n *Node) Groups() []*group.Group { return slices.Clone(n.groups) }
+
+// Registry returns the node's own Prometheus registry, which /metrics serves; callers may
+// register their own collectors on it.
+func (n *Node) Registry() *prometheus.Registry { return n.api.Registry() }
+
+// Failed delivers the HTTP server's error if it stops serving on its own, before Stop (the
+// listener failed). It delivers nothing after a normal Stop.
+func (n *Node) Failed() <-chan error { return n.failed }

@@ -1,0 +1,148 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/groupcached/groupcached/peers"
+)
+
+// NodeConfig is everything a Node needs besides its groups: where it listens, the API's and
+// the cluster's settings, and how it stops. Start from DefaultNodeConfig (production) or
+// LocalNodeConfig (tests and a laptop) and change what you need; NewNode validates it.
+type NodeConfig struct {
+	// Name names the node in the cluster, where it must be unique because the ring is built
+	// from names, in /healthz and /cluster, and in the node's log lines. NewNode copies it
+	// into API.NodeName and Cluster.NodeName, whatever those hold. Required with a Cluster;
+	// on a node alone, empty shows as an empty name.
+	Name string
+
+	// HTTPAddr is the host:port the node listens on for clients, peers and /metrics alike.
+	// Port 0 picks a free port (read it back with Node.Addr). Required.
+	HTTPAddr string
+
+	// API tunes the HTTP API and its server: key limits, timeouts, middleware. Its NodeName
+	// is set from Name.
+	API Config
+
+	// Cluster tunes the node's membership and peer transport. NewNode sets its NodeName from
+	// Name, its HTTPAddr to the address the node listens on (so port 0 works; an unspecified
+	// host is advertised as described at peers.Config.HTTPAddr), and its Logger to Logger
+	// when it has none; the caller's value is not modified. Nil: the node serves alone,
+	// owns every key and has no peer endpoints.
+	Cluster *peers.Config
+
+	// ShutdownDelay is how long Stop keeps serving, /readyz answering 503, before it leaves
+	// the cluster and stops accepting connections, so that load balancers take the node out
+	// of rotation first. It counts against StopTimeout, so it must be shorter. Zero: no
+	// delay.
+	ShutdownDelay time.Duration
+
+	// LeaveTimeout bounds the leave step of Stop (announcing the departure, so that peers stop
+	// routing keys here), so that the drain keeps its share of StopTimeout when peers do not
+	// answer; a peer that misses the departure detects it by probing. Cluster.LeaveTimeout
+	// applies too: the shorter wins. Zero: only Cluster.LeaveTimeout.
+	LeaveTimeout time.Duration
+
+	// StopTimeout bounds a whole Stop: delay, leave, drain and close. Requests still in flight
+	// when it ends are cut off. Stop's context may end it sooner. Zero: only that context.
+	StopTimeout time.Duration
+
+	// Logger receives the node's start and stop, failed requests, handler panics and, when
+	// Cluster.Logger is nil, membership events. Nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultNodeConfig returns production values: listen on every interface at port 8080,
+// DefaultConfig's API, peers.DefaultConfig's LAN membership, 1 s of shutdown delay, 3 s for
+// the leave, and 9 s for the whole stop (inside the 10 s a container orchestrator usually
+// grants after SIGTERM). Name is empty: set it.
+func DefaultNodeConfig() NodeConfig {
+	pc := peers.DefaultConfig()
+	return NodeConfig{
+		HTTPAddr:      ":8080",
+		API:           DefaultConfig(),
+		Cluster:       &pc,
+		ShutdownDelay: time.Second,
+		LeaveTimeout:  3 * time.Second,
+		StopTimeout:   9 * time.Second,
+	}
+}
+
+// LocalNodeConfig returns DefaultNodeConfig for nodes on one machine (tests, a laptop): named
+// "local", on 127.0.0.1 ports picked by the kernel (HTTP and gossip), LocalConfig's short
+// HTTP timeouts, peers.LocalConfig's fast membership, and no shutdown delay.
+func LocalNodeConfig() NodeConfig {
+	c := DefaultNodeConfig()
+	pc := peers.LocalConfig()
+	c.Name = "local"
+	c.HTTPAddr = "127.0.0.1:0"
+	c.API = LocalConfig()
+	c.Cluster = &pc
+	c.ShutdownDelay = 0
+	return c
+}
+
+// Validate reports every field that is missing or out of range, the API's and the cluster's
+// included.
+func (c NodeConfig) Validate() error {
+	var errs []error
+	host, _, err := net.SplitHostPort(c.HTTPAddr)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("HTTPAddr %q: want host:port, e.g. 127.0.0.1:8080", c.HTTPAddr))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ShutdownDelay", c.ShutdownDelay},
+		{"LeaveTimeout", c.LeaveTimeout},
+		{"StopTimeout", c.StopTimeout},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must be >= 0, got %v", d.name, d.v))
+		}
+	}
+	if c.StopTimeout > 0 && c.ShutdownDelay >= c.StopTimeout {
+		errs = append(errs, fmt.Errorf("ShutdownDelay (%v) must be shorter than StopTimeout (%v), which it counts against",
+			c.ShutdownDelay, c.StopTimeout))
+	}
+	if err := c.API.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("API: %w", err))
+	}
+	if c.Cluster != nil {
+		// The listener's port is known only once bound: any port stands for it here. The
+		// name is checked here, where its error names the field to set.
+		pc := c.clusterConfig(net.JoinHostPort(host, "1"))
+		if c.Name == "" {
+			errs = append(errs, errors.New("Name is required with a Cluster: the ring is built from names"))
+			pc.NodeName = "unnamed"
+		}
+		if err := pc.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("Cluster: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// apiConfig is API with the node's name.
+func (c NodeConfig) apiConfig() Config {
+	ac := c.API
+	ac.NodeName = c.Name
+	return ac
+}
+
+// clusterConfig is a copy of Cluster with the node's name, the address it serves peers on,
+// and its logger. Cluster must not be nil.
+func (c NodeConfig) clusterConfig(httpAddr string) peers.Config {
+	pc := *c.Cluster
+	pc.NodeName = c.Name
+	pc.HTTPAddr = httpAddr
+	if pc.Logger == nil {
+		pc.Logger = c.Logger
+	}
+	return pc
+}
