@@ -123,22 +123,11 @@ func dial(ctx context.Context, cfg *ClientConfig, key []byte) (*session, error) 
 
 // upgrade sends the upgrade request on nc and checks the answer.
 func upgrade(nc net.Conn, cfg *ClientConfig, key []byte, now time.Time) (*session, error) {
-	claim := upgradeClaim{method: http.MethodGet, target: cfg.Path, sender: cfg.Self,
-		receiver: cfg.Peer, unix: now.Unix(), version: Version}
-	var req strings.Builder
-	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s: %d\r\n",
-		cfg.Path, cfg.Addr, UpgradeToken, hdrWire, Version)
-	if cfg.Self != "" {
-		fmt.Fprintf(&req, "%s: %s\r\n", hdrPeer, cfg.Self)
-	}
+	claim := newClaim(cfg, now)
 	if key != nil {
 		claim.nonce = newNonce()
-		fmt.Fprintf(&req, "%s: %s\r\n%s: %d\r\n%s: %s\r\n%s: %s\r\n",
-			hdrTo, cfg.Peer, hdrTime, claim.unix, hdrNonce, b64.EncodeToString(claim.nonce),
-			hdrAuth, b64.EncodeToString(claim.mac(key)))
 	}
-	req.WriteString("\r\n")
-	if _, err := io.WriteString(nc, req.String()); err != nil {
+	if _, err := io.WriteString(nc, upgradeRequest(cfg, key, claim)); err != nil {
 		return nil, err
 	}
 	hr := &handshakeReader{r: nc, n: maxHandshakeBytes}
@@ -150,6 +139,28 @@ func upgrade(nc net.Conn, cfg *ClientConfig, key []byte, now time.Time) (*sessio
 	hr.n = -1
 	s.nc = nc
 	return s, nil
+}
+
+func newClaim(cfg *ClientConfig, now time.Time) upgradeClaim {
+	return upgradeClaim{method: http.MethodGet, target: cfg.Path, sender: cfg.Self,
+		receiver: cfg.Peer, unix: now.Unix(), version: Version}
+}
+
+// upgradeRequest is the text of the upgrade request; signed when key is set.
+func upgradeRequest(cfg *ClientConfig, key []byte, claim upgradeClaim) string {
+	var req strings.Builder
+	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s: %d\r\n",
+		cfg.Path, cfg.Addr, UpgradeToken, hdrWire, claim.version)
+	if cfg.Self != "" {
+		fmt.Fprintf(&req, "%s: %s\r\n", hdrPeer, cfg.Self)
+	}
+	if key != nil {
+		fmt.Fprintf(&req, "%s: %s\r\n%s: %d\r\n%s: %s\r\n%s: %s\r\n",
+			hdrTo, cfg.Peer, hdrTime, claim.unix, hdrNonce, b64.EncodeToString(claim.nonce),
+			hdrAuth, b64.EncodeToString(claim.mac(key)))
+	}
+	req.WriteString("\r\n")
+	return req.String()
 }
 
 // readAccept reads and checks the server's answer to the upgrade.
