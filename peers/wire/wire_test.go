@@ -90,10 +90,10 @@ func TestRoundTripEveryMessage(t *testing.T) {
 
 func TestKeysAndValuesOfAnyBytes(t *testing.T) {
 	values := map[string][]byte{
-		"empty":            {},
-		"\x00\xff binary":  {0, 1, 2, 255},
-		"line\r\nbreak":    []byte("\r\n\r\nHTTP/1.1 200 OK"),
-		"naïve 日本語 🙂":     []byte("ü"),
+		"empty":                   {},
+		"\x00\xff binary":         {0, 1, 2, 255},
+		"line\r\nbreak":           []byte("\r\n\r\nHTTP/1.1 200 OK"),
+		"naïve 日本語 🙂":             []byte("ü"),
 		strings.Repeat("k", 1024): bytes.Repeat([]byte("v"), 100<<10),
 	}
 	h := &fakeHandler{fetch: func(_ context.Context, _, key string) (Value, error) {
