@@ -268,7 +268,7 @@ func (c *Client) acquire(ctx context.Context, deadline time.Time, block bool) (*
 		room := best != nil && best.inflight.Load() < int32(best.streams)
 		if (!room || best.inflight.Load() >= int32(c.cfg.SpreadAt)) && len(c.conns)+c.dialing < c.cfg.MaxConns {
 			if now := time.Now(); now.Before(c.retryAt) {
-				if !room && c.dialing == 0 && len(c.conns) == 0 {
+				if best == nil && c.dialing == 0 { // nothing to wait for
 					err := c.dialErr
 					c.mu.Unlock()
 					return nil, unavailable(c.cfg.Addr, fmt.Errorf("not redialling for %v after: %w", c.retryAt.Sub(now).Round(time.Millisecond), err))

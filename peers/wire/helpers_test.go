@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -114,7 +115,7 @@ func startServer(t testing.TB, cfg ServerConfig, h Handler, opt serverOptions) *
 			ts.conns.Add(1)
 		}
 	}
-	ts.http.Config.ErrorLog = nil
+	ts.http.Config.ErrorLog = log.New(io.Discard, "", 0)
 	if opt.tls {
 		ts.http.StartTLS()
 		ts.certs = x509.NewCertPool()
