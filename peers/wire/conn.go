@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -137,6 +138,12 @@ func (w *writer) finish(b []byte, typ msgType, flags uint8, id uint32, body []by
 // return. Others append to the other queue while a write is in the kernel.
 func (w *writer) flush() error {
 	w.flushing = true
+	// Yield once before writing: senders that are runnable on this P (the callers the reader
+	// just completed, the server's request goroutines) append their frames first and go out
+	// in the same write. It is not a timed delay: with nothing else runnable it returns at once.
+	w.mu.Unlock()
+	runtime.Gosched()
+	w.mu.Lock()
 	var err error
 	for w.q.size > 0 && err == nil {
 		w.q, w.spare = w.spare, w.q

@@ -1,0 +1,177 @@
+package wire
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The benchmarks time one fetch of a 1 KiB value over loopback, client and server in this
+// process, for this wire (with and without frame MACs) and for a net/http GET serving the same
+// bytes the way the v1 peer wire does (query-escaped key, Content-Length body read in one
+// allocation): the yardstick. "serial" is one caller; "parallel32" is 32 callers
+// (b.SetParallelism, scaled to GOMAXPROCS) sharing one client.
+
+const benchValueBytes = 1024
+
+func benchValue() []byte {
+	v := make([]byte, benchValueBytes)
+	for i := range v {
+		v[i] = 'v'
+	}
+	return v
+}
+
+// fetcher is one way to fetch a key.
+type fetcher func(ctx context.Context, key string) ([]byte, error)
+
+func wireFetcher(b *testing.B, mac bool) fetcher {
+	value := benchValue()
+	h := &fakeHandler{fetch: func(context.Context, string, string) (Value, error) {
+		return Value{Bytes: value, TTL: time.Minute}, nil
+	}}
+	scfg := testServerConfig()
+	ccfg := testClientConfig("")
+	if mac {
+		scfg.Secret, ccfg.Secret = testSecret, testSecret
+	}
+	ts := startServer(b, scfg, h, serverOptions{})
+	ccfg.Addr = ts.addr
+	ccfg.SweepInterval = DefaultClientConfig().SweepInterval
+	c := newClient(b, ccfg)
+	return func(ctx context.Context, key string) ([]byte, error) {
+		v, err := c.Fetch(ctx, "g", key)
+		return v.Bytes, err
+	}
+}
+
+func httpFetcher(b *testing.B) fetcher {
+	value := benchValue()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.URL.Query().Get("key")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(len(value)))
+		w.Header().Set("Groupcached-Ttl", "1m0s")
+		w.Write(value)
+	}))
+	b.Cleanup(srv.Close)
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	b.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr}
+	base := srv.URL + "/_peer/v1/fetch?group=g&key="
+	return func(ctx context.Context, key string) ([]byte, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+url.QueryEscape(key), nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Groupcached-Peer", "asker")
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		buf := make([]byte, resp.ContentLength)
+		_, err = io.ReadFull(resp.Body, buf)
+		return buf, err
+	}
+}
+
+func BenchmarkFetch(b *testing.B) {
+	for _, tt := range []struct {
+		name string
+		new  func(*testing.B) fetcher
+	}{
+		{"wire", func(b *testing.B) fetcher { return wireFetcher(b, false) }},
+		{"wire-mac", func(b *testing.B) fetcher { return wireFetcher(b, true) }},
+		{"http", httpFetcher},
+	} {
+		b.Run(tt.name+"/serial", func(b *testing.B) {
+			fetch := tt.new(b)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if v, err := fetch(ctx, "key"); err != nil || len(v) != benchValueBytes {
+					b.Fatalf("fetch: %d bytes, %v", len(v), err)
+				}
+			}
+		})
+		b.Run(tt.name+"/parallel32", func(b *testing.B) {
+			fetch := tt.new(b)
+			ctx := context.Background()
+			b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if v, err := fetch(ctx, "key"); err != nil || len(v) != benchValueBytes {
+						b.Errorf("fetch: %d bytes, %v", len(v), err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkFetch50 fetches 50 keys per op: in one batch, as 50 fetches one after the other,
+// and as 50 asynchronous fetches sent together (which the writer coalesces).
+func BenchmarkFetch50(b *testing.B) {
+	keys := make([]string, 50)
+	for i := range keys {
+		keys[i] = fmt.Sprint("key-", i)
+	}
+	value := benchValue()
+	h := &fakeHandler{fetch: func(context.Context, string, string) (Value, error) {
+		return Value{Bytes: value, TTL: time.Minute}, nil
+	}}
+	ts := startServer(b, testServerConfig(), h, serverOptions{})
+	cfg := testClientConfig(ts.addr)
+	cfg.SweepInterval = DefaultClientConfig().SweepInterval
+	c := newClient(b, cfg)
+	ctx := context.Background()
+	b.Run("batch", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			res, err := c.FetchBatch(ctx, "g", keys)
+			if err != nil || len(res[49].Bytes) != benchValueBytes {
+				b.Fatalf("batch: %v", err)
+			}
+		}
+	})
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, k := range keys {
+				if _, err := c.Fetch(ctx, "g", k); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("async", func(b *testing.B) {
+		b.ReportAllocs()
+		var wg sync.WaitGroup
+		done := func(v Value, err error) {
+			if err != nil || len(v.Bytes) != benchValueBytes {
+				b.Errorf("fetch: %v", err)
+			}
+			wg.Done()
+		}
+		for b.Loop() {
+			deadline := time.Now().Add(5 * time.Second)
+			wg.Add(len(keys))
+			for _, k := range keys {
+				c.FetchFunc("g", k, deadline, done)
+			}
+			wg.Wait()
+		}
+	})
+}
