@@ -247,8 +247,8 @@ func (c *Client) doAsync(cl *call, group, key string, keys []string, deadline ti
 
 var errWouldBlock = errors.New("no connection with room")
 
-// acquire returns the least loaded connection with a free slot, which it takes. It dials
-// another connection when every open one carries SpreadAt requests (up to MaxConns), waits
+// acquire returns a connection with a free slot (see pick), which it takes. It dials another
+// connection, one at a time, when every open one carries SpreadAt requests (up to MaxConns), waits
 // (when block is set) for a dial or a slot until ctx ends or the deadline, and fails at once
 // while a failed dial's backoff lasts and no connection is open.
 func (c *Client) acquire(ctx context.Context, deadline time.Time, block bool) (*clientConn, error) {
@@ -264,9 +264,9 @@ func (c *Client) acquire(ctx context.Context, deadline time.Time, block bool) (*
 			c.mu.Unlock()
 			return nil, unavailable(c.cfg.Addr, ErrClosed)
 		}
-		best := c.leastLoaded()
+		best := c.pick()
 		room := best != nil && best.inflight.Load() < int32(best.streams)
-		if (!room || best.inflight.Load() >= int32(c.cfg.SpreadAt)) && len(c.conns)+c.dialing < c.cfg.MaxConns {
+		if (!room || best.inflight.Load() >= int32(c.cfg.SpreadAt)) && c.dialing == 0 && len(c.conns) < c.cfg.MaxConns {
 			if now := time.Now(); now.Before(c.retryAt) {
 				if best == nil && c.dialing == 0 { // nothing to wait for
 					err := c.dialErr
@@ -306,11 +306,20 @@ func (c *Client) acquire(ctx context.Context, deadline time.Time, block bool) (*
 	}
 }
 
-// leastLoaded returns the open, not draining connection with the fewest requests in flight.
-func (c *Client) leastLoaded() *clientConn {
+// pick returns the oldest open, not draining connection with fewer than SpreadAt requests in
+// flight, or else the least loaded one. Filling one connection before the next keeps
+// concurrent requests together, so that they share writes (see writer).
+func (c *Client) pick() *clientConn {
 	var best *clientConn
 	for _, cc := range c.conns {
-		if !cc.draining.Load() && (best == nil || cc.inflight.Load() < best.inflight.Load()) {
+		if cc.draining.Load() {
+			continue
+		}
+		n := cc.inflight.Load()
+		if n < int32(c.cfg.SpreadAt) {
+			return cc
+		}
+		if best == nil || n < best.inflight.Load() {
 			best = cc
 		}
 	}

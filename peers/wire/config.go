@@ -47,12 +47,15 @@ type ClientConfig struct {
 	TLS *tls.Config
 
 	// MaxConns bounds the TCP connections to the peer: 500 concurrent requests share them.
-	// More connections spread the work over more reader goroutines; fewer coalesce more
-	// requests per write. Default 2.
+	// More connections spread the work over more reader goroutines and keep a big value
+	// from delaying small ones behind it; fewer coalesce more requests per write (measured
+	// with 32 callers: 1 connection 12–16 frames per write, 2 connections 7–9, 4 connections
+	// 4). Default 2.
 	MaxConns int
 
-	// SpreadAt is how many requests may be in flight on every open connection before
-	// another one is dialled (up to MaxConns). Default 8.
+	// SpreadAt: requests go to the oldest connection until it has SpreadAt in flight; then
+	// another one is dialled (up to MaxConns) and the least loaded takes the overflow.
+	// Default 32.
 	SpreadAt int
 
 	// MaxStreams bounds the requests in flight on one connection (the server's own bound,
@@ -106,7 +109,7 @@ func DefaultClientConfig() ClientConfig {
 	return ClientConfig{
 		Path:            DefaultPath,
 		MaxConns:        2,
-		SpreadAt:        8,
+		SpreadAt:        32,
 		MaxStreams:      256,
 		MaxValueBytes:   16 << 20,
 		MaxBatchKeys:    256,
