@@ -67,7 +67,8 @@ func (c *Client) Fetch(ctx context.Context, group, key string) (Value, error) {
 }
 
 // FetchFunc sends a fetch and returns at once; done receives the answer (as Fetch returns it)
-// exactly once, before the deadline or shortly after it (SweepInterval). done runs on the
+// exactly once, before the deadline or shortly after it (SweepInterval); a zero deadline is
+// RequestTimeout from now. done runs on the
 // connection's reader goroutine (or the caller's, when the request cannot be sent): it must
 // not block. This lets a singleflight be completed by the transport, with no goroutine
 // waiting per fetch.
@@ -204,6 +205,9 @@ func checkRequest(group, key string, withKey bool) error {
 // do sends cl on a connection and waits for its answer or ctx. When ctx ends first, the call
 // stays registered until its answer or its deadline, whichever comes first, and is dropped.
 func (c *Client) do(ctx context.Context, cl *call, group, key string, keys []string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("peer %s: %w", c.cfg.Addr, err)
+	}
 	deadline := time.Now().Add(c.cfg.RequestTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -225,8 +229,11 @@ func (c *Client) do(ctx context.Context, cl *call, group, key string, keys []str
 // doAsync sends cl; when no connection has room at once (the first request, a full pool) a
 // goroutine waits for one: the only case where an asynchronous call costs a goroutine.
 func (c *Client) doAsync(cl *call, group, key string, keys []string, deadline time.Time) {
+	if deadline.IsZero() {
+		deadline = time.Now().Add(c.cfg.RequestTimeout)
+	}
 	cl.deadline = deadline.UnixNano()
-	cc, err := c.acquire(nil, deadline, false)
+	cc, err := c.acquire(context.Background(), deadline, false)
 	if errors.Is(err, errWouldBlock) {
 		go func() {
 			cc, err := c.acquire(c.life, deadline, true)

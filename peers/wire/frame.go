@@ -199,8 +199,8 @@ func parseBatchRequest(p []byte, maxKeys int) (group string, keys []string, err 
 	}
 	n := int(binary.BigEndian.Uint16(rest))
 	rest = rest[2:]
-	if n > maxKeys {
-		return string(g), nil, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("batch of %d keys, limit %d", n, maxKeys)}
+	if n == 0 || n > maxKeys {
+		return string(g), nil, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("batch of %d keys: must be 1 to %d", n, maxKeys)}
 	}
 	if n*4 > len(rest) {
 		return "", nil, protocolError("batch declares %d keys in %d bytes", n, len(rest))
@@ -223,9 +223,13 @@ func parseBatchRequest(p []byte, maxKeys int) (group string, keys []string, err 
 	return string(g), keys, nil
 }
 
-// appendTTL appends a success result's fixed part; the value follows it.
+// appendTTL appends a success result's fixed part; the value follows it. Zero means "never
+// expires", so a lifetime already over travels as 1 ns, not as zero.
 func appendTTL(b []byte, ttl time.Duration) []byte {
-	return binary.BigEndian.AppendUint64(b, uint64(max(ttl, 0)))
+	if ttl < 0 {
+		ttl = 1
+	}
+	return binary.BigEndian.AppendUint64(b, uint64(ttl))
 }
 
 // appendErrorResult appends an error result's payload, cutting the message to the bound.

@@ -168,8 +168,11 @@ func TestResultCodec(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrProtocol", tt.name, err)
 		}
 	}
-	if appendTTL(nil, -time.Second)[7] != 0 {
-		t.Error("a negative TTL is sent as zero")
+	if v, _ := parseResult(0, appendTTL(nil, -time.Second), true); v.TTL != 1 {
+		t.Errorf("a lifetime already over travels as %v, want 1ns (zero would mean for ever)", v.TTL)
+	}
+	if _, _, err := parseBatchRequest(appendBatchRequest(nil, "g", nil), 10); CodeOf(err) != CodeBadRequest {
+		t.Errorf("empty batch: err = %v, want bad_request", err)
 	}
 }
 
