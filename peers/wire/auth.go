@@ -107,9 +107,10 @@ func newNonce() []byte {
 // frameMAC tags the frames of one direction of one connection. It is used under the lock of
 // its writer or by its reader goroutine only.
 type frameMAC struct {
-	h   hash.Hash
-	seq uint64
-	sum [sha256.Size]byte
+	h      hash.Hash
+	seq    uint64
+	seqBuf [8]byte // here, not on the stack: passed to an interface, it would escape
+	sum    [sha256.Size]byte
 }
 
 func newFrameMAC(key []byte) *frameMAC { return &frameMAC{h: hmac.New(sha256.New, key)} }
@@ -117,11 +118,10 @@ func newFrameMAC(key []byte) *frameMAC { return &frameMAC{h: hmac.New(sha256.New
 // tag computes the next frame's tag over its header and payload (which may come in two
 // pieces) and advances the sequence number.
 func (m *frameMAC) tag(hdr, p1, p2 []byte) []byte {
-	var seq [8]byte
-	binary.BigEndian.PutUint64(seq[:], m.seq)
+	binary.BigEndian.PutUint64(m.seqBuf[:], m.seq)
 	m.seq++
 	m.h.Reset()
-	m.h.Write(seq[:])
+	m.h.Write(m.seqBuf[:])
 	m.h.Write(hdr)
 	m.h.Write(p1)
 	m.h.Write(p2)
