@@ -20,7 +20,7 @@ import (
 // The benchmarks time one fetch of a 1 KiB value over loopback, client and server in this
 // process, for this wire (with and without frame MACs) and for a net/http GET serving the same
 // bytes the way the v1 peer wire does (query-escaped key, Content-Length body read in one
-// allocation): the yardstick. "serial" is one caller; "parallel32" is 32 callers
+// allocation), over HTTP/1.1 and over h2c: the yardsticks. "serial" is one caller; "parallel32" is 32 callers
 // (b.SetParallelism, scaled to GOMAXPROCS) sharing one client.
 
 const benchValueBytes = 1024
@@ -56,17 +56,26 @@ func wireFetcher(b *testing.B, mac bool) fetcher {
 	}
 }
 
-func httpFetcher(b *testing.B) fetcher {
+// httpFetcher is the v1 peer wire's GET; with h2c, over unencrypted HTTP/2 (one multiplexed
+// connection, as Thanos runs its groupcache peers).
+func httpFetcher(b *testing.B, h2c bool) fetcher {
 	value := benchValue()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = r.URL.Query().Get("key")
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.Itoa(len(value)))
 		w.Header().Set("Groupcached-Ttl", "1m0s")
 		w.Write(value)
 	}))
-	b.Cleanup(srv.Close)
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	if h2c {
+		srv.Config.Protocols = new(http.Protocols)
+		srv.Config.Protocols.SetUnencryptedHTTP2(true)
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
+	srv.Start()
+	b.Cleanup(srv.Close)
 	b.Cleanup(tr.CloseIdleConnections)
 	client := &http.Client{Transport: tr}
 	base := srv.URL + "/_peer/v1/fetch?group=g&key="
@@ -81,6 +90,9 @@ func httpFetcher(b *testing.B) fetcher {
 			return nil, err
 		}
 		defer resp.Body.Close()
+		if h2c && resp.ProtoMajor != 2 {
+			return nil, fmt.Errorf("answered over %s", resp.Proto)
+		}
 		buf := make([]byte, resp.ContentLength)
 		_, err = io.ReadFull(resp.Body, buf)
 		return buf, err
@@ -94,7 +106,8 @@ func BenchmarkFetch(b *testing.B) {
 	}{
 		{"wire", func(b *testing.B) fetcher { return wireFetcher(b, false) }},
 		{"wire-mac", func(b *testing.B) fetcher { return wireFetcher(b, true) }},
-		{"http", httpFetcher},
+		{"http", func(b *testing.B) fetcher { return httpFetcher(b, false) }},
+		{"h2c", func(b *testing.B) fetcher { return httpFetcher(b, true) }},
 	} {
 		b.Run(tt.name+"/serial", func(b *testing.B) {
 			fetch := tt.new(b)

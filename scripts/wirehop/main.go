@@ -1,8 +1,9 @@
 // Command wirehop measures a bare peer hop, for scripts/bench-wirehop.sh: no cache logic,
 // only the transport. An owner process serves values from a map over the peer wire
-// (peers/wire, on an HTTP upgrade) and over a net/http GET in the v1 peer wire's shape; a
+// (peers/wire, on an HTTP upgrade) and over a net/http GET in the v1 peer wire's shape
+// (HTTP/1.1 or h2c); a
 // front process answers GET /local/{key} from its own map and GET /peer/{key} by asking the
-// owner over -via (wire, wire-mac or http), so that a load generator can compare a local
+// owner over -via (wire, wire-mac, http or h2c), so that a load generator can compare a local
 // answer with one that makes a hop, on the same server stack.
 //
 // Each process listens on 127.0.0.1:0, prints "listening ADDR", and serves until SIGINT or
@@ -35,7 +36,7 @@ var secret = []byte("wirehop secret of thirty-two b..")
 func main() {
 	role := flag.String("role", "", "owner or front")
 	owner := flag.String("owner", "", "front: the owner's host:port")
-	via := flag.String("via", "wire", "front: wire, wire-mac or http")
+	via := flag.String("via", "wire", "front: wire, wire-mac, http or h2c")
 	keys := flag.Int("keys", 300, "keys k1..kN")
 	valueBytes := flag.Int("value-bytes", 1024, "size of each value")
 	maxConns := flag.Int("max-conns", 0, "front, wire: ClientConfig.MaxConns (0: default)")
@@ -65,7 +66,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "wirehop:", err)
 		os.Exit(1)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute,
+		Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true) // the owner answers the h2c front
 	fmt.Println("listening", ln.Addr())
 	go srv.Serve(ln)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -136,8 +140,13 @@ func frontHandler(values map[string][]byte, owner, via string, maxConns int) (ht
 			v, err := c.Fetch(ctx, "bench", key)
 			return v.Bytes, err
 		}
-	case "http":
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+	case "http", "h2c":
+		tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+		if via == "h2c" {
+			tr.Protocols = new(http.Protocols)
+			tr.Protocols.SetUnencryptedHTTP2(true)
+		}
+		client := &http.Client{Transport: tr}
 		base := "http://" + owner + "/_peer/v1/fetch?group=bench&key="
 		fetch = func(ctx context.Context, key string) ([]byte, error) {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+url.QueryEscape(key), nil)
@@ -158,7 +167,7 @@ func frontHandler(values map[string][]byte, owner, via string, maxConns int) (ht
 			return buf, err
 		}
 	default:
-		return nil, fmt.Errorf("-via %q: want wire, wire-mac or http", via)
+		return nil, fmt.Errorf("-via %q: want wire, wire-mac, http or h2c", via)
 	}
 	answer := func(w http.ResponseWriter, v []byte) {
 		w.Header().Set("Content-Type", "application/octet-stream")
