@@ -50,9 +50,24 @@ func wireFetcher(b *testing.B, mac bool) fetcher {
 	ccfg.Addr = ts.addr
 	ccfg.SweepInterval = DefaultClientConfig().SweepInterval
 	c := newClient(b, ccfg)
+	b.Cleanup(func() { reportFramesPerWrite(b, c) })
 	return func(ctx context.Context, key string) ([]byte, error) {
 		v, err := c.Fetch(ctx, "g", key)
 		return v.Bytes, err
+	}
+}
+
+// reportFramesPerWrite reports how many requests went out per write syscall: the writer's
+// coalescing.
+func reportFramesPerWrite(b *testing.B, c *Client) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var writes uint64
+	for _, cc := range c.conns {
+		writes += cc.w.flushes.Load()
+	}
+	if writes > 0 {
+		b.ReportMetric(float64(b.N)/float64(writes), "frames/write")
 	}
 }
 
