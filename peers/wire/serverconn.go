@@ -117,7 +117,7 @@ func (sc *serverConn) intern(g []byte) string {
 // run serves one request and answers it; the slot frees once the answer is queued.
 func (sc *serverConn) run(typ msgType, id uint32, group, key string, keys []string) {
 	defer func() {
-		if p := recover(); p != nil {
+		if p := recover(); p != nil { // Remove or Purge; Fetch recovers in callFetch
 			sc.s.cfg.Logger.Error("peer wire: handler panicked", "peer", sc.peer, "group", group, "panic", p)
 			_ = sc.replyError(typ|replyBit, id, &Error{Code: CodeLoadFailed, Message: "handler panicked"})
 		}
@@ -159,11 +159,23 @@ func (sc *serverConn) fetch(group, key string) (Value, error) {
 	if err := sc.checkKey(key); err != nil {
 		return Value{}, err
 	}
-	v, err := sc.s.h.Fetch(sc.ctx, group, key)
+	v, err := sc.callFetch(group, key)
 	if err == nil && len(v.Bytes) > sc.s.cfg.MaxValueBytes {
 		return Value{}, &Error{Code: CodeLoadFailed, Message: fmt.Sprintf("value of %d bytes exceeds the wire's limit of %d", len(v.Bytes), sc.s.cfg.MaxValueBytes)}
 	}
 	return v, err
+}
+
+// callFetch calls the Handler, turning a panic into a load_failed answer for this key (a
+// batch's other keys, and the connection, go on).
+func (sc *serverConn) callFetch(group, key string) (v Value, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			sc.s.cfg.Logger.Error("peer wire: handler panicked", "peer", sc.peer, "group", group, "panic", p)
+			v, err = Value{}, &Error{Code: CodeLoadFailed, Message: "handler panicked"}
+		}
+	}()
+	return sc.s.h.Fetch(sc.ctx, group, key)
 }
 
 // batchWorkers bounds the goroutines serving one batch: a slow key holds one of them, and a

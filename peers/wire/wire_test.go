@@ -189,11 +189,13 @@ func TestVerdictsKeepTheirCodes(t *testing.T) {
 			return Value{}, errors.New(strings.Repeat("long message ", 100))
 		case "overloaded":
 			return Value{}, &Error{Code: CodeOverloaded}
+		case "panic":
+			panic("loader exploded")
 		}
 		var code int
 		fmt.Sscan(key, &code)
 		return Value{}, &Error{Code: Code(code), Message: "because"}
-	}}
+	}, remove: func(context.Context, string, string) error { panic("remove exploded") }}
 	ts := startServer(t, testServerConfig(), h, serverOptions{})
 	c := newClient(t, testClientConfig(ts.addr))
 	ctx := context.Background()
@@ -210,6 +212,21 @@ func TestVerdictsKeepTheirCodes(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.Code != CodeLoadFailed || len(e.Message) != MaxMessageBytes {
 		t.Errorf("plain error: %v; want load_failed with the message cut to %d bytes", err, MaxMessageBytes)
+	}
+
+	// A panicking handler costs its key a load_failed, not the connection.
+	if _, err := c.Fetch(ctx, "g", "panic"); CodeOf(err) != CodeLoadFailed {
+		t.Errorf("panicking Fetch: err = %v, want load_failed", err)
+	}
+	res, err := c.FetchBatch(ctx, "g", []string{"1", "panic", "2"})
+	if err != nil || CodeOf(res[0].Err) != CodeNotFound || CodeOf(res[1].Err) != CodeLoadFailed || CodeOf(res[2].Err) != CodeUnknownGroup {
+		t.Errorf("batch with a panicking key = %v, %v", res, err)
+	}
+	if err := c.Remove(ctx, "g", "k"); CodeOf(err) != CodeLoadFailed {
+		t.Errorf("panicking Remove: err = %v, want load_failed", err)
+	}
+	if n := ts.conns.Load(); n != 1 {
+		t.Errorf("%d connections, want the first one throughout", n)
 	}
 }
 
