@@ -223,9 +223,10 @@ func (sc *serverConn) replyError(typ msgType, id uint32, err error) error {
 }
 
 // verdict maps a Handler's error to its code: the one place where this wire turns errors
-// into codes. A failure because the node is closing is shutting_down, whatever it says.
+// into codes. Once the connection's context has ended (Close, a stalled or idle connection)
+// every failure is shutting_down, whatever it says: it is not a verdict on the key.
 func (sc *serverConn) verdict(err error) (Code, string) {
-	if sc.ctx.Err() != nil && sc.s.life.Err() != nil {
+	if sc.ctx.Err() != nil {
 		return CodeShuttingDown, "node is shutting down"
 	}
 	var e *Error
@@ -246,11 +247,11 @@ func (sc *serverConn) goAway(code Code, msg string) {
 
 // close ends the connection: the serve loop returns and the requests' context ends.
 func (sc *serverConn) close() {
-	sc.cancel()
 	if tc, ok := sc.nc.(interface{ CloseWrite() error }); ok {
 		_ = tc.CloseWrite() // the GoAway, then FIN, before the socket goes
 	}
 	sc.nc.Close()
+	sc.cancel() // after the close: a handler that ends now has nobody to answer
 }
 
 // check is the janitor's look at one connection, under s.mu.
