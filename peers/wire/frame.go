@@ -1,0 +1,267 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+)
+
+// A frame is a fixed 10-byte header, a payload of the length the header declares, and, on an
+// authenticated connection, a 16-byte tag (see auth.go):
+//
+//	0       4      5       6          10
+//	| length | type | flags | request id | payload (length bytes) | [tag, 16 bytes]
+//
+// length, id: big-endian uint32. A request's id is chosen by the client and echoed by every
+// reply to it; id 0 is the connection's own (liveness pings, GoAway).
+const headerLen = 10
+
+// msgType is a frame's type. Requests go from client to server; the reply to a request type t
+// has type t|replyBit.
+type msgType uint8
+
+const (
+	typeFetch  msgType = 0x01 // [u8 glen][group][key]          → fetchReply: result
+	typeBatch  msgType = 0x02 // [u8 glen][group][u16 n]{u32 klen, key}×n → batchItem×n
+	typeRemove msgType = 0x03 // [u8 glen][group][key]          → removeReply: ack
+	typePurge  msgType = 0x04 // [u8 glen][group]               → purgeReply: ack
+	typePeek   msgType = 0x05 // reserved: ask a previous owner's memory only (hand-off issue)
+	typePush   msgType = 0x06 // reserved: hand a value to its new owner (hand-off issue)
+	typeSet    msgType = 0x07 // reserved: writes (writes-and-batches issue)
+	// 0x08–0x3f: reserved requests. A server answers an unknown request type with
+	// CodeBadRequest, so a newer client learns the feature is missing without a hang.
+	maxRequestType msgType = 0x3f
+
+	typePing   msgType = 0x40 // empty; answered by typePong with the same id
+	typeGoAway msgType = 0x41 // server → client, id 0: [u8 code][message]; no new requests
+
+	replyBit       = 0x80
+	typeFetchReply = typeFetch | replyBit  // result
+	typeBatchItem  = typeBatch | replyBit  // [u32 index] result; index allItems: the whole batch
+	typeRemoveAck  = typeRemove | replyBit // result without TTL and value
+	typePurgeAck   = typePurge | replyBit  // result without TTL and value
+	typePong       = typePing | replyBit   // empty
+)
+
+// flagError marks a result frame whose payload is [u8 code][message] instead of a success.
+// No other flag exists in version 1: a frame with another bit set is a protocol error.
+const flagError = 0x01
+
+// allItems, as a batchItem's index, is a verdict on the whole batch (bad_request: too many
+// keys); it completes every key not answered yet.
+const allItems = math.MaxUint32
+
+// Bounds of the request encoding.
+const (
+	MaxGroupBytes = 255 // a group name's length travels in one byte
+	ttlLen        = 8
+	indexLen      = 4
+)
+
+// header is a decoded frame header.
+type header struct {
+	length uint32
+	typ    msgType
+	flags  uint8
+	id     uint32
+}
+
+func (h header) put(b []byte) {
+	binary.BigEndian.PutUint32(b[0:4], h.length)
+	b[4] = byte(h.typ)
+	b[5] = h.flags
+	binary.BigEndian.PutUint32(b[6:10], h.id)
+}
+
+func parseHeader(b []byte) header {
+	return header{
+		length: binary.BigEndian.Uint32(b[0:4]),
+		typ:    msgType(b[4]),
+		flags:  b[5],
+		id:     binary.BigEndian.Uint32(b[6:10]),
+	}
+}
+
+// checkRequest validates a header a server read, before anything is allocated for the
+// payload: a fetch or remove is bounded by maxKey, a batch by maxBatch, a purge by the group
+// name, a ping is empty. Reserved and unknown request types are bounded by maxBatch and
+// answered CodeBadRequest.
+func (h header) checkRequest(maxKey, maxBatch int) error {
+	if h.flags != 0 {
+		return protocolError("request type %#x with flags %#x", h.typ, h.flags)
+	}
+	var max int
+	switch {
+	case h.typ == typeFetch || h.typ == typeRemove:
+		max = 1 + MaxGroupBytes + maxKey
+	case h.typ == typePurge:
+		max = 1 + MaxGroupBytes
+	case h.typ == typePing:
+		max = 0
+	case h.typ != 0 && h.typ <= maxRequestType:
+		max = maxBatch
+	default:
+		return protocolError("type %#x is not a request", h.typ)
+	}
+	if int64(h.length) > int64(max) {
+		return fmt.Errorf("%w: request type %#x of %d bytes, limit %d", ErrTooLarge, h.typ, h.length, max)
+	}
+	return nil
+}
+
+// checkReply validates a header a client read, before anything is allocated for the payload:
+// maxValue bounds a value, and every other payload is bounded by its shape.
+func (h header) checkReply(maxValue int) error {
+	var max int64
+	switch h.typ {
+	case typeFetchReply:
+		max = ttlLen + int64(maxValue)
+	case typeBatchItem:
+		max = indexLen + ttlLen + int64(maxValue)
+	case typeRemoveAck, typePurgeAck:
+		max = 0
+	case typePong:
+		max = 0
+		if h.flags != 0 {
+			return protocolError("pong with flags %#x", h.flags)
+		}
+	case typeGoAway:
+		if h.flags != 0 || h.id != 0 {
+			return protocolError("goaway with flags %#x, id %d", h.flags, h.id)
+		}
+		max = 1 + MaxMessageBytes
+	default:
+		return protocolError("type %#x is not a reply", h.typ)
+	}
+	if h.flags&^flagError != 0 {
+		return protocolError("reply type %#x with flags %#x", h.typ, h.flags)
+	}
+	if h.flags&flagError != 0 {
+		max = 1 + MaxMessageBytes
+		if h.typ == typeBatchItem {
+			max += indexLen
+		}
+	}
+	if int64(h.length) > max {
+		return fmt.Errorf("%w: reply type %#x of %d bytes, limit %d", ErrTooLarge, h.typ, h.length, max)
+	}
+	return nil
+}
+
+// appendKeyRequest appends the payload of a fetch or remove (key != "") or a purge.
+func appendKeyRequest(b []byte, group, key string) []byte {
+	b = append(b, byte(len(group)))
+	b = append(b, group...)
+	return append(b, key...)
+}
+
+// parseKeyRequest splits a fetch, remove or purge payload. The key may be empty here: the
+// server answers that with CodeInvalidKey, not a broken connection.
+func parseKeyRequest(p []byte) (group, key []byte, err error) {
+	if len(p) < 1 || len(p) < 1+int(p[0]) {
+		return nil, nil, protocolError("request of %d bytes too short for its group name", len(p))
+	}
+	n := 1 + int(p[0])
+	return p[1:n], p[n:], nil
+}
+
+// appendBatchRequest appends the payload of a batch fetch. The caller has checked the bounds.
+func appendBatchRequest(b []byte, group string, keys []string) []byte {
+	b = append(b, byte(len(group)))
+	b = append(b, group...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(keys)))
+	for _, k := range keys {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(k)))
+		b = append(b, k...)
+	}
+	return b
+}
+
+// batchSize is the payload length of a batch fetch.
+func batchSize(group string, keys []string) int {
+	n := 1 + len(group) + 2
+	for _, k := range keys {
+		n += 4 + len(k)
+	}
+	return n
+}
+
+// parseBatchRequest splits a batch payload; keys are returned as strings since the handler
+// needs them so. It refuses more than maxKeys keys before allocating for them.
+func parseBatchRequest(p []byte, maxKeys int) (group string, keys []string, err error) {
+	g, rest, err := parseKeyRequest(p)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(rest) < 2 {
+		return "", nil, protocolError("batch without a key count")
+	}
+	n := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if n == 0 || n > maxKeys {
+		return string(g), nil, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("batch of %d keys: must be 1 to %d", n, maxKeys)}
+	}
+	if n*4 > len(rest) {
+		return "", nil, protocolError("batch declares %d keys in %d bytes", n, len(rest))
+	}
+	keys = make([]string, n)
+	for i := range keys {
+		if len(rest) < 4 {
+			return "", nil, protocolError("batch key %d: no length", i)
+		}
+		kl := int64(binary.BigEndian.Uint32(rest))
+		if int64(len(rest)-4) < kl {
+			return "", nil, protocolError("batch key %d: %d bytes declared, %d left", i, kl, len(rest)-4)
+		}
+		keys[i] = string(rest[4 : 4+kl])
+		rest = rest[4+kl:]
+	}
+	if len(rest) != 0 {
+		return "", nil, protocolError("%d bytes after the last batch key", len(rest))
+	}
+	return string(g), keys, nil
+}
+
+// appendTTL appends a success result's fixed part; the value follows it. Zero means "never
+// expires", so a lifetime already over travels as 1 ns, not as zero.
+func appendTTL(b []byte, ttl time.Duration) []byte {
+	if ttl < 0 {
+		ttl = 1
+	}
+	return binary.BigEndian.AppendUint64(b, uint64(ttl))
+}
+
+// appendErrorResult appends an error result's payload, cutting the message to the bound.
+func appendErrorResult(b []byte, code Code, msg string) []byte {
+	if len(msg) > MaxMessageBytes {
+		msg = msg[:MaxMessageBytes]
+	}
+	b = append(b, byte(code))
+	return append(b, msg...)
+}
+
+// parseResult decodes a result payload. A value aliases p, which the caller then owns.
+// withValue is false for acks (remove, purge), whose success payload is empty.
+func parseResult(flags uint8, p []byte, withValue bool) (Value, error) {
+	if flags&flagError != 0 {
+		if len(p) < 1 || p[0] == 0 {
+			return Value{}, protocolError("error result without a code")
+		}
+		return Value{}, &Error{Code: Code(p[0]), Message: string(p[1:])}
+	}
+	if !withValue {
+		if len(p) != 0 {
+			return Value{}, protocolError("ack with a %d-byte payload", len(p))
+		}
+		return Value{}, nil
+	}
+	if len(p) < ttlLen {
+		return Value{}, protocolError("result of %d bytes has no TTL", len(p))
+	}
+	ttl := binary.BigEndian.Uint64(p)
+	if ttl > math.MaxInt64 {
+		return Value{}, protocolError("negative TTL")
+	}
+	return Value{Bytes: p[ttlLen:len(p):len(p)], TTL: time.Duration(ttl)}, nil
+}

@@ -1,0 +1,37 @@
+package wire
+
+import (
+	"context"
+	"time"
+)
+
+// Value is a value and its remaining lifetime at the owner (zero: it never expires). Its
+// fields are those of group.Value, so the peers package converts one to the other with
+// group.Value(v). A Value a Client returns is the caller's: nothing else refers to its bytes.
+type Value struct {
+	Bytes []byte
+	TTL   time.Duration
+}
+
+// Result is one key's answer in a batch: a Value, or Err (an *Error verdict, or an error
+// wrapping ErrUnavailable when the connection failed before the key was answered).
+type Result struct {
+	Value
+	Err error
+}
+
+// Handler serves the requests that arrive on a Server's connections. The peers package
+// implements it with the groups' GetLocal, RemoveLocal and PurgeLocal: a request that came
+// over the peer wire is answered from this node and never forwarded (the hop guard is the
+// wire itself: it carries nothing else).
+//
+// Methods are called concurrently, each on its own goroutine, and may block; ctx ends when the
+// connection closes or the Server is closed. An *Error chooses the code of a failure; any
+// other error travels as CodeLoadFailed with its text (cut to MaxMessageBytes). Fetch's
+// Value.Bytes is only read, and may be written from its own memory while other requests use
+// it; it must not change afterwards.
+type Handler interface {
+	Fetch(ctx context.Context, group, key string) (Value, error)
+	Remove(ctx context.Context, group, key string) error
+	Purge(ctx context.Context, group string) error
+}
