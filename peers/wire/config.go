@@ -188,10 +188,11 @@ type ServerConfig struct {
 	// authenticated, so anyone who reaches the port is served (loopback, insecure mode).
 	Secret []byte
 
-	// IsMember reports whether a node name is a current member. An authenticated upgrade
-	// from anyone else is refused 403. It may be called concurrently and must not block.
-	// Zero: every holder of the secret is accepted.
-	IsMember func(name string) bool
+	// IsMember reports whether a node name, connecting from remoteAddr (the request's
+	// RemoteAddr, ip:port), is a current member. An authenticated upgrade from anyone else
+	// is refused 403. It may be called concurrently and must not block. Zero: every holder
+	// of the secret is accepted.
+	IsMember func(name, remoteAddr string) bool
 
 	// AuthWindow is how far an upgrade's timestamp may be from this node's clock; nonces are
 	// remembered this long, so a captured upgrade cannot be replayed. Default 30 s.
