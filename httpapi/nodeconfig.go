@@ -30,8 +30,9 @@ type NodeConfig struct {
 
 	// Cluster tunes the node's membership and peer transport. NewNode sets its NodeName from
 	// Name, its HTTPAddr to the address the node listens on (so port 0 works; an unspecified
-	// host is advertised as described at peers.Config.HTTPAddr), and its Logger to Logger
-	// when it has none; the caller's value is not modified. Nil: the node serves alone,
+	// host is advertised as described at peers.Config.HTTPAddr), its Logger to Logger when
+	// it has none, and its MaxKeyBytes to API.MaxKeyBytes when it has none (peers get the
+	// key limit clients get); the caller's value is not modified. Nil: the node serves alone,
 	// owns every key and has no peer endpoints.
 	Cluster *peers.Config
 
@@ -143,6 +144,12 @@ func (c NodeConfig) clusterConfig(httpAddr string) peers.Config {
 	pc.HTTPAddr = httpAddr
 	if pc.Logger == nil {
 		pc.Logger = c.Logger
+	}
+	if pc.MaxKeyBytes == 0 {
+		pc.MaxKeyBytes = c.API.MaxKeyBytes
+		if pc.MaxKeyBytes == 0 {
+			pc.MaxKeyBytes = DefaultMaxKeyBytes
+		}
 	}
 	return pc
 }
