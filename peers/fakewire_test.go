@@ -144,32 +144,33 @@ func fakeUpgrade(t testing.TB, nc net.Conn, opt fakeOptions) (*fakeConn, error) 
 	return f, nil
 }
 
-// readRequest reads frames until a fetch arrives and returns its request id; pings are read
-// and not answered (a fake owner that only serves fetches looks frozen to the liveness check).
-// It returns 0 once the connection is closed.
-func (f *fakeConn) readRequest() uint32 {
+// readRequest reads frames until a fetch arrives and returns its request id and key; pings
+// are read and not answered (a fake owner that only serves fetches looks frozen to the
+// liveness check). It returns id 0 once the connection is closed.
+func (f *fakeConn) readRequest() (id uint32, key string) {
 	for {
 		var hdr [fakeHeaderLen]byte
 		if _, err := io.ReadFull(f.br, hdr[:]); err != nil {
-			return 0
+			return 0, ""
 		}
 		n := binary.BigEndian.Uint32(hdr[0:4])
 		payload := make([]byte, n)
 		if _, err := io.ReadFull(f.br, payload); err != nil {
-			return 0
+			return 0, ""
 		}
 		if f.rcv != nil {
 			var tag [fakeTagLen]byte
 			if _, err := io.ReadFull(f.br, tag[:]); err != nil {
-				return 0
+				return 0, ""
 			}
 			if !hmac.Equal(tag[:], f.rcv.tag(hdr[:], payload)) {
 				f.t.Errorf("fake owner: the client's frame tag does not verify")
-				return 0
+				return 0, ""
 			}
 		}
-		if hdr[4] == fakeFetch {
-			return binary.BigEndian.Uint32(hdr[6:10])
+		if hdr[4] == fakeFetch && len(payload) > 0 && len(payload) >= 1+int(payload[0]) {
+			// [u8 group length][group][key]
+			return binary.BigEndian.Uint32(hdr[6:10]), string(payload[1+int(payload[0]):])
 		}
 	}
 }
@@ -242,5 +243,40 @@ func (m *fakeMAC) tag(hdr, payload []byte) []byte {
 	return m.h.Sum(nil)[:fakeTagLen]
 }
 
-// itoa is strconv.Itoa, for building keys.
-func itoa(i int) string { return strconv.Itoa(i) }
+// signedUpgrade is the text of an upgrade request from sender to receiver at unix time,
+// signed with secret (nil: unsigned), as auth.go documents the MAC.
+func signedUpgrade(secret []byte, sender, receiver string, unix int64) string {
+	req := "GET /_peer/v2/conn HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: groupcached-peer/2\r\n" +
+		"Groupcached-Wire: 1\r\nGroupcached-Peer: " + sender + "\r\n"
+	if secret != nil {
+		key, _ := hkdf.Key(sha256.New, secret, nil, "groupcached peer auth v1", sha256.Size)
+		nonce := make([]byte, 16)
+		_, _ = rand.Read(nonce)
+		mac := fakeFields(key, "gcp upgrade").str("GET").str("/_peer/v2/conn").str(sender).str(receiver).
+			u64(uint64(unix)).bytes(nonce).u64(1).sum()
+		b64 := base64.RawURLEncoding
+		req += "Groupcached-Peer-To: " + receiver + "\r\nGroupcached-Peer-Time: " + strconv.FormatInt(unix, 10) +
+			"\r\nGroupcached-Peer-Nonce: " + b64.EncodeToString(nonce) + "\r\nGroupcached-Peer-Auth: " + b64.EncodeToString(mac) + "\r\n"
+	}
+	return req + "\r\n"
+}
+
+// upgradeStatus sends a raw upgrade request to addr and returns the answer's status.
+func upgradeStatus(t testing.TB, addr, request string) int {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(nc, request); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatalf("reading the upgrade's answer: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}

@@ -184,7 +184,7 @@ func TestTransportUnavailable(t *testing.T) {
 		}},
 		{"connection cut mid-frame", func(t *testing.T) string {
 			return fakeOwner(t, fakeOptions{serve: func(f *fakeConn) {
-				id := f.readRequest()
+				id, _ := f.readRequest()
 				f.writeRaw(fakeFetchReply, 0, id, 100, []byte("short")) // declares 100 bytes, sends 5
 			}})
 		}},
