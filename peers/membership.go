@@ -16,11 +16,11 @@ import (
 // departure and waits (a bounded time) for it to be gossiped, Shutdown stops everything.
 
 // Start binds memberlist at GossipAddr, joins the seeds and starts the goroutines that rebuild
-// the ring and rejoin the seeds. Seeds that cannot be reached do not fail Start: until one
-// answers (the nodes of a cluster starting together, a seed starting a moment later) the join
-// is retried after 100 ms, then after twice as long each time, up to RejoinInterval; after
-// that, the seeds are joined again every RejoinInterval. ctx bounds the seed lookups of the
-// first join; the goroutines run until Leave or Shutdown.
+// the ring and keep the node in a cluster with its seeds (seeds.go). Seeds that cannot be
+// reached do not fail Start: the node is not Ready until one answers (the nodes of a cluster
+// starting together, a seed starting a moment later), and the join is retried after 100 ms,
+// then after twice as long each time, up to SeedRetryInterval. ctx bounds the seed lookups of
+// the first join; the goroutines run until Leave or Shutdown.
 func (c *Cluster) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -41,6 +41,8 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.ml, c.started = ml, true
 	self := ml.LocalNode()
 	c.gossipAddr = net.JoinHostPort(self.Addr.String(), strconv.Itoa(int(self.Port)))
+	addr := c.gossipAddr
+	c.ident.addr.Store(&addr)
 
 	if host, port, _ := splitHostPort(c.cfg.HTTPAddr); host == "" || net.ParseIP(host).IsUnspecified() {
 		// Advertise an address peers can dial: the one memberlist advertises.
@@ -51,12 +53,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	c.log.Info("cluster started", "gossip", c.gossipAddr, "http", c.currentMeta().HTTPAddr)
 
-	joined := c.join(ctx, ml, true)
+	c.ready.advance(phaseJoining)
+	c.firstJoin(ctx, ml)
 	c.rebuild()
 	c.wg.Go(c.rebuildLoop)
-	if !joined || c.cfg.RejoinInterval > 0 && len(c.cfg.Seeds) > 0 {
-		c.wg.Go(func() { c.rejoinLoop(ml, joined) })
-	}
+	c.wg.Go(func() { c.seedLoop(ml) })
 	return nil
 }
 
@@ -84,6 +85,9 @@ func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
 	mlc.DeadNodeReclaimTime = c.cfg.DeadNodeReclaimTime
 	mlc.Delegate = delegate{c}
 	mlc.Events = eventDelegate{c}
+	mlc.Ping = pingDelegate{c}
+	mlc.Merge = mergeDelegate{c}
+	mlc.Conflict = conflictDelegate{c}
 	mlc.LogOutput = nil
 	mlc.Logger = log.New(memberlistLog{
 		log:      c.log.With("component", "memberlist"),
@@ -142,6 +146,7 @@ func (c *Cluster) announceLeave(ctx context.Context, ml *memberlist.Memberlist) 
 		return true
 	}
 
+	c.ready.advance(phaseLeaving)
 	// The metadata may take half of the time; the leave message gets the rest.
 	m := c.currentMeta()
 	m.Leaving = true
@@ -220,6 +225,7 @@ func (c *Cluster) Shutdown() error {
 		return nil
 	}
 	c.stopped = true
+	c.ready.advance(phaseStopped)
 	c.stop()
 	c.wg.Wait()
 	var err error
