@@ -81,6 +81,10 @@ type Cluster struct {
 	ready readiness
 	ident *identity
 
+	// memberlistHook, when set, adjusts memberlist's configuration before Start creates it.
+	// Only tests set it (to cut the network between nodes); nil in production.
+	memberlistHook func(*memberlist.Config)
+
 	rebuilds       atomic.Uint64
 	lastRebuild    atomic.Int64 // unix nanoseconds
 	rebuildLatency atomic.Int64

@@ -96,17 +96,40 @@ func (p pingDelegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration
 // before merging it; a refusal fails the join on both sides.
 type mergeDelegate struct{ c *Cluster }
 
+//
+// It also refuses a lone node (a member table of one: a node joining for the first time) whose
+// name an alive member of this node's view holds at another address: that node will refuse
+// too, and refusing here keeps its entry out of memberlist's table, where it would be logged
+// as a conflict on every message about it. It never refuses a larger table for a third
+// party's name, so two partitions merge even if one name is claimed on both sides (memberlist
+// then keeps the entry it had).
 func (d mergeDelegate) NotifyMerge(peers []*memberlist.Node) error {
 	c := d.c
 	self := c.ident.selfAddr()
 	for _, n := range peers {
-		live := n.State == memberlist.StateAlive || n.State == memberlist.StateSuspect
-		if n.Name != c.cfg.NodeName || !live || self == "" || n.Address() == self {
+		if n.Name != c.cfg.NodeName || !isLive(n) || self == "" || n.Address() == self {
 			continue
 		}
 		return c.nameConflict(n.Address(), "join refused")
 	}
+	if len(peers) != 1 || !isLive(peers[0]) {
+		return nil
+	}
+	joiner := peers[0]
+	for _, m := range c.view.Load().members {
+		if m.Name == joiner.Name && m.State == Alive && m.GossipAddr != "" && m.GossipAddr != joiner.Address() {
+			c.log.Warn("refusing a join: the joining node's name is held by a live member",
+				"name", joiner.Name, "joining", joiner.Address(), "holder", m.GossipAddr)
+			return fmt.Errorf("name conflict: %q is held by a live member at %s; refusing the node at %s",
+				joiner.Name, m.GossipAddr, joiner.Address())
+		}
+	}
 	return nil
+}
+
+// isLive reports whether memberlist counts n as holding its name: alive or suspect.
+func isLive(n *memberlist.Node) bool {
+	return n.State == memberlist.StateAlive || n.State == memberlist.StateSuspect
 }
 
 // conflictDelegate hears from memberlist that a node claims a name known at another address.

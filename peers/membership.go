@@ -93,6 +93,9 @@ func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
 		log:      c.log.With("component", "memberlist"),
 		stopping: func() bool { return c.life.Err() != nil },
 	}, "", 0)
+	if c.memberlistHook != nil {
+		c.memberlistHook(mlc)
+	}
 	return mlc, nil
 }
 

@@ -115,13 +115,21 @@ func (c *Cluster) seedLoop(ml *memberlist.Memberlist) {
 		case !now.Before(retryAt):
 			seeds, complete = c.resolveSeeds(c.life)
 			missing = missingSeeds(c.view.Load(), seeds)
-			conflicted = len(missing) > 0 && c.joinSeeds(ml, missing, false)
-			limit := c.retryCap()
-			if conflicted {
-				// The name's holder must die before a retry can succeed: no need to hurry.
-				limit = max(limit, c.rejoinInterval())
+			var joined bool
+			if len(missing) > 0 {
+				joined, conflicted = c.joinSeeds(ml, missing, false)
 			}
-			backoff = min(2*backoff, limit)
+			limit := c.retryCap()
+			switch {
+			case conflicted:
+				// The name's holder must die before a retry can succeed: no need to hurry.
+				backoff = min(2*backoff, max(limit, c.rejoinInterval()))
+			case joined:
+				// The view shows the seeds alive once rebuilt; until then, do not join again.
+				backoff = limit
+			default:
+				backoff = min(2*backoff, limit)
+			}
 			retryAt = now.Add(jitter(backoff))
 		}
 		if joining {
@@ -139,16 +147,18 @@ func (c *Cluster) seedLoop(ml *memberlist.Memberlist) {
 }
 
 // joinSeeds joins addrs, which are missing seeds, and updates readiness. It reports whether
-// a seed refused the join because another live node holds this node's name.
-func (c *Cluster) joinSeeds(ml *memberlist.Memberlist, addrs []string, initial bool) (conflicted bool) {
+// a seed let this node join, and whether one refused because another live node holds this
+// node's name.
+func (c *Cluster) joinSeeds(ml *memberlist.Memberlist, addrs []string, initial bool) (joined, conflicted bool) {
 	before := c.ready.conflicts.Load()
 	n, err := ml.Join(addrs)
 	conflicted = c.ready.conflicts.Load() != before
+	joined = n > 0 && !conflicted
 	switch {
 	case conflicted:
 		// nameConflict has said why, once.
 		c.log.Debug("join refused: name conflict", "seeds", addrs)
-	case n > 0:
+	case joined:
 		if c.ready.becomeReady("joined seed " + strings.Join(addrs, " or ")) {
 			c.log.Info("joined the cluster; ready", "seeds", addrs, "contacted", n)
 		} else {
@@ -159,7 +169,7 @@ func (c *Cluster) joinSeeds(ml *memberlist.Memberlist, addrs []string, initial b
 	default:
 		c.log.Debug("missing seeds still unreachable", "seeds", addrs, "err", err)
 	}
-	return conflicted
+	return joined, conflicted
 }
 
 // joinRestarted joins the member name, whose acks show a new process, unless it did so less

@@ -1,0 +1,268 @@
+package peers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// lanPreset gives a test node DefaultConfig, the production LAN preset, changing only what a
+// test must: loopback on a free port, and the node's name, HTTP address, seeds and logger.
+func lanPreset(c *Config) {
+	d := DefaultConfig()
+	d.NodeName, d.HTTPAddr, d.Seeds, d.Logger = c.NodeName, c.HTTPAddr, c.Seeds, c.Logger
+	d.GossipAddr = "127.0.0.1:0"
+	*c = d
+}
+
+// waitMerged polls until every node's ring holds exactly the given nodes and every node
+// maps every member to that member's current HTTP address (a restarted node has a new one),
+// and returns how long that took.
+func waitMerged(t testing.TB, nodes []*testNode, limit time.Duration) time.Duration {
+	t.Helper()
+	want := names(nodes)
+	slices.Sort(want)
+	merged := func() bool {
+		for _, n := range nodes {
+			if !slices.Equal(n.c.RingMembers(), want) {
+				return false
+			}
+			for _, m := range n.c.Members() {
+				if m.State == Alive && m.HTTPAddr != byName(nodes, m.Name).srv.Listener.Addr().String() {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	start := time.Now()
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !merged() {
+		select {
+		case <-deadline.C:
+			for _, n := range nodes {
+				t.Logf("%s sees %+v", n.name, n.c.Members())
+			}
+			t.Fatalf("nodes did not merge into %v within %v", want, limit)
+		case <-tick.C:
+		}
+	}
+	return time.Since(start)
+}
+
+func TestClusterSeedRestartedAloneRemerges(t *testing.T) {
+	// The seed of a 3-node cluster restarts with no seeds of its own, at its old gossip
+	// address, so it comes back alone. On the LAN preset (DefaultConfig, nothing shortened)
+	// the others must merge it back within about 2 s of its start: after a Leave they saw
+	// it go and retry it as a missing seed; after a crash they still count it alive, and
+	// find out from its acks that a new process answers.
+	const within = 2 * time.Second
+	leave := func(n *testNode) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.c.Leave(ctx); err != nil {
+			t.Errorf("Leave: %v", err)
+		}
+		n.stop()
+	}
+	tests := []struct {
+		name string
+		stop func(*testNode)
+	}{
+		{"after Leave", leave},
+		{"after a crash", (*testNode).stop},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := newLoadLog()
+			seed := startNode(t, "node-0", log, nodeOptions{tune: lanPreset})
+			seedAddr := seed.c.GossipAddr()
+			nodes := []*testNode{seed}
+			for _, name := range []string{"node-1", "node-2"} {
+				nodes = append(nodes, startNode(t, name, log, nodeOptions{seeds: []string{seedAddr}, tune: lanPreset}))
+			}
+			waitMerged(t, nodes, 15*time.Second)
+
+			tt.stop(seed)
+			restarted := startNode(t, "node-0", log, nodeOptions{tune: func(c *Config) {
+				lanPreset(c)
+				c.GossipAddr = seedAddr
+			}})
+			if ok, reason := restarted.c.Ready(); !ok {
+				t.Errorf("a node with no seeds is not ready: %s", reason)
+			}
+			nodes[0] = restarted
+			took := waitMerged(t, nodes, 15*time.Second)
+			t.Logf("REMERGE lan preset, seed restarted alone %s: all 3 merged %v after its Start returned",
+				tt.name, took.Round(time.Millisecond))
+			if took > within {
+				t.Errorf("re-merge took %v, want within %v", took.Round(time.Millisecond), within)
+			}
+		})
+	}
+}
+
+// partition cuts the network between two sides of a test cluster: while cut, each node's
+// transport drops the packets it sends to the other side and fails its connections there,
+// so nothing crosses in either direction.
+type partition struct {
+	mu   sync.Mutex
+	cut  bool
+	side map[string]int // gossip address -> side
+}
+
+func (p *partition) set(cut bool) {
+	p.mu.Lock()
+	p.cut = cut
+	p.mu.Unlock()
+}
+
+func (p *partition) blocked(from, to string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cut && p.side[from] != p.side[to]
+}
+
+// hook returns the memberlistHook that gives a node a transport under p.
+func (p *partition) hook(t testing.TB) func(*memberlist.Config) {
+	return func(mlc *memberlist.Config) {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{mlc.BindAddr},
+			BindPort:  mlc.BindPort,
+			Logger:    mlc.Logger,
+		})
+		if err != nil {
+			t.Fatalf("transport: %v", err)
+		}
+		mlc.Transport = &cutTransport{NetTransport: nt, p: p,
+			self: net.JoinHostPort(mlc.BindAddr, strconv.Itoa(nt.GetAutoBindPort()))}
+	}
+}
+
+var errPartitioned = errors.New("partitioned (test)")
+
+// cutTransport is memberlist's own UDP/TCP transport with the partition applied to what it
+// sends.
+type cutTransport struct {
+	*memberlist.NetTransport
+	p    *partition
+	self string
+}
+
+func (c *cutTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	return c.WriteToAddress(b, memberlist.Address{Addr: addr})
+}
+
+func (c *cutTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	if c.p.blocked(c.self, a.Addr) {
+		return time.Now(), nil // lost on the way
+	}
+	return c.NetTransport.WriteToAddress(b, a)
+}
+
+func (c *cutTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return c.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+func (c *cutTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	if c.p.blocked(c.self, a.Addr) {
+		return nil, fmt.Errorf("dial %s: %w", a.Addr, errPartitioned)
+	}
+	return c.NetTransport.DialAddressTimeout(a, timeout)
+}
+
+func TestClusterPartitionsMerge(t *testing.T) {
+	// Four nodes split into two halves that each declare the other half dead and carry on as
+	// "the cluster", with a complete ring of their own. Once the network heals they must
+	// merge, whichever side the seeds are on, through the retries of missing seeds; and
+	// while it is cut, those retries must stay within their backoff cap.
+	tests := []struct {
+		name  string
+		seeds []int // indexes of the nodes every node is seeded with
+	}{
+		{"a seed on each side", []int{0, 2}},
+		{"the seed on one side", []int{0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &partition{side: map[string]int{}}
+			log := newLoadLog()
+			addrs := make([]string, 4)
+			for i := range addrs {
+				addrs[i] = reserveAddr(t)
+			}
+			var seeds []string
+			for _, i := range tt.seeds {
+				seeds = append(seeds, addrs[i])
+			}
+			recs := make([]*logRecorder, 4)
+			var nodes []*testNode
+			for i := range 4 {
+				recs[i] = &logRecorder{}
+				n := newNode(t, "node-"+strconv.Itoa(i), log, nodeOptions{seeds: seeds, tune: func(c *Config) {
+					c.GossipAddr = addrs[i]
+					c.Logger = slog.New(recs[i])
+				}})
+				n.c.memberlistHook = p.hook(t)
+				p.side[addrs[i]] = i / 2
+				nodes = append(nodes, n)
+			}
+			for _, n := range nodes {
+				if err := n.c.Start(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitMerged(t, nodes, 15*time.Second)
+
+			p.set(true)
+			cutAt := time.Now()
+			triesBefore := seedTries(recs)
+			waitMerged(t, nodes[:2], 20*time.Second)
+			waitMerged(t, nodes[2:], 20*time.Second)
+			t.Logf("PARTITION %s: both halves carried on alone after %v", tt.name, time.Since(cutAt).Round(time.Millisecond))
+			for _, n := range nodes {
+				if ok, reason := n.c.Ready(); !ok {
+					t.Errorf("%s is not ready in its half: %s", n.name, reason)
+				}
+			}
+
+			p.set(false)
+			healedAt := time.Now()
+			took := waitMerged(t, nodes, 15*time.Second)
+			cut := healedAt.Sub(cutAt)
+			t.Logf("PARTITION %s: merged %v after the network healed", tt.name, took.Round(time.Millisecond))
+
+			// Each node tries its missing seeds at most once per half a cap (the jitter's
+			// shortest wait) once its backoff reaches the cap, and a few times before: a
+			// loop without backoff would try thousands of times.
+			ceiling := LocalConfig().SeedRetryInterval
+			perNode := int(cut/(ceiling/2)) + 8
+			if got := seedTries(recs) - triesBefore; got > 4*perNode {
+				t.Errorf("%d failed seed tries in %v of partition, want at most %d (4 nodes)", got, cut.Round(time.Millisecond), 4*perNode)
+			} else {
+				t.Logf("PARTITION %s: %d failed seed tries by 4 nodes in %v", tt.name, got, cut.Round(time.Millisecond))
+			}
+		})
+	}
+}
+
+// seedTries counts the failed tries of missing seeds the nodes logged.
+func seedTries(recs []*logRecorder) int {
+	n := 0
+	for _, r := range recs {
+		n += len(r.find("missing seeds still unreachable"))
+	}
+	return n
+}
