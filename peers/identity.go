@@ -96,7 +96,6 @@ func (p pingDelegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration
 // before merging it; a refusal fails the join on both sides.
 type mergeDelegate struct{ c *Cluster }
 
-//
 // It also refuses a lone node (a member table of one: a node joining for the first time) whose
 // name an alive member of this node's view holds at another address: that node will refuse
 // too, and refusing here keeps its entry out of memberlist's table, where it would be logged
