@@ -91,11 +91,13 @@ func (p pingDelegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration
 	}
 }
 
-// mergeDelegate refuses a join that would put two live nodes with this node's name into one
-// cluster. memberlist calls it on both sides of a join, with the other side's member table,
-// before merging it; a refusal fails the join on both sides.
+// mergeDelegate refuses a join that would put two live nodes with one name into one cluster.
+// memberlist calls it on both sides of a join, with the other side's member table, before
+// merging it; a refusal fails the join. It is not called for the periodic push/pull.
 type mergeDelegate struct{ c *Cluster }
 
+// NotifyMerge refuses a table that holds this node's name, live, at another address.
+//
 // It also refuses a lone node (a member table of one: a node joining for the first time) whose
 // name an alive member of this node's view holds at another address: that node will refuse
 // too, and refusing here keeps its entry out of memberlist's table, where it would be logged
