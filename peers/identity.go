@@ -22,9 +22,9 @@ import (
 // and in every ack the node sends to a probe (pingDelegate): a member whose ack carries
 // another boot than the one its metadata gossips is a new process that has not joined the
 // cluster, and the prober joins it (seeds.go). A join that would merge a live member holding
-// this node's name at another address is refused on both sides (mergeDelegate): the node that
-// was not ready yet stays out of the cluster and says why in Ready, the one that was keeps
-// serving. conflictDelegate catches a conflict that arrives by gossip instead of by a join.
+// this node's name at another address is refused (mergeDelegate), by the newcomer and by the
+// member it joins: the node that was not ready yet stays out of the cluster and says why in
+// Ready, the one that was keeps serving. conflictDelegate catches a conflict that arrives by gossip instead of by a join.
 
 // identity is what a Cluster knows about itself beyond its Config; memberlist's callbacks
 // read it without a lock.
@@ -93,7 +93,8 @@ func (p pingDelegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration
 
 // mergeDelegate refuses a join that would put two live nodes with one name into one cluster.
 // memberlist calls it on both sides of a join, with the other side's member table, before
-// merging it; a refusal fails the join. It is not called for the periodic push/pull.
+// merging it; a refusal leaves that side's table as it was and fails its Join, if it is the
+// joining side. It is not called for the periodic push/pull.
 type mergeDelegate struct{ c *Cluster }
 
 // NotifyMerge refuses a table that holds this node's name, live, at another address.
