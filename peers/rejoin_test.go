@@ -204,6 +204,7 @@ func TestClusterPartitionsMerge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // both mostly wait for the halves to declare each other dead
 			p := &partition{side: map[string]int{}}
 			log := newLoadLog()
 			addrs := make([]string, 4)
