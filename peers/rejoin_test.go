@@ -236,7 +236,6 @@ func TestClusterPartitionsMerge(t *testing.T) {
 
 			p.set(true)
 			cutAt := time.Now()
-			triesBefore := seedTries(recs)
 			waitMerged(t, nodes[:2], 20*time.Second)
 			waitMerged(t, nodes[2:], 20*time.Second)
 			t.Logf("PARTITION %s: both halves carried on alone after %v", tt.name, time.Since(cutAt).Round(time.Millisecond))
@@ -246,22 +245,21 @@ func TestClusterPartitionsMerge(t *testing.T) {
 				}
 			}
 
-			p.set(false)
-			healedAt := time.Now()
-			took := waitMerged(t, nodes, 15*time.Second)
-			cut := healedAt.Sub(cutAt)
-			t.Logf("PARTITION %s: merged %v after the network healed", tt.name, took.Round(time.Millisecond))
-
-			// Each node tries its missing seeds at most once per half a cap (the jitter's
-			// shortest wait) once its backoff reaches the cap, and a few times before: a
-			// loop without backoff would try thousands of times.
+			// The missing seeds are tried, within the backoff: once it reaches its cap, each
+			// node tries at most once per half a cap (the jitter's shortest wait); a loop
+			// without backoff would try thousands of times.
+			aloneAt, before := time.Now(), seedTries(recs)
+			waitFor(t, 10*time.Second, func() bool { return seedTries(recs)-before >= 20 })
+			span, tries := time.Since(aloneAt), seedTries(recs)-before
 			ceiling := LocalConfig().SeedRetryInterval
-			perNode := int(cut/(ceiling/2)) + 8
-			if got := seedTries(recs) - triesBefore; got > 4*perNode {
-				t.Errorf("%d failed seed tries in %v of partition, want at most %d (4 nodes)", got, cut.Round(time.Millisecond), 4*perNode)
-			} else {
-				t.Logf("PARTITION %s: %d failed seed tries by 4 nodes in %v", tt.name, got, cut.Round(time.Millisecond))
+			if bound := 4 * (int(span/(ceiling/2)) + 2); tries > bound {
+				t.Errorf("%d failed seed tries in %v, want at most %d", tries, span.Round(time.Millisecond), bound)
 			}
+			t.Logf("PARTITION %s: %d failed seed tries in %v (SeedRetryInterval %v)", tt.name, tries, span.Round(time.Millisecond), ceiling)
+
+			p.set(false)
+			took := waitMerged(t, nodes, 15*time.Second)
+			t.Logf("PARTITION %s: merged %v after the network healed", tt.name, took.Round(time.Millisecond))
 		})
 	}
 }
