@@ -135,6 +135,7 @@ func (c *Cluster) seedLoop(ml *memberlist.Memberlist) {
 		if joining {
 			rejoinAt = now.Add(c.rejoinWait()) // the periodic rejoin starts once joined
 		} else if !now.Before(rejoinAt) {
+			seeds, complete = c.resolveSeeds(c.life) // DNS seeds may name other nodes by now
 			c.rejoinOne(ml, seeds)
 			rejoinAt = now.Add(c.rejoinWait())
 		}
