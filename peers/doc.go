@@ -42,8 +42,10 @@
 //
 // Readiness and identity. Ready says whether the node should get traffic and why: not before
 // it has joined a seed (or has none but itself and its members), not while another live node
-// holds its name, not once it is leaving. Every process gossips a random boot identifier in
-// its metadata and sends it in every ack; this is how the package tells a member from a new
+// holds its name, not once it is leaving. (A DNS seed that resolves to no address counts as
+// unreachable: a Kubernetes headless Service must publish not-ready addresses, or the first
+// pod never becomes ready.) Every process gossips a random boot identifier in its metadata
+// and sends it in every ack; this is how the package tells a member from a new
 // process in its place, which memberlist cannot (it knows a name and an address):
 //   - a seed that restarted alone (no seeds, or only itself) after the others saw it leave or
 //     die is a missing seed, which they retry within SeedRetryInterval; one that restarted
