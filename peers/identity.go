@@ -97,7 +97,10 @@ func (p pingDelegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration
 // joining side. It is not called for the periodic push/pull.
 type mergeDelegate struct{ c *Cluster }
 
-// NotifyMerge refuses a table that holds this node's name, live, at another address.
+// NotifyMerge refuses a table that holds this node's name at another address, live, or dead
+// when DeadNodeReclaimTime is zero: memberlist then never lets another address take the
+// name, and ignores everything this node says about itself, so it would be in nobody's ring
+// while it thought itself a member.
 //
 // It also refuses a lone node (a member table of one: a node joining for the first time) whose
 // name an alive member of this node's view holds at another address: that node will refuse
@@ -109,10 +112,15 @@ func (d mergeDelegate) NotifyMerge(peers []*memberlist.Node) error {
 	c := d.c
 	self := c.ident.selfAddr()
 	for _, n := range peers {
-		if n.Name != c.cfg.NodeName || !isLive(n) || self == "" || n.Address() == self {
+		if n.Name != c.cfg.NodeName || self == "" || n.Address() == self {
 			continue
 		}
-		return c.nameConflict(n.Address(), "join refused")
+		switch {
+		case isLive(n):
+			return c.nameConflict(n.Address(), heldLive)
+		case n.State == memberlist.StateDead && c.cfg.DeadNodeReclaimTime == 0:
+			return c.nameConflict(n.Address(), heldDead)
+		}
 	}
 	if len(peers) != 1 || !isLive(peers[0]) {
 		return nil
@@ -143,25 +151,31 @@ func (d conflictDelegate) NotifyConflict(existing, other *memberlist.Node) {
 		return // two other nodes share a name; memberlist logs it and keeps the first
 	}
 	// existing is this node; other claims its name from elsewhere.
-	_ = d.c.nameConflict(other.Address(), "gossip ignored")
+	_ = d.c.nameConflict(other.Address(), heldLive)
 }
 
-// nameConflict records that the node at addr claims this node's name and returns the error
-// that refuses it. A node that is not ready yet is the newcomer: it records the conflict,
-// which Ready reports, and the seed loop keeps it out of the ring until a join succeeds
-// without conflict (the other node died and the cluster let the name go). A ready node is
-// the holder of the name: it logs and keeps serving.
-func (c *Cluster) nameConflict(addr, action string) error {
-	err := fmt.Errorf("name conflict: NodeName %q is held by a live member at %s (this node is %s)",
-		c.cfg.NodeName, addr, c.ident.selfAddr())
+// How the other node holds this node's name, in nameConflict's reason.
+const (
+	heldLive = "a live member"
+	heldDead = "a dead member, and this cluster never lets a dead member's name move to another address (DeadNodeReclaimTime is 0): restart the node at its old gossip address, or set DeadNodeReclaimTime"
+)
+
+// nameConflict records that the node at addr holds this node's name (how: heldLive or
+// heldDead) and returns the error that refuses the merge. A node that is not ready yet is
+// the newcomer: it records the conflict, which Ready reports, and the seed loop keeps it out
+// of the cluster until a join succeeds without conflict (the holder died and the cluster let
+// the name go). A ready node is the holder of the name: it logs and keeps serving.
+func (c *Cluster) nameConflict(addr, how string) error {
+	err := fmt.Errorf("name conflict: NodeName %q is held at %s by %s (this node is %s)",
+		c.cfg.NodeName, addr, how, c.ident.selfAddr())
 	if c.ready.phase() == phaseReady {
 		c.log.Warn("a node at another address uses this node's name; it is kept out of the cluster",
-			"other", addr, "action", action)
+			"other", addr)
 		return err
 	}
 	if c.ready.recordConflict(err.Error()) {
-		c.log.Error("refusing to become ready: another live node holds this name; give every node a unique NodeName",
-			"holder", addr, "self", c.ident.selfAddr())
+		c.log.Error("refusing to become ready: another node holds this name; give every node a unique NodeName",
+			"holder", addr, "how", how, "self", c.ident.selfAddr())
 	}
 	return err
 }

@@ -132,3 +132,26 @@ func TestClusterRefusesADuplicateName(t *testing.T) {
 	waitMerged(t, []*testNode{seed, dup}, 20*time.Second)
 	t.Logf("DUPLICATE: took over the name %v after the original stopped", time.Since(start).Round(time.Millisecond))
 }
+
+func TestClusterRefusesANameTheClusterNeverReleases(t *testing.T) {
+	// With DeadNodeReclaimTime 0 (DefaultConfig's), memberlist never lets a dead member's
+	// name move to another address: a node restarted under that name elsewhere would be in
+	// nobody's ring while it believed itself a member. It must stay unready and say why.
+	log := newLoadLog()
+	noReclaim := func(string) nodeOptions {
+		return nodeOptions{tune: func(c *Config) { c.DeadNodeReclaimTime = 0 }}
+	}
+	nodes := startCluster(t, 2, log, noReclaim)
+	seed, crashed := nodes[0], nodes[1]
+	crashed.stop()
+	waitConverged(t, nodes[:1], 20*time.Second)
+
+	again := startNode(t, "node-1", log, nodeOptions{
+		seeds: []string{seed.c.GossipAddr()},
+		tune:  func(c *Config) { c.DeadNodeReclaimTime = 0 },
+	})
+	checkReady(t, again, false, "name conflict", "dead member", "DeadNodeReclaimTime", crashed.c.GossipAddr())
+	if got := seed.c.RingMembers(); !slices.Equal(got, []string{"node-0"}) {
+		t.Errorf("node-0's ring = %v, want node-0 alone", got)
+	}
+}
