@@ -57,7 +57,9 @@
 //     it joins and refuses the merge itself (memberlist's MergeDelegate), so it never enters
 //     anyone's table; it stays unready with the holder's address as the reason, logs that
 //     once, retries slowly, and becomes ready if the holder dies and the cluster lets the
-//     name go (DeadNodeReclaimTime). The holder keeps serving.
+//     name go after DeadNodeReclaimTime. The holder keeps serving. With DeadNodeReclaimTime
+//     0 (DefaultConfig's) memberlist never lets a dead member's name move, so a node that
+//     comes back under it at a new address is refused for good, and says so.
 //
 // Growing to hundreds of nodes. Gossip spreads a change in O(log N) rounds: every
 // GossipInterval a node forwards news to 3 random members, retransmitting it 4·⌈log10(N+1)⌉
