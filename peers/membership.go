@@ -36,6 +36,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	ml, err := memberlist.Create(mlc)
 	if err != nil {
+		_ = mlc.Transport.Shutdown() // memberlist leaves a transport it was given open
 		return fmt.Errorf("peers: starting memberlist on %s: %w", c.cfg.GossipAddr, err)
 	}
 	c.ml, c.started = ml, true
@@ -96,7 +97,75 @@ func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
 	if c.memberlistHook != nil {
 		c.memberlistHook(mlc)
 	}
+	if mlc.Transport == nil {
+		t, err := newGossipTransport(c.life, mlc)
+		if err != nil {
+			return nil, fmt.Errorf("peers: binding %s: %w", c.cfg.GossipAddr, err)
+		}
+		mlc.Transport = t
+	}
 	return mlc, nil
+}
+
+// gossipTransport is memberlist's own UDP and TCP transport, except that the connections it
+// dials end with the node's life. memberlist's Join dials each seed and waits for its answer
+// up to TCPTimeout each: a seed whose host is down (no refusal, no answer) or that accepts
+// and hangs would hold the seed loop, and so Shutdown, for that long. Shutdown cancels the
+// dial and closes the connection instead.
+type gossipTransport struct {
+	*memberlist.NetTransport
+	life context.Context
+}
+
+// newGossipTransport binds mlc's address as memberlist would: with port 0, the kernel picks
+// the TCP port and UDP must get the same one, so a busy UDP port is retried a few times.
+func newGossipTransport(life context.Context, mlc *memberlist.Config) (*gossipTransport, error) {
+	tries := 1
+	if mlc.BindPort == 0 {
+		tries = 10
+	}
+	var err error
+	for range tries {
+		var nt *memberlist.NetTransport
+		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{mlc.BindAddr},
+			BindPort:  mlc.BindPort,
+			Logger:    mlc.Logger,
+		})
+		if err == nil {
+			if mlc.BindPort == 0 {
+				mlc.BindPort = nt.GetAutoBindPort()
+				mlc.AdvertisePort = mlc.BindPort
+			}
+			return &gossipTransport{NetTransport: nt, life: life}, nil
+		}
+	}
+	return nil, err
+}
+
+func (t *gossipTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+func (t *gossipTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(t.life, "tcp", a.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return &lifeConn{Conn: conn, stop: context.AfterFunc(t.life, func() { _ = conn.Close() })}, nil
+}
+
+// lifeConn is a connection that Shutdown closes, through stop's AfterFunc, if memberlist has
+// not closed it before.
+type lifeConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *lifeConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
 }
 
 // leavePoll is how often Leave looks whether any other member is still alive to hear it.
