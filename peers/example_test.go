@@ -102,7 +102,7 @@ func ExampleCluster_Ready() {
 	ready, reason := cluster.Ready()
 	fmt.Println(ready, reason)
 	// After Start: false, "joining: no seed has answered yet (seeds: 127.0.0.1:7946); retrying"
-	// until the seed answers, then true, "joined seed 127.0.0.1:7946; 2 alive members in the ring".
+	// until the seed answers, then true, "joined seed 127.0.0.1:7946 (members alive: 2)".
 
 	// Output:
 	// false membership not started

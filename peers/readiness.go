@@ -98,7 +98,7 @@ func (c *Cluster) Ready() (ready bool, reason string) {
 		if p := r.how.Load(); p != nil {
 			how = *p
 		}
-		return true, fmt.Sprintf("%s; %d alive members in the ring", how, c.view.Load().ring.Len())
+		return true, fmt.Sprintf("%s (members alive: %d)", how, c.view.Load().ring.Len())
 	case phaseLeaving:
 		return false, "leaving the cluster"
 	default:

@@ -48,7 +48,7 @@ func TestClusterReadyOnceASeedAnswers(t *testing.T) {
 	t.Logf("READY: node-1 ready %v after its seed started", time.Since(start).Round(time.Millisecond))
 	checkReady(t, n, true, "joined seed "+seedAddr)
 	waitConverged(t, []*testNode{seed, n}, 10*time.Second)
-	checkReady(t, n, true, "2 alive members")
+	checkReady(t, n, true, "(members alive: 2)")
 
 	if err := n.c.Leave(context.Background()); err != nil {
 		t.Errorf("Leave: %v", err)
