@@ -55,10 +55,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.log.Info("cluster started", "gossip", c.gossipAddr, "http", c.currentMeta().HTTPAddr)
 
 	c.ready.advance(phaseJoining)
-	c.firstJoin(ctx, ml)
+	answered := make(map[string]time.Time) // seeds that let this node join: seeds.go
+	c.firstJoin(ctx, ml, answered)
 	c.rebuild()
 	c.wg.Go(c.rebuildLoop)
-	c.wg.Go(func() { c.seedLoop(ml) })
+	c.wg.Go(func() { c.seedLoop(ml, answered) })
 	return nil
 }
 

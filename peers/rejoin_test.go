@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -271,4 +273,64 @@ func seedTries(recs []*logRecorder) int {
 		n += len(r.find("missing seeds still unreachable"))
 	}
 	return n
+}
+
+// tcpProxy forwards every connection it accepts to target, as a NAT or a load balancer in
+// front of a seed would, and counts them.
+type tcpProxy struct {
+	ln       net.Listener
+	accepted atomic.Int32
+}
+
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.accepted.Add(1)
+			go func() {
+				defer in.Close()
+				out, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer out.Close()
+				go func() { _, _ = io.Copy(out, in) }()
+				_, _ = io.Copy(in, out)
+			}()
+		}
+	}()
+	return p
+}
+
+func TestClusterSeedBehindAnotherAddressIsNotRejoinedInALoop(t *testing.T) {
+	// node-1's seed is node-0 behind a proxy: the join works, but node-0 is a member under
+	// its own address, so the seed address never shows up in the view. It must not count as
+	// missing for ever, or node-1 would join it at every retry; the periodic rejoin (30 s
+	// here) is enough for it.
+	log := newLoadLog()
+	seed := startNode(t, "node-0", log, nodeOptions{})
+	proxy := newTCPProxy(t, seed.c.GossipAddr())
+	n := startNode(t, "node-1", log, nodeOptions{
+		seeds: []string{proxy.ln.Addr().String()},
+		tune:  func(c *Config) { c.RejoinInterval = 30 * time.Second },
+	})
+	checkReady(t, n, true, "joined seed "+proxy.ln.Addr().String())
+	waitConverged(t, []*testNode{seed, n}, 10*time.Second)
+
+	// Ten retry caps: a seed taken for missing would be joined about ten times meanwhile.
+	window := 10 * LocalConfig().SeedRetryInterval
+	<-time.After(window)
+	if got := proxy.accepted.Load(); got != 1 {
+		t.Errorf("node-1 joined its seed %d times in %v, want once", got, window)
+	}
 }

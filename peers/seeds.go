@@ -2,6 +2,7 @@ package peers
 
 import (
 	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -52,27 +53,27 @@ const seedRetriers = 8
 // this package its periodic rejoins, by one more interval per doubling of the members.
 const pushPullScaleThreshold = 32
 
-// firstJoin makes Start's first attempt to join the seeds, before the seed loop takes over.
-func (c *Cluster) firstJoin(ctx context.Context, ml *memberlist.Memberlist) {
+// firstJoin makes Start's first attempt to join the seeds, before the seed loop takes over;
+// it records in answered the seeds that let this node join (see missingSeeds).
+func (c *Cluster) firstJoin(ctx context.Context, ml *memberlist.Memberlist, answered map[string]time.Time) {
 	if len(c.cfg.Seeds) == 0 {
 		c.ready.becomeReady("no seeds configured: this node starts its cluster")
 		return
 	}
 	seeds, complete := c.resolveSeeds(ctx)
-	missing := missingSeeds(c.view.Load(), seeds)
-	if len(missing) == 0 {
+	if len(seeds) == 0 {
 		if complete {
 			c.ready.becomeReady("its only seed is itself: this node starts its cluster")
 		}
 		return
 	}
-	c.joinSeeds(ml, missing, true)
+	c.joinSeeds(ml, seeds, answered, true)
 }
 
 // seedLoop retries missing seeds, joins members found restarted alone and rejoins a seed
 // every RejoinInterval, until Leave or Shutdown. With a negative RejoinInterval it ends once
-// the node is ready.
-func (c *Cluster) seedLoop(ml *memberlist.Memberlist) {
+// the node is ready. answered is firstJoin's, which the loop now owns.
+func (c *Cluster) seedLoop(ml *memberlist.Memberlist, answered map[string]time.Time) {
 	var (
 		seeds, complete = c.resolveSeeds(c.life)
 		backoff         = firstJoinBackoff
@@ -103,7 +104,7 @@ func (c *Cluster) seedLoop(ml *memberlist.Memberlist) {
 			return
 		}
 		joining := c.ready.phase() == phaseJoining
-		missing := missingSeeds(c.view.Load(), seeds)
+		missing := c.missingSeeds(seeds, answered, now)
 		switch {
 		case len(missing) == 0 && (complete || !joining):
 			if joining {
@@ -114,22 +115,15 @@ func (c *Cluster) seedLoop(ml *memberlist.Memberlist) {
 			retryAt = now.Add(jitter(backoff))
 		case !now.Before(retryAt):
 			seeds, complete = c.resolveSeeds(c.life)
-			missing = missingSeeds(c.view.Load(), seeds)
-			var joined bool
-			if len(missing) > 0 {
-				joined, conflicted = c.joinSeeds(ml, missing, false)
+			if missing = c.missingSeeds(seeds, answered, now); len(missing) > 0 {
+				conflicted = c.joinSeeds(ml, missing, answered, false)
 			}
 			limit := c.retryCap()
-			switch {
-			case conflicted:
+			if conflicted {
 				// The name's holder must die before a retry can succeed: no need to hurry.
-				backoff = min(2*backoff, max(limit, c.rejoinInterval()))
-			case joined:
-				// The view shows the seeds alive once rebuilt; until then, do not join again.
-				backoff = limit
-			default:
-				backoff = min(2*backoff, limit)
+				limit = max(limit, c.rejoinInterval())
 			}
+			backoff = min(2*backoff, limit)
 			retryAt = now.Add(jitter(backoff))
 		}
 		if joining {
@@ -147,30 +141,60 @@ func (c *Cluster) seedLoop(ml *memberlist.Memberlist) {
 	}
 }
 
-// joinSeeds joins addrs, which are missing seeds, and updates readiness. It reports whether
-// a seed let this node join, and whether one refused because another live node holds this
-// node's name.
-func (c *Cluster) joinSeeds(ml *memberlist.Memberlist, addrs []string, initial bool) (joined, conflicted bool) {
+// missingSeeds returns the seeds that are not alive members of the view, except those that
+// let this node join less than a RejoinInterval ago and have not shown up as members since:
+// until the view is rebuilt a joined seed is still missing from it, and a seed address that
+// never shows up (a NAT's, a load balancer's, 127.0.0.1 for a node that advertises its
+// private address) would otherwise be joined again at every retry. Those are left to the
+// periodic rejoin. It forgets the answers of seeds that are members now.
+func (c *Cluster) missingSeeds(seeds []string, answered map[string]time.Time, now time.Time) []string {
+	v := c.view.Load()
+	var missing []string
+	for _, s := range seeds {
+		switch {
+		case slices.ContainsFunc(v.members, func(m Member) bool { return m.State == Alive && m.GossipAddr == s }):
+			delete(answered, s)
+		case now.Sub(answered[s]) >= c.rejoinInterval():
+			missing = append(missing, s)
+		}
+	}
+	return missing
+}
+
+// joinSeeds joins addrs, which are missing seeds, one at a time, records in answered those
+// that let this node join, and updates readiness. It reports whether a seed
+// refused because another live node holds this node's name.
+func (c *Cluster) joinSeeds(ml *memberlist.Memberlist, addrs []string, answered map[string]time.Time, initial bool) (conflicted bool) {
 	before := c.ready.conflicts.Load()
-	n, err := ml.Join(addrs)
+	var joined []string
+	var errs []error
+	for _, a := range addrs {
+		if _, err := ml.Join([]string{a}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		joined = append(joined, a)
+	}
 	conflicted = c.ready.conflicts.Load() != before
-	joined = n > 0 && !conflicted
 	switch {
 	case conflicted:
 		// nameConflict has said why, once.
 		c.log.Debug("join refused: name conflict", "seeds", addrs)
-	case joined:
-		if c.ready.becomeReady("joined seed " + strings.Join(addrs, " or ")) {
-			c.log.Info("joined the cluster; ready", "seeds", addrs, "contacted", n)
+	case len(joined) > 0:
+		for _, a := range joined {
+			answered[a] = time.Now()
+		}
+		if c.ready.becomeReady("joined seed " + strings.Join(joined, " and ")) {
+			c.log.Info("joined the cluster; ready", "seeds", joined)
 		} else {
-			c.log.Info("joined seeds that were not members", "seeds", addrs, "contacted", n)
+			c.log.Info("joined seeds that were not members", "seeds", joined)
 		}
 	case initial:
-		c.log.Warn("no seed reachable; not ready, retrying", "seeds", addrs, "err", err)
+		c.log.Warn("no seed reachable; not ready, retrying", "seeds", addrs, "err", errors.Join(errs...))
 	default:
-		c.log.Debug("missing seeds still unreachable", "seeds", addrs, "err", err)
+		c.log.Debug("missing seeds still unreachable", "seeds", addrs, "err", errors.Join(errs...))
 	}
-	return joined, conflicted
+	return conflicted
 }
 
 // joinRestarted joins the member name, whose acks show a new process, unless it did so less
@@ -248,17 +272,6 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d)
-}
-
-// missingSeeds returns the seeds that are not alive members of v.
-func missingSeeds(v *view, seeds []string) []string {
-	var missing []string
-	for _, s := range seeds {
-		if !slices.ContainsFunc(v.members, func(m Member) bool { return m.State == Alive && m.GossipAddr == s }) {
-			missing = append(missing, s)
-		}
-	}
-	return missing
 }
 
 // resolveSeeds resolves the configured seeds into ip:port addresses, without this node's and
