@@ -24,7 +24,8 @@ import (
 // cluster, and the prober joins it (seeds.go). A join that would merge a live member holding
 // this node's name at another address is refused (mergeDelegate), by the newcomer and by the
 // member it joins: the node that was not ready yet stays out of the cluster and says why in
-// Ready, the one that was keeps serving. conflictDelegate catches a conflict that arrives by gossip instead of by a join.
+// Ready, the one that was keeps serving. conflictDelegate catches a conflict that arrives by
+// gossip instead of by a join.
 
 // identity is what a Cluster knows about itself beyond its Config; memberlist's callbacks
 // read it without a lock.
