@@ -64,11 +64,12 @@
 // Growing to hundreds of nodes. Gossip spreads a change in O(log N) rounds: every
 // GossipInterval a node forwards news to 3 random members, retransmitting it 4·⌈log10(N+1)⌉
 // times, so a join or a departure reaches 300 members in only a round or two more than it
-// takes to reach 30, then waits RebuildQuiet (16 nodes on loopback, local preset: a join is in
-// every ring in 0.3 to 1 s, a crash in about 3 s, 4.5 s under -race). Failure detection probes one member per ProbeInterval per node and declares a node
-// dead after SuspicionMult × max(1, log10 N) × ProbeInterval at least (about 10 s for 300 nodes
-// on the LAN preset), so lower SuspicionMult slightly as N grows if that matters. What grows
-// with N and what to change:
+// takes to reach 30, then waits RebuildQuiet (16 nodes on loopback, local preset: a join is
+// in every ring in 0.3 to 1 s, a crash in about 3 s, 4.5 s under -race). Failure detection
+// probes one member per ProbeInterval per node and declares a node dead after SuspicionMult
+// × max(1, log10 N) × ProbeInterval at least (about 10 s for 300 nodes on the LAN preset),
+// so lower SuspicionMult slightly as N grows if that matters. What grows with N and what to
+// change:
 //   - the full state exchange (push/pull and every join) carries one entry per member (name,
 //     address, about 60 bytes of metadata): memberlist spaces its push/pulls by one more
 //     PushPullInterval per doubling above 32 members, and so do the periodic rejoins; keep

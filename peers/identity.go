@@ -158,7 +158,9 @@ func (d conflictDelegate) NotifyConflict(existing, other *memberlist.Node) {
 // How the other node holds this node's name, in nameConflict's reason.
 const (
 	heldLive = "a live member"
-	heldDead = "a dead member, and this cluster never lets a dead member's name move to another address (DeadNodeReclaimTime is 0): restart the node at its old gossip address, or set DeadNodeReclaimTime"
+	heldDead = "a dead member, and this cluster never lets a dead member's name move to " +
+		"another address (DeadNodeReclaimTime is 0): restart the node at its old gossip " +
+		"address, or set DeadNodeReclaimTime"
 )
 
 // nameConflict records that the node at addr holds this node's name (how: heldLive or

@@ -92,7 +92,8 @@ func (c *Cluster) Ready() (ready bool, reason string) {
 		if p := r.conflict.Load(); p != nil {
 			return false, *p
 		}
-		return false, fmt.Sprintf("joining: no seed has answered yet (seeds: %s); retrying", strings.Join(c.cfg.Seeds, ", "))
+		return false, fmt.Sprintf("joining: no seed has answered yet (seeds: %s); retrying",
+			strings.Join(c.cfg.Seeds, ", "))
 	case phaseReady:
 		how := "ready"
 		if p := r.how.Load(); p != nil {

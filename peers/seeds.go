@@ -164,7 +164,9 @@ func (c *Cluster) missingSeeds(seeds []string, answered map[string]time.Time, no
 // joinSeeds joins addrs, which are missing seeds, one at a time, records in answered those
 // that let this node join, and updates readiness. It reports whether a seed
 // refused because another live node holds this node's name.
-func (c *Cluster) joinSeeds(ml *memberlist.Memberlist, addrs []string, answered map[string]time.Time, initial bool) (conflicted bool) {
+func (c *Cluster) joinSeeds(ml *memberlist.Memberlist, addrs []string, answered map[string]time.Time,
+	initial bool,
+) (conflicted bool) {
 	before := c.ready.conflicts.Load()
 	var joined []string
 	var errs []error
