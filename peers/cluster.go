@@ -27,7 +27,9 @@ var (
 // serve Handler on the HTTP server at HTTPAddr, then Start. It is safe for concurrent use.
 //
 // Its jobs live in one file each: membership.go starts and stops memberlist, seeds.go joins
-// the seeds, view.go turns membership events into the ring, transport.go is the peer wire.
+// the seeds, view.go turns membership events into the ring, transport.go is the peer wire,
+// readiness.go says whether the node should get traffic, identity.go tells which process
+// holds a name.
 type Cluster struct {
 	cfg Config
 	log *slog.Logger
@@ -73,6 +75,16 @@ type Cluster struct {
 	stopped    bool
 	gossipAddr string
 
+	// ready is what Ready reports (readiness.go); ident is this process's boot identifier and
+	// gossip address, read by the memberlist callbacks that tell which process holds a name
+	// (identity.go).
+	ready readiness
+	ident *identity
+
+	// memberlistHook, when set, adjusts memberlist's configuration before Start creates it.
+	// Only tests set it (to cut the network between nodes); nil in production.
+	memberlistHook func(*memberlist.Config)
+
 	rebuilds       atomic.Uint64
 	lastRebuild    atomic.Int64 // unix nanoseconds
 	rebuildLatency atomic.Int64
@@ -98,6 +110,7 @@ func New(cfg Config) (*Cluster, error) {
 		transport: transport,
 		client:    &http.Client{Transport: transport},
 		groups:    make(map[string]*group.Group),
+		ident:     newIdentity(),
 
 		leaveQueued: make(chan struct{}),
 	}
