@@ -30,6 +30,10 @@ type Cluster interface {
 	// peers.PathPrefix or below it, with the full path and without any routing state of the
 	// API's router. New calls it once.
 	Handler() http.Handler
+	// Ready reports whether the membership lets this node take traffic (it has joined a seed
+	// or needs none, no live member holds its name, it is not leaving) and, either way, why.
+	// /readyz calls it on every probe: it must not block.
+	Ready() (ready bool, reason string)
 }
 
 var _ Cluster = (*peers.Cluster)(nil)
