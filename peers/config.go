@@ -112,7 +112,10 @@ type Config struct {
 	GossipToTheDeadTime time.Duration
 
 	// DeadNodeReclaimTime is how long after a member dies its name may come back from another
-	// address (a restarted pod with a new IP). Zero: never, as in memberlist.
+	// address (a restarted pod with a new IP). Zero: never, as in memberlist, and a node
+	// restarted at a new address under its old name then stays not ready until restarted at
+	// the old one. DefaultConfig: 30s, longer than the lan preset takes to declare a member
+	// dead and spread it, so a live member's name is never taken over.
 	DeadNodeReclaimTime time.Duration
 
 	// Logger receives membership events and transport failures; memberlist's own log lines
@@ -150,7 +153,7 @@ func DefaultConfig() Config {
 		SuspicionMaxTimeoutMult: 6,
 		TCPTimeout:              10 * time.Second,
 		GossipToTheDeadTime:     30 * time.Second,
-		DeadNodeReclaimTime:     0,
+		DeadNodeReclaimTime:     30 * time.Second,
 		SeedRetryInterval:       time.Second,
 	}
 }
