@@ -138,6 +138,10 @@ type SizeEstimate struct {
 	Entries  int     // entries in its miniature cache now
 }
 
+// DefaultSizingSeed picks which keys a sizer samples. Every node samples the same keys, so
+// their estimates are comparable.
+const DefaultSizingSeed = 0x9e3779b97f4a7c15
+
 // sizer is a group's sizing estimator. observe is its one hook on the Get path; estimate
 // reads it. A nil *sizer is valid and does nothing, so a group without sizing pays one
 // comparison. It is safe for concurrent use and runs no goroutine.
@@ -209,7 +213,7 @@ func newSizer(cfg SizingConfig, baseBytes int64, requests func() int64) (*sizer,
 	}
 	cfg = cfg.withDefaults()
 	s := &sizer{
-		seed:       0x9e3779b97f4a7c15,
+		seed:       DefaultSizingSeed,
 		requests:   requests,
 		maxEntries: cfg.MaxEntries,
 		maxShift:   rateShift(cfg.MaxRate),

@@ -499,3 +499,125 @@ func BenchmarkGetHitWithSizing(b *testing.B) {
 		})
 	}
 }
+
+// sizingCase is one trace the estimator is checked on.
+type sizingCase struct {
+	name  string
+	trace []string
+	base  int64 // the configured bytes: 1x
+}
+
+// sizingCases are the project's Zipf and scan traces (hitratio_test.go) over nKeys keys of
+// 100-byte values, with requests Zipf requests and a cache of a tenth of the keys at 1x. The
+// scan trace inserts, every tenth of the requests, a one-time scan of 1.5 times the keys 1x
+// holds, as BenchmarkHitRatio's scan case does.
+func sizingCases(nKeys, requests int) ([]sizingCase, []byte) {
+	keys := make([]string, nKeys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key-%07d", i)
+	}
+	value := make([]byte, ratioValueSize)
+	capacity := nKeys / 10
+	base := int64(capacity) * int64(weight(keys[0], value))
+	return []sizingCase{
+		{"zipf=0.9", zipfTrace(keys, 0.9, requests, 31), base},
+		{"zipf=0.9+scans", scanTrace(keys, 0.9, requests, requests/10, capacity*3/2, 32), base},
+	}, value
+}
+
+// estimateTrace replays trace through a sizer with the given sample seed and returns its
+// estimate.
+func estimateTrace(tb testing.TB, trace []string, value []byte, base int64, cfg SizingConfig, seed uint64) SizingEstimate {
+	s, feed := newTestSizer(tb, cfg, base)
+	s.seed = seed
+	for _, k := range trace {
+		feed(k, len(value))
+	}
+	return s.estimate()
+}
+
+// TestSizingAccuracy checks the estimate for ½x and 2x against the group's own cache of that
+// size replaying the same trace: within 0.02 of its hit ratio.
+//
+// The traces have 256Ki keys and 1x holds 26,214 entries, and the estimator samples at most
+// 1/32 of the keys: four times the default MaxRate on a quarter of BenchmarkHitRatio's
+// million keys, so the sample (8,192 keys, 400 entries at ½x) is what the defaults take from
+// a million keys with 100,000 entries at 1x. BenchmarkSizingAccuracy runs the defaults on the
+// full-size traces, with several sample seeds.
+func TestSizingAccuracy(t *testing.T) {
+	if raceEnabled {
+		t.Skip("replays millions of requests: too slow under the race detector (the other sizing tests cover concurrency)")
+	}
+	const tolerance = 0.02
+	cases, value := sizingCases(1<<18, 1<<19)
+	cfg := DefaultSizingConfig()
+	cfg.MaxRate *= 4
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			est := estimateTrace(t, tc.trace, value, tc.base, cfg, DefaultSizingSeed)
+			real := map[float64]float64{}
+			for _, z := range est.Sizes {
+				if z.Ratio != 0.5 && z.Ratio != 2 {
+					continue
+				}
+				real[z.Ratio] = replayCache(tc.trace, value, z.Bytes)
+				t.Logf("%vx: estimate %.4f (rate 1/%.0f, %d entries), cache %.4f, error %+.4f",
+					z.Ratio, z.HitRatio, 1/z.Rate, z.Entries, real[z.Ratio], z.HitRatio-real[z.Ratio])
+				if math.Abs(z.HitRatio-real[z.Ratio]) > tolerance {
+					t.Errorf("%vx: estimated hit ratio %.4f, the cache of that size hits %.4f: off by more than %v",
+						z.Ratio, z.HitRatio, real[z.Ratio], tolerance)
+				}
+			}
+			// The check has teeth only if the two sizes are more than twice the tolerance
+			// apart: then an estimator that answered the same for every size fails it.
+			if d := real[2] - real[0.5]; d <= 2*tolerance {
+				t.Errorf("2x hits %.4f and ½x %.4f: too close for the tolerance to tell them apart", real[2], real[0.5])
+			}
+		})
+	}
+}
+
+// BenchmarkSizingAccuracy prints the table in BENCHMARKS.md: the default estimator on
+// BenchmarkHitRatio's full-size traces (a million keys, 2,000,000 Zipf requests, 1x holds
+// 100,000 entries), for every size, against the group's cache of that size, with eight sample
+// seeds. Run it with -benchtime 1x.
+func BenchmarkSizingAccuracy(b *testing.B) {
+	cases, value := sizingCases(ratioKeys, ratioRequests)
+	cfg := DefaultSizingConfig()
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				real := make([]float64, len(cfg.Ratios))
+				for i, r := range cfg.Ratios {
+					real[i] = replayCache(tc.trace, value, int64(r*float64(tc.base)))
+				}
+				worst := make([]float64, len(cfg.Ratios))
+				var sumAbs float64
+				for seed := range uint64(8) {
+					est := estimateTrace(b, tc.trace, value, tc.base, cfg, DefaultSizingSeed+seed)
+					line := fmt.Sprintf("seed +%d, %d sampled:", seed, est.Sampled)
+					for i, z := range est.Sizes {
+						e := z.HitRatio - real[i]
+						if math.Abs(e) > math.Abs(worst[i]) {
+							worst[i] = e
+						}
+						sumAbs += math.Abs(e)
+						line += fmt.Sprintf(" %vx %.4f (%+.4f, 1/%.0f, %d)", z.Ratio, z.HitRatio, e, 1/z.Rate, z.Entries)
+					}
+					b.Log(line)
+				}
+				line := "cache:"
+				for i, r := range cfg.Ratios {
+					line += fmt.Sprintf(" %vx %.4f", r, real[i])
+				}
+				b.Log(line)
+				line = "worst error:"
+				for i, r := range cfg.Ratios {
+					line += fmt.Sprintf(" %vx %+.4f", r, worst[i])
+				}
+				b.Log(line)
+				b.ReportMetric(sumAbs/float64(8*len(cfg.Ratios)), "mean-abs-error")
+			}
+		})
+	}
+}
