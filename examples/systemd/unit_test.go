@@ -116,6 +116,7 @@ func TestUnit(t *testing.T) {
 	for _, want := range []struct{ key, value string }{
 		{"Service.DynamicUser", "yes"},
 		{"Service.Restart", "on-failure"},
+		{"Service.RestartPreventExitStatus", "2"},
 		{"Service.NoNewPrivileges", "yes"},
 		{"Service.ProtectSystem", "strict"},
 		{"Service.ProtectHome", "yes"},
