@@ -18,14 +18,17 @@ import (
 // et al., "Cache Modeling and Optimization using Miniature Simulations", ATC'17) on a spatially
 // hashed sample of the keys (SHARDS, Waldspurger et al., FAST'15): a request is simulated when a
 // hash of its key falls under a threshold, that is for a fixed share R of the keys and every
-// request to them; a cache of S bytes is then modelled by an otter W-TinyLFU cache of R×S bytes
-// that sees only those requests and weighs entries as the group does (key + value +
-// EntryOverhead). One miniature runs per simulated size.
+// request to them; a cache of S bytes is then modelled by an otter W-TinyLFU cache of R×S bytes,
+// configured as the group's cache is, that sees only those requests and weighs entries as the
+// group does (key + value + EntryOverhead). One miniature runs per simulated size.
 //
-// Each miniature samples at its own rate. It starts at SizingConfig.MaxRate and halves it (and
-// its bytes, and drops the keys above the new threshold) whenever it would hold more than
-// MaxEntries entries, so that memory is bounded whatever the traffic: large sizes end at low
-// rates, small ones keep high rates and the precision that small caches need.
+// Each miniature samples at its own rate, a power of two. The first 512 sampled requests
+// (taken at MaxRate) give the mean weight of an entry; each size then gets the highest rate,
+// at most MaxRate, at which its miniature holds at most MaxEntries entries, and the 512 are
+// replayed into the miniatures. Large sizes get low rates and small ones keep the high rates
+// that their precision needs. Should the weights shrink later, a miniature that outgrows
+// MaxEntries halves its rate (keeping the keys that the lower rate still samples), so memory
+// is bounded whatever the traffic.
 //
 // A miss counted at rate R stands for 1/R misses; the estimated hit ratio at a size is one
 // minus those scaled misses over every request offered. Dividing by the true request count
@@ -33,33 +36,34 @@ import (
 // happens to be sampled (or not) moves the sampled request count far from R times the real
 // one, and such a key hits at every size, so only the misses are scaled.
 //
+// Precision depends on how many entries the miniatures hold, R times the entries of each
+// size: at the default MaxRate of 1/128, a cache of 100,000 entries at 1x is modelled at ½x by
+// about 400 entries, and the estimate is then within about 0.02 of the real hit ratio
+// (BENCHMARKS.md); smaller caches need a higher MaxRate for that precision.
+//
 // The estimate covers everything since the estimator was made (warm-up misses included); the
 // counts only grow, so a monitoring system can take the hit ratio over any window from
 // differences of Requests and Misses. It ignores TTLs (an entry that expires in the real
 // cache stays in the miniature) and removals.
 
-// DefaultSizingRatios are the cache sizes simulated by default, as multiples of the configured
-// bytes.
-var DefaultSizingRatios = []float64{0.25, 0.5, 1, 2, 4}
-
 // SizingConfig tunes a group's sizing estimator.
 type SizingConfig struct {
 	// Ratios are the cache sizes simulated, as multiples of the group's configured bytes,
-	// e.g. 0.5 for half. Each costs one miniature cache. Nil: DefaultSizingRatios. At most
-	// 16, each in (0, 64].
+	// e.g. 0.5 for half. Each costs one miniature cache. Nil: ¼, ½, 1, 2 and 4. At most 16,
+	// each in (0, 64].
 	Ratios []float64
 
-	// MaxEntries bounds the entries of each miniature cache; a miniature that would hold more
-	// halves its sampling rate. Memory is about miniEntryBytes (~110 bytes) per entry, so the
-	// default 2048 bounds five sizes at about 1.1 MiB whatever the keys' and values' lengths
-	// (a miniature keeps a 64-bit hash and a weight, not the key). More entries give less
-	// sampling error. Zero: 2048. At least 64.
+	// MaxEntries bounds the entries of each miniature cache, and so the estimator's memory:
+	// a miniature keeps a 64-bit hash and a weight per entry, never the key, and costs at most
+	// 128 bytes per entry whatever the keys' and values' lengths (84 measured), so the
+	// defaults stay under 1.25 MiB. More entries make small sizes more precise, where
+	// MaxRate allows them. Zero: 2048. At least 64.
 	MaxEntries int
 
-	// MaxRate is the share of keys sampled while the miniatures have room, and so the share
-	// of Gets that pay for a simulation (about 1 µs for five sizes) rather than only the
-	// hash compare. Lower is cheaper on the Get path and less precise for small caches. Zero:
-	// 1/128. In (0, 1].
+	// MaxRate is the largest share of keys sampled, and so of the Gets that pay for a
+	// simulation (a lookup in each miniature, and a store where it misses) rather than only
+	// a hash and a compare. A higher rate gives small caches more precision and costs the
+	// Get path more. Rounded down to a power of two. Zero: 1/128. In (0, 1].
 	MaxRate float64
 }
 
@@ -67,7 +71,7 @@ type SizingConfig struct {
 // sampling rate of at most 1/128.
 func DefaultSizingConfig() SizingConfig {
 	return SizingConfig{
-		Ratios:     append([]float64(nil), DefaultSizingRatios...),
+		Ratios:     []float64{0.25, 0.5, 1, 2, 4},
 		MaxEntries: 2048,
 		MaxRate:    1.0 / 128,
 	}

@@ -353,10 +353,10 @@ func TestSizingMiniatureIsTheGroupsCache(t *testing.T) {
 
 // sizingHeap measures the live heap of a sizer whose miniatures are full: the memory bound.
 func sizingHeap(tb testing.TB, cfg SizingConfig) (bytes int64, entries int) {
-	// 16 MiB of 156-byte entries is 107,000 at 1x: 2,000,000 new keys fill every size.
-	keys := benchKeys(2_000_000)
+	// 4 MiB of 156-byte entries is 27,000 at 1x: 500,000 new keys fill every size.
+	keys := benchKeys(500_000)
 	before := heapInUse()
-	s, feed := newTestSizer(tb, cfg, 16<<20)
+	s, feed := newTestSizer(tb, cfg, 4<<20)
 	for _, k := range keys {
 		feed(k, 0)
 	}
@@ -365,7 +365,27 @@ func sizingHeap(tb testing.TB, cfg SizingConfig) (bytes int64, entries int) {
 		entries += z.Entries
 	}
 	runtime.KeepAlive(s)
+	runtime.KeepAlive(keys)
 	return after - before, entries
+}
+
+// TestSizingMemoryBound checks the memory bound that SizingConfig.MaxEntries documents: at
+// most 128 bytes per miniature entry, so 1.25 MiB for the defaults. MaxRate is 1 so that
+// every size fills up to MaxEntries (at the default 1/128, a cache of 4 MiB fills none).
+func TestSizingMemoryBound(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's shadow memory would be counted")
+	}
+	cfg := DefaultSizingConfig()
+	cfg.MaxRate = 1
+	bytes, entries := sizingHeap(t, cfg)
+	t.Logf("%d entries in %d bytes: %.1f bytes per entry", entries, bytes, float64(bytes)/float64(entries))
+	if limit := int64(len(cfg.Ratios) * cfg.MaxEntries * 128); bytes > limit || entries > len(cfg.Ratios)*cfg.MaxEntries {
+		t.Errorf("%d entries in %d bytes, want at most %d entries in %d bytes", entries, bytes, len(cfg.Ratios)*cfg.MaxEntries, limit)
+	}
+	if entries < len(cfg.Ratios)*cfg.MaxEntries/2 {
+		t.Errorf("only %d entries: the miniatures are not full, so this measures too little", entries)
+	}
 }
 
 // BenchmarkSizingMemory reports the live heap of a sizer with its miniatures full, per entry
