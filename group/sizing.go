@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -153,9 +154,7 @@ type sizer struct {
 	// limit is the highest threshold of any miniature: observe rejects a key whose hash is
 	// above it with one load and one compare. Written under mu, read without it.
 	limit atomic.Uint64
-	// seed makes the sample independent of other uses of xxhash on the same keys (the ring
-	// assigns owners by xxhash's top bits: an unmixed hash under a threshold would sample the
-	// keys of one owner).
+	// seed picks which keys are sampled (see sampleHash).
 	seed uint64
 	// requests counts the calls of observe; the estimator reads it only in estimate. The
 	// group already counts every Get and GetLocal on its striped counters, so the hot path
@@ -268,28 +267,33 @@ func (m *miniature) newCache() *otter.Cache[uint64, uint32] {
 	})
 }
 
-// sampleHash is the key's position in the sample: xxhash, mixed with the seed by murmur3's
-// finaliser so that it is unrelated to the plain xxhash other parts of the system use.
-func (s *sizer) sampleHash(key string) uint64 {
-	h := xxhash.Sum64String(key) ^ s.seed
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
+// sampleHash is the key's position in the sample: xxhash with the seed mixed in, its halves
+// swapped. The ring assigns a key's owner by the top bits of the plain xxhash; a threshold on
+// them would sample the keys of one owner. Swapped, the comparison is decided by the low
+// bits, which xxhash mixes as well and nothing else reads (a finaliser such as murmur3's would
+// do too, for 1-2 ns more on every Get).
+func sampleHash(key string, seed uint64) uint64 {
+	return sampleMix(xxhash.Sum64String(key), seed)
 }
+
+// sampleMix is sampleHash from the key's xxhash. The Get path calls the two halves itself, so
+// that both inline: one call (to xxhash) when a key is not sampled.
+func sampleMix(h, seed uint64) uint64 { return bits.RotateLeft64(h^seed, 32) }
 
 // observe is the hook on the Get path: key was requested, and its value is valueLen bytes long
 // (0 for a remembered ErrNotFound; negative when the request failed and nothing was cached).
-// For most keys it costs a hash and a compare; a sampled key is simulated at once unless
-// another request is being simulated, in which case it is dropped and counted. It never
-// blocks, and allocates only when the simulation stores a key.
+// Call it once per Get or GetLocal, once the outcome is known. For most keys it costs a hash
+// and a compare; a sampled key is simulated at once unless another request is being
+// simulated, in which case it is dropped and counted. It never blocks, and allocates only
+// when the simulation stores a key. On a nil sizer it is an inlined nil check.
 func (s *sizer) observe(key string, valueLen int) {
-	if s == nil {
-		return
+	if s != nil {
+		s.offer(key, valueLen)
 	}
-	if h := s.sampleHash(key); h <= s.limit.Load() {
+}
+
+func (s *sizer) offer(key string, valueLen int) {
+	if h := sampleMix(xxhash.Sum64String(key), s.seed); h <= s.limit.Load() {
 		s.simulate(sample{hash: h, weight: weightOf(len(key), max(valueLen, 0)), cacheable: valueLen >= 0})
 	}
 }

@@ -111,7 +111,7 @@ func TestSizingSampleIsIndependentOfRingOwners(t *testing.T) {
 	sampled := 0
 	for i := range 200_000 {
 		key := fmt.Sprintf("key-%d", i)
-		if s.sampleHash(key) <= s.limit.Load() {
+		if sampleHash(key, s.seed) <= s.limit.Load() {
 			perOwner[xxhash.Sum64String(key)>>(64-3)]++
 			sampled++
 		}
@@ -301,7 +301,7 @@ func TestSizingObserveAllocs(t *testing.T) {
 	}
 	var in, out string
 	for _, k := range keys {
-		if s.sampleHash(k) <= s.limit.Load() {
+		if sampleHash(k, s.seed) <= s.limit.Load() {
 			in = k
 		} else {
 			out = k
@@ -402,22 +402,29 @@ func BenchmarkSizingMemory(b *testing.B) {
 	b.ReportMetric(float64(bytes)/float64(entries), "B/entry")
 }
 
-// BenchmarkSizingObserve is the hook's cost on the Get path: for a key it does not sample (a
-// hash and a compare), for a sampled key its miniatures hold (the common case for a cache
-// that hits), and for a sampled key that is new to them (lookups, stores and evictions).
+// BenchmarkSizingObserve is the hook's cost on the Get path, with the default configuration
+// over a 64 MiB cache of 100-byte values: for a key it does not sample (a hash and a
+// compare), for a sampled key that every miniature holds (the common case for a cache that
+// hits: a lookup in each), and for a sampled key that is new to them (a lookup, a store and
+// an eviction in each).
 func BenchmarkSizingObserve(b *testing.B) {
-	const nKeys = 1 << 16
+	const nKeys, valueLen = 1 << 14, 100
 	keys := benchKeys(nKeys)
+	// newFed returns a sizer past its warm-up that has seen every key, and the keys it
+	// samples (all held by every miniature: 128 keys, where ¼x holds 512) and the others.
 	newFed := func(b *testing.B) (*sizer, []string, []string) {
 		s, feed := newTestSizer(b, DefaultSizingConfig(), 64<<20)
-		for range 2 {
+		for range 8 {
 			for _, k := range keys {
-				feed(k, 1000)
+				feed(k, valueLen)
 			}
+		}
+		if s.estimate().Warming {
+			b.Fatal("still warming up")
 		}
 		var in, out []string
 		for _, k := range keys {
-			if s.sampleHash(k) <= s.limit.Load() {
+			if sampleHash(k, s.seed) <= s.limit.Load() {
 				in = append(in, k)
 			} else {
 				out = append(out, k)
@@ -425,38 +432,37 @@ func BenchmarkSizingObserve(b *testing.B) {
 		}
 		return s, in, out
 	}
-	b.Run("not-sampled", func(b *testing.B) {
-		s, _, out := newFed(b)
+	run := func(b *testing.B, s *sizer, keys []string) {
 		b.ReportAllocs()
+		cpu := startCPUClock()
 		i := 0
 		for b.Loop() {
-			s.observe(out[i%len(out)], 1000)
+			s.observe(keys[i%len(keys)], valueLen)
 			i++
 		}
+		cpu.report(b)
+	}
+	b.Run("not-sampled", func(b *testing.B) {
+		s, _, out := newFed(b)
+		run(b, s, out)
 	})
 	b.Run("sampled-hit", func(b *testing.B) {
 		s, in, _ := newFed(b)
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			s.observe(in[i%len(in)], 1000)
-			i++
+		misses := s.minis[0].misses
+		run(b, s, in)
+		if s.minis[0].misses != misses {
+			b.Fatalf("¼x missed %d times: not all hits", s.minis[0].misses-misses)
 		}
 	})
 	b.Run("sampled-miss", func(b *testing.B) {
 		s, _, _ := newFed(b)
-		var in []string
-		for i := 0; len(in) < 1<<15; i++ {
-			if k := fmt.Sprintf("fresh-%08d", i); s.sampleHash(k) <= s.limit.Load() {
-				in = append(in, k)
+		var fresh []string
+		for i := 0; len(fresh) < 1<<15; i++ {
+			if k := fmt.Sprintf("fresh-%08d", i); sampleHash(k, s.seed) <= s.limit.Load() {
+				fresh = append(fresh, k)
 			}
 		}
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			s.observe(in[i%len(in)], 1000)
-			i++
-		}
+		run(b, s, fresh)
 	})
 }
 
