@@ -33,11 +33,14 @@ func newTestSizer(t testing.TB, cfg SizingConfig, base int64) (*sizer, func(key 
 }
 
 func TestSizingWeightIsTheCachesWeight(t *testing.T) {
-	for _, tc := range []struct{ key, value int }{{0, 0}, {1, 0}, {11, 100}, {1024, 8 << 20}, {10, math.MaxUint32}} {
+	for _, tc := range []struct{ key, value int }{{0, 0}, {1, 0}, {11, 100}, {1024, 8 << 20}} {
 		key := strings.Repeat("k", tc.key)
 		if got, want := weightOf(tc.key, tc.value), weight(key, make([]byte, tc.value)); got != want {
 			t.Errorf("weightOf(%d, %d) = %d, want cache weight %d", tc.key, tc.value, got, want)
 		}
+	}
+	if got := weightOf(10, math.MaxUint32); got != math.MaxUint32 {
+		t.Errorf("weightOf(10, MaxUint32) = %d, want the largest weight, as weight gives", got)
 	}
 }
 
@@ -189,9 +192,10 @@ func TestSizingMiniaturesStayWithinMaxEntries(t *testing.T) {
 		if z.Entries < maxEntries/4 {
 			t.Errorf("size %vx holds %d entries: the halving dropped more than it should", z.Ratio, z.Entries)
 		}
-		// Not exactly 0: the misses are scaled by 1/rate, and the number of keys sampled
-		// at 1/2048 is only near 1/2048 of them.
-		if z.HitRatio > 0.05 {
+		// Not exactly 0: the misses are scaled by 1/rate, and the number of keys sampled at
+		// 1/2048 is only near 1/2048 of them (a few hundred keys: several percent off). A
+		// halving that forgot to double the scale would be 0.5 off.
+		if z.HitRatio > 0.15 {
 			t.Errorf("size %vx: hit ratio %v on keys that never repeat, want about 0", z.Ratio, z.HitRatio)
 		}
 	}
