@@ -145,7 +145,7 @@ type SizeEstimate struct {
 
 // DefaultSizingSeed picks which keys a sizer samples. Every node samples the same keys, so
 // their estimates are comparable.
-const DefaultSizingSeed = 0x9e3779b97f4a7c15
+const DefaultSizingSeed uint64 = 0x9e3779b97f4a7c15
 
 // sizer is a group's sizing estimator. observe is its one hook on the Get path; estimate
 // reads it. A nil *sizer is valid and does nothing, so a group without sizing pays one
@@ -271,7 +271,8 @@ func (m *miniature) newCache() *otter.Cache[uint64, uint32] {
 // swapped. The ring assigns a key's owner by the top bits of the plain xxhash; a threshold on
 // them would sample the keys of one owner. Swapped, the comparison is decided by the low
 // bits, which xxhash mixes as well and nothing else reads (a finaliser such as murmur3's would
-// do too, for 1-2 ns more on every Get).
+// do too, for 1-2 ns more on every Get). A sample at rate 2^-k is then the keys whose xxhash
+// has bits 31 to 32-k equal to the seed's: the seed chooses among 2^k disjoint samples.
 func sampleHash(key string, seed uint64) uint64 {
 	return sampleMix(xxhash.Sum64String(key), seed)
 }

@@ -623,9 +623,15 @@ func BenchmarkSizingAccuracy(b *testing.B) {
 				}
 				worst := make([]float64, len(cfg.Ratios))
 				var sumAbs float64
-				for seed := range uint64(8) {
-					est := estimateTrace(b, tc.trace, value, tc.base, cfg, DefaultSizingSeed+seed)
-					line := fmt.Sprintf("seed +%d, %d sampled:", seed, est.Sampled)
+				for i := range 8 {
+					// Seeds that differ in every bit: a sample at rate 2^-k depends on k
+					// bits of the seed (see sampleHash).
+					seed := DefaultSizingSeed
+					if i > 0 {
+						seed = xxhash.Sum64String(fmt.Sprint(i))
+					}
+					est := estimateTrace(b, tc.trace, value, tc.base, cfg, seed)
+					line := fmt.Sprintf("seed %d, %d sampled:", i, est.Sampled)
 					for i, z := range est.Sizes {
 						e := z.HitRatio - real[i]
 						if math.Abs(e) > math.Abs(worst[i]) {
