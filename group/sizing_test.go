@@ -333,6 +333,9 @@ func replayCache(trace []string, value []byte, bytes int64) float64 {
 // the group's cache's, up to otter's own randomness. This checks the miniature's policy,
 // weights and maintenance, without sampling.
 func TestSizingMiniatureIsTheGroupsCache(t *testing.T) {
+	if raceEnabled {
+		t.Skip("replays a trace on one goroutine: nothing for the race detector, and a minute under it")
+	}
 	keys := benchKeys(50_000)
 	value := make([]byte, 100)
 	perEntry := int64(weight(keys[0], value))
