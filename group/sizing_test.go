@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -659,4 +661,65 @@ func BenchmarkSizingAccuracy(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkGetHitSizingPaired measures what the hook adds to a hit when the machine is shared
+// with other work: it alternates runs of 1,000 Gets without the hook and 1,000 with it on the
+// same group and keys, and reports the median run of each, so that a burst of other work
+// lands on either side alike and is left out. One goroutine (run with -cpu 1).
+func BenchmarkGetHitSizingPaired(b *testing.B) {
+	const nKeys, run = 10_000, 1000
+	keys := benchKeys(nKeys)
+	value := make([]byte, 128)
+	cfg := DefaultConfig()
+	g, err := New(b.Name(), LoaderFunc(func(context.Context, string) (Value, error) {
+		return Value{Bytes: value}, nil
+	}), cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := newSizer(DefaultSizingConfig(), cfg.CacheBytes, func() int64 { return g.Stats().Gets })
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 10 {
+		for _, k := range keys {
+			res, err := g.Get(ctx, k)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.observe(k, len(res.Bytes))
+		}
+	}
+	var off, on []time.Duration
+	i, n := 0, 0
+	for b.Loop() {
+		start := time.Now()
+		for range run {
+			res, _ := g.Get(ctx, keys[i%nKeys])
+			n += len(res.Bytes)
+			i += 13
+		}
+		off = append(off, time.Since(start))
+		start = time.Now()
+		for range run {
+			key := keys[i%nKeys]
+			res, _ := g.Get(ctx, key)
+			s.observe(key, len(res.Bytes))
+			n += len(res.Bytes)
+			i += 13
+		}
+		on = append(on, time.Since(start))
+	}
+	if n != 2*run*b.N*len(value) {
+		b.Fatalf("read %d bytes, want %d", n, 2*run*b.N*len(value))
+	}
+	median := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2]) / run
+	}
+	b.ReportMetric(median(off), "off-ns/Get")
+	b.ReportMetric(median(on), "on-ns/Get")
+	b.ReportMetric(median(on)-median(off), "hook-ns/Get")
 }
