@@ -203,7 +203,8 @@ type miniature struct {
 }
 
 // newSizer returns an estimator for a cache of baseBytes. requests must return the number of
-// calls of observe so far (for a group: its Gets and GetLocals).
+// calls of observe so far (for a group: the sum of its Get and GetLocal counters); estimate
+// calls it under the estimator's lock, so it must not call back into the sizer.
 func newSizer(cfg SizingConfig, baseBytes int64, requests func() int64) (*sizer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sizing: %w", err)
@@ -293,6 +294,7 @@ func (s *sizer) observe(key string, valueLen int) {
 	}
 }
 
+// offer is observe's body, out of line so that observe inlines.
 func (s *sizer) offer(key string, valueLen int) {
 	if h := sampleMix(xxhash.Sum64String(key), s.seed); h <= s.limit.Load() {
 		s.simulate(sample{hash: h, weight: weightOf(len(key), max(valueLen, 0)), cacheable: valueLen >= 0})
