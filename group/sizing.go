@@ -99,11 +99,11 @@ func (c SizingConfig) Validate() error {
 	c = c.withDefaults()
 	var errs []error
 	if len(c.Ratios) == 0 || len(c.Ratios) > 16 {
-		errs = append(errs, fmt.Errorf("Ratios: want 1 to 16 sizes, got %d", len(c.Ratios)))
+		errs = append(errs, fmt.Errorf("want 1 to 16 Ratios, got %d", len(c.Ratios)))
 	}
 	for _, r := range c.Ratios {
 		if !(r > 0 && r <= 64) {
-			errs = append(errs, fmt.Errorf("Ratios: %v is not in (0, 64]", r))
+			errs = append(errs, fmt.Errorf("ratio %v is not in (0, 64]", r))
 		}
 	}
 	if c.MaxEntries < 64 {
