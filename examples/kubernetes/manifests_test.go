@@ -7,8 +7,8 @@ package kubernetes_test
 import (
 	"bytes"
 	"errors"
+	"github.com/groupcached/groupcached/httpapi"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -185,40 +185,11 @@ func only(t *testing.T, objects []object, kind string, match func(object) bool, 
 
 func every(object) bool { return true }
 
-// stopBudget reads the node's stop budget from its source (const stopBudget = N *
-// time.Second), wherever in the module it lives.
+// stopBudget is the bound the node puts on a graceful stop (readiness delay, leave, drain),
+// as the binary configures it.
 func stopBudget(t *testing.T) time.Duration {
 	t.Helper()
-	re := regexp.MustCompile(`stopBudget\s*=\s*(\d+)\s*\*\s*time\.Second`)
-	var budget time.Duration
-	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && path != "../.." {
-			return filepath.SkipDir
-		}
-		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		src, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if m := re.FindSubmatch(src); m != nil {
-			n, _ := strconv.Atoi(string(m[1]))
-			budget = time.Duration(n) * time.Second
-			return fs.SkipAll
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if budget == 0 {
-		t.Fatal("found no `stopBudget = N * time.Second` in the module's sources: update this test to read the node's stop budget")
-	}
-	return budget
+	return httpapi.DefaultNodeConfig().StopTimeout
 }
 
 func port(t *testing.T, hostPort string) int {
