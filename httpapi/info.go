@@ -171,7 +171,7 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 // balancer sends traffic only to a node that has joined its cluster and is not stopping.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	if !a.ready.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "node " + a.cfg.NodeName + " is not ready", Code: CodeNotReady})
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the node is not ready", Code: CodeNotReady})
 		return
 	}
 	writeJSON(w, http.StatusOK, health{Status: "ready", Node: a.cfg.NodeName})
