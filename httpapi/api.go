@@ -45,7 +45,8 @@ type API struct {
 	peer    http.Handler // the cluster's peer endpoints; nil on a single node
 
 	// handler is what every request goes through: Config.Middleware around the recoverer
-	// around dispatch. Middleware added anywhere else would miss the fast path or the peers.
+	// around requireAdmin (with an AdminToken) around dispatch. Middleware added anywhere
+	// else would miss the fast path or the peers.
 	handler http.Handler
 
 	// groups is read on every request without a lock: it is built in New and never changes.
@@ -107,6 +108,9 @@ func New(cfg Config, groups []*group.Group, cluster Cluster, logger *slog.Logger
 		a.peer = cluster.Handler()
 	}
 	mws := append(slices.Clip(cfg.Middleware), a.recoverer)
+	if cfg.AdminToken != "" {
+		mws = append(mws, a.requireAdmin)
+	}
 	if a.handler, err = chain(mws, http.HandlerFunc(a.dispatch)); err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}
@@ -127,7 +131,7 @@ func (a *API) routes() *chi.Mux {
 		r.MethodFunc(m, "/groups/{group}/keys/*", a.keyInManySegments)
 	}
 	r.Get("/groups/{group}", a.showGroup)
-	r.Delete("/groups/{group}", a.purgeGroup)
+	r.With(a.limitPurges).Delete("/groups/{group}", a.purgeGroup)
 	r.Get("/groups", a.listGroups)
 	r.Get("/cluster", a.showCluster)
 	r.Get("/healthz", a.healthz)
@@ -140,7 +144,7 @@ func (a *API) routes() *chi.Mux {
 }
 
 // ServeHTTP implements http.Handler: every request passes the middleware chain (Config.Middleware,
-// then the recoverer), then dispatch.
+// then the recoverer, then requireAdmin when an AdminToken is set), then dispatch.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
 
 // dispatch sends a request that has passed the middleware chain to its handler.

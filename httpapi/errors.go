@@ -26,6 +26,8 @@ const (
 	CodeCanceled         = "canceled"                // 499: the client went away first
 	CodeInternal         = "internal"                // 500: a bug in this node; see its log
 	CodeNotReady         = "not_ready"               // 503: /readyz before SetReady(true)
+	CodeUnauthorized     = "unauthorized"            // 401: a mutating request without the admin token
+	CodeRateLimited      = "rate_limited"            // 429: past the purge rate; see Retry-After
 )
 
 // statusClientClosedRequest is the de-facto status for a request whose client left before
