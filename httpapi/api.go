@@ -60,6 +60,10 @@ type API struct {
 
 	ready   atomic.Bool
 	metrics *metrics
+
+	// splitPeers is set by a Node with a PeerAddr before it serves: peer paths are served only
+	// on the requests its peer listener marks (peerListenerKey), and only they are.
+	splitPeers bool
 }
 
 // New builds the API over groups (names must be unique) and an optional cluster: with
@@ -156,7 +160,13 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.Serv
 // request and a map of path values on every request, which costs more than the cache lookup
 // and the response headers together. Every other request, malformed ones included, goes
 // through the chi router, which has the same key route.
+//
+// A node with a PeerAddr serves the peer paths on that listener only, and nothing else there.
 func (a *API) dispatch(w http.ResponseWriter, r *http.Request) {
+	if a.splitPeers && (r.Context().Value(peerListenerKey{}) != nil) != isPeerPath(r.URL.Path) {
+		a.noRoute(w, r)
+		return
+	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		if groupSeg, keySeg, ok := splitKeyPath(routingPath(r.URL)); ok {
 			a.serveKey(w, r, groupSeg, keySeg)
