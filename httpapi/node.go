@@ -34,9 +34,9 @@ type Node struct {
 	peerServer   *http.Server
 	tls          *nodeTLS // nil: plain HTTP
 	api          *API
-	cluster  *peers.Cluster // nil when the node serves alone
-	groups   []*group.Group // in name order
-	closers  []io.Closer    // closed last at Stop: the loaders' pools and files
+	cluster      *peers.Cluster // nil when the node serves alone
+	groups       []*group.Group // in name order
+	closers      []io.Closer    // closed last at Stop: the loaders' pools and files
 
 	// failed receives the error of an HTTP server that stopped serving before Stop (room for
 	// both servers').
