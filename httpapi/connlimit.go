@@ -56,7 +56,7 @@ type limitedConn struct {
 	net.Conn
 	l      *connLimiter
 	state  atomic.Int32 // an http.ConnState
-	since  atomic.Int64 // UnixNano of the last state change
+	since  atomic.Int64 // UnixNano of the accept, then of the last time it went idle
 	closed sync.Once
 }
 
@@ -192,11 +192,11 @@ func (l *connLimiter) connState(nc net.Conn, state http.ConnState) {
 		c.state.Store(int32(http.StateClosed)) // closed meanwhile: keep it so
 		return
 	}
-	c.since.Store(time.Now().UnixNano())
 	switch {
 	case prev == http.StateIdle && state != http.StateIdle:
 		l.idle.Add(-1)
 	case prev != http.StateIdle && state == http.StateIdle:
+		c.since.Store(time.Now().UnixNano()) // only the idle and the new are ranked by age
 		if l.idle.Add(1) > int64(l.maxIdle) && l.maxIdle > 0 {
 			l.mu.Lock()
 			victim, _ := l.oldest(false, time.Now())
