@@ -43,7 +43,7 @@ func (a *API) requireAdmin(next http.Handler) http.Handler {
 			return
 		}
 		challenge := `Bearer realm="groupcached"`
-		msg := "this request changes the cache: send Authorization: Bearer <admin token>"
+		msg := "this request changes the cache: it needs the admin token in an Authorization: Bearer header"
 		if given {
 			challenge += `, error="invalid_token"`
 			msg = "the admin token is not valid"

@@ -22,8 +22,6 @@ const (
 	secretSQL  = "SELECT password FROM users"
 )
 
-var secrets = [...]string{secretNode, secretAddr, secretPath, secretSQL, "10.9.8.7"}
-
 // internals is an error text that holds every secret.
 const internals = "peer " + secretNode + " at " + secretAddr + ": open " + secretPath + ": " + secretSQL
 
@@ -98,7 +96,7 @@ func TestErrorBodiesCarryNoInternals(t *testing.T) {
 			if e.Code != tt.code || e.Error == "" {
 				t.Errorf("body %s: want code %q and a message", body, tt.code)
 			}
-			for _, s := range secrets {
+			for _, s := range []string{secretNode, secretAddr, secretPath, secretSQL, "10.9.8.7"} {
 				if strings.Contains(string(body), s) {
 					t.Errorf("body %s carries %q", body, s)
 				}
