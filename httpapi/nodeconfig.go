@@ -20,8 +20,9 @@ type NodeConfig struct {
 	// on a node alone, empty shows as an empty name.
 	Name string
 
-	// HTTPAddr is the host:port the node listens on for clients, peers and /metrics alike.
-	// Port 0 picks a free port (read it back with Node.Addr). Required.
+	// HTTPAddr is the host:port the node listens on for clients, /metrics and, unless
+	// PeerAddr is set, peers. Port 0 picks a free port (read it back with Node.Addr).
+	// Required.
 	HTTPAddr string
 
 	// PeerAddr, when set, is a second host:port that serves the peer endpoints only, so that
@@ -61,7 +62,8 @@ type NodeConfig struct {
 	API Config
 
 	// Cluster tunes the node's membership and peer transport. NewNode sets its NodeName from
-	// Name, its HTTPAddr to the address the node listens on (so port 0 works; an unspecified
+	// Name, its HTTPAddr to the address the node serves peers on (PeerAddr, else HTTPAddr;
+	// as bound, so port 0 works; an unspecified
 	// host is advertised as described at peers.Config.HTTPAddr), and its Logger to Logger
 	// when it has none; the caller's value is not modified. Nil: the node serves alone,
 	// owns every key and has no peer endpoints.
