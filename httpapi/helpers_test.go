@@ -229,6 +229,13 @@ func (f *fakeInvalidator) InvalidateGroup(context.Context, string) (int, error) 
 	return f.confirmed, f.err
 }
 
+// counts returns how many purges and key removes reached the invalidator.
+func (f *fakeInvalidator) counts() (purges, removes int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.purges, len(f.keys)
+}
+
 // syncBuffer is a bytes.Buffer safe for the server's goroutines to log into.
 type syncBuffer struct {
 	mu sync.Mutex

@@ -173,7 +173,7 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 // a node that has joined its cluster and is not stopping.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	if !a.ready.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "node " + a.cfg.NodeName + " is not ready", Code: CodeNotReady})
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the node is not ready", Code: CodeNotReady})
 		return
 	}
 	if a.cluster != nil {
