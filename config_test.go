@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -559,9 +560,16 @@ func TestExampleConfigs(t *testing.T) {
 	if len(paths) == 0 {
 		t.Skip("no example configurations under examples/")
 	}
+	// The deploy examples listen on every interface and get their secrets from the
+	// environment, as their READMEs say: protected mode must accept them with the secrets
+	// set, and refuse them without.
+	secrets := envMap{
+		"GROUPCACHED_SECRET_KEY":  base64.StdEncoding.EncodeToString(make([]byte, 32)),
+		"GROUPCACHED_ADMIN_TOKEN": "0123456789abcdef0123456789abcdef",
+	}
 	for _, path := range paths {
 		t.Run(path, func(t *testing.T) {
-			if _, err := loadConfig(mustFlags(t, "-config", path), envMap{}.lookup); err != nil {
+			if _, err := loadConfig(mustFlags(t, "-config", path), secrets.lookup); err != nil {
 				t.Errorf("%v", err)
 			}
 		})
