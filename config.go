@@ -31,9 +31,14 @@ type Config struct {
 	Node   NodeConfig    `yaml:"node"`
 	Groups []GroupConfig `yaml:"groups"`
 
-	// SecretKey is the gossip encryption key, read from the environment variable that
+	// SecretKey is the cluster secret: the gossip encryption key, and the key peers will
+	// authenticate each other with. It is read from the environment variable that
 	// Node.SecretKeyEnv names (never from the file). Nil: gossip is not encrypted.
 	SecretKey []byte `yaml:"-"`
+
+	// AdminToken is the token that removes and purges need, read from the environment
+	// variable that Node.AdminTokenEnv names (never from the file). Empty: none is needed.
+	AdminToken string `yaml:"-"`
 
 	// File names where the configuration came from, for messages.
 	File string `yaml:"-"`
@@ -68,6 +73,36 @@ type NodeConfig struct {
 	// of 16, 24 or 32 bytes (AES-128/192/256). The key itself is never written in the file.
 	// Empty: GROUPCACHED_SECRET_KEY. An unset or empty variable means no encryption.
 	SecretKeyEnv string `yaml:"secret_key_env"`
+	// AdminTokenEnv names the environment variable holding the admin token: when it is set,
+	// DELETE of a key or a group (and any write route) needs "Authorization: Bearer <token>",
+	// else 401. At least 16 characters, no spaces. The token itself is never written in the
+	// file. Empty: GROUPCACHED_ADMIN_TOKEN. An unset or empty variable means no token.
+	AdminTokenEnv string `yaml:"admin_token_env"`
+	// Insecure turns protected mode off: without it, a node whose http_addr, gossip_addr or
+	// peer_addr is not a loopback address refuses to start unless both the cluster secret
+	// and the admin token are set. Set it only when every host that can reach those
+	// addresses is trusted; the node logs a warning. Default false.
+	Insecure bool `yaml:"insecure"`
+	// PeerAddr is a second host:port serving only the peer endpoints, advertised to the
+	// peers instead of http_addr (which then answers 404 under /_peer), so that node-to-node
+	// traffic can stay on a cluster-only network. Port 0 picks a free port. Empty: http_addr
+	// serves peers too.
+	PeerAddr string `yaml:"peer_addr"`
+	// TLS serves http_addr and peer_addr over TLS. Empty: plain HTTP.
+	TLS TLSFilesConfig `yaml:"tls"`
+	// MaxConnections caps the connections open at once on each listener; at the cap the
+	// longest-idle connection is closed to make room (httpapi.NodeConfig.MaxConnections).
+	// Zero: three quarters of the open-file limit, at most 65536. Negative: no cap.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxIdleConnections bounds the idle keep-alive connections on each listener. Zero: half
+	// of max_connections. Negative: only max_connections bounds them.
+	MaxIdleConnections int `yaml:"max_idle_connections"`
+	// PurgeRate bounds the group purges (DELETE /groups/{group}) this node accepts, per
+	// second, all clients together; past it the answer is 429 with Retry-After. Zero: no
+	// limit. Default 0.2 (one every 5s).
+	PurgeRate float64 `yaml:"purge_rate"`
+	// PurgeBurst is how many purges may come at once above purge_rate. Zero: 1. Default 3.
+	PurgeBurst int `yaml:"purge_burst"`
 	// MaxKeyBytes is the longest key the HTTP API accepts; longer keys are answered 400.
 	// At most 64KiB (httpapi.Config.MaxKeyBytes). Zero: 1KiB.
 	MaxKeyBytes group.ByteSize `yaml:"max_key_bytes"`
@@ -85,6 +120,23 @@ type NodeConfig struct {
 	// removes the limit).
 	MemoryLimit group.ByteSize `yaml:"memory_limit"`
 }
+
+// TLSFilesConfig is the `node.tls:` block: PEM files (httpapi.TLSConfig documents each).
+type TLSFilesConfig struct {
+	// CertFile and KeyFile are the certificate chain served and its key, re-read when they
+	// change. Both required when the block is used.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile holds the CAs whose client certificates are accepted (verified when a
+	// client presents one; required of peers once the peer wire lands). Empty: none asked.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// CAFile holds the CAs trusted when dialling peers. Empty: client_ca_file, else the
+	// system's roots.
+	CAFile string `yaml:"ca_file"`
+}
+
+// enabled reports whether the block is used at all.
+func (t TLSFilesConfig) enabled() bool { return t != TLSFilesConfig{} }
 
 // memoryLimit is the soft memory limit the node asks of the runtime: the configured one, or
 // room for every group's full cache plus the heap's own slack.
@@ -121,6 +173,9 @@ const (
 	defaultGossipAddr    = "127.0.0.1:7946"
 	defaultPreset        = presetLAN
 	defaultSecretKeyEnv  = "GROUPCACHED_SECRET_KEY"
+	defaultAdminTokenEnv = "GROUPCACHED_ADMIN_TOKEN"
+	defaultPurgeRate     = 0.2
+	defaultPurgeBurst    = 3
 	defaultMaxKeyBytes   = group.ByteSize(1 << 10)
 	defaultShutdownDelay = time.Second
 	defaultLogLevel      = "info"
@@ -140,6 +195,9 @@ func defaultConfig() Config {
 			GossipAddr:    defaultGossipAddr,
 			Preset:        defaultPreset,
 			SecretKeyEnv:  defaultSecretKeyEnv,
+			AdminTokenEnv: defaultAdminTokenEnv,
+			PurgeRate:     defaultPurgeRate,
+			PurgeBurst:    defaultPurgeBurst,
 			MaxKeyBytes:   defaultMaxKeyBytes,
 			ShutdownDelay: defaultShutdownDelay,
 			LogLevel:      defaultLogLevel,
@@ -158,6 +216,7 @@ func (n *NodeConfig) fillZeros() {
 		{&n.GossipAddr, defaultGossipAddr},
 		{&n.Preset, defaultPreset},
 		{&n.SecretKeyEnv, defaultSecretKeyEnv},
+		{&n.AdminTokenEnv, defaultAdminTokenEnv},
 		{&n.LogLevel, defaultLogLevel},
 	} {
 		if *f.v == "" {
@@ -195,6 +254,9 @@ func (c *Config) apiConfig() httpapi.Config {
 	ac := httpapi.DefaultConfig()
 	ac.NodeName = c.Node.Name
 	ac.MaxKeyBytes = int(c.Node.MaxKeyBytes)
+	ac.AdminToken = c.AdminToken
+	ac.PurgeRate = c.Node.PurgeRate
+	ac.PurgeBurst = c.Node.PurgeBurst
 	// A cold Get may wait a whole load: the response deadline must outlast it, or a slow
 	// load ends in a reset connection instead of a 504.
 	for _, g := range c.Groups {

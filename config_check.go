@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"reflect"
 	"regexp"
@@ -85,12 +86,23 @@ func (c *Config) validate(f Flags, lookupEnv func(string) (string, bool)) error 
 		"Label":       {"node.label", "", "GROUPCACHED_LABEL"},
 		"SecretKey":   {"", "", n.SecretKeyEnv},
 		"MaxKeyBytes": {path: "node.max_key_bytes"},
+		"AdminToken":  {"", "", n.AdminTokenEnv},
+		"PurgeRate":   {path: "node.purge_rate"},
+		"PurgeBurst":  {path: "node.purge_burst"},
 	}
 	if n.Name == "" {
 		delete(nodeSources, "NodeName") // override reported why: the host name is unknown
 	}
-	blame(c.peersConfig(advertisable(n.HTTPAddr), nil).Validate(), nodeSources, "peers")
+	peerSources := nodeSources
+	advertised := n.HTTPAddr
+	if n.PeerAddr != "" {
+		advertised = n.PeerAddr
+		peerSources = maps.Clone(nodeSources)
+		peerSources["HTTPAddr"] = source{path: "node.peer_addr"}
+	}
+	blame(c.peersConfig(advertisable(advertised), nil).Validate(), peerSources, "peers")
 	blame(c.apiConfig().Validate(), nodeSources, "httpapi")
+	c.validateSecurity(fail)
 
 	if len(c.Groups) == 0 {
 		fail(source{path: "groups"}, "at least one group is required")

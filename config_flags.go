@@ -52,7 +52,7 @@ func parseFlags(args []string, out io.Writer) (Flags, error) {
 
 // override applies GROUPCACHED_* variables from lookupEnv, then flags, over what the file
 // set; then it gives the node settings left empty their defaults (the host name for the
-// node's name) and reads the gossip key from its variable. It returns the mistakes found in
+// node's name) and reads the cluster secret and the admin token from their variables. It returns the mistakes found in
 // the variables' own format; validate checks the values.
 func (c *Config) override(f Flags, lookupEnv func(string) (string, bool)) []error {
 	var errs []error
@@ -94,6 +94,9 @@ func (c *Config) override(f Flags, lookupEnv func(string) (string, bool)) []erro
 		n.Name = host
 	}
 	n.fillZeros()
+	if v, ok := lookupEnv(n.AdminTokenEnv); ok && v != "" {
+		c.AdminToken = strings.TrimSpace(v)
+	}
 	if v, ok := lookupEnv(n.SecretKeyEnv); ok && v != "" {
 		key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
 		if err != nil {

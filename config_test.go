@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -291,6 +292,22 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`environment GROUPCACHED_SECRET_KEY: the gossip key must be base64`}},
 		{"secret key of the wrong length", okGroup, nil, envMap{"GROUPCACHED_SECRET_KEY": "c2hvcnQ="},
 			[]string{`environment GROUPCACHED_SECRET_KEY: must be 16, 24 or 32 bytes`, `got 5`}},
+		{"tls without a certificate", "node:\n  tls:\n    key_file: k.pem\n" + okGroup,
+			nil, nil, []string{`FILE:3: node.tls.cert_file: required with tls`}},
+		{"tls files that do not exist", "node:\n  tls:\n    cert_file: /nonexistent/c.pem\n    key_file: /nonexistent/k.pem\n    client_ca_file: /nonexistent/ca.pem\n" + okGroup,
+			nil, nil, []string{`FILE:3: node.tls.cert_file: cannot load the certificate and its key`, `FILE:5: node.tls.client_ca_file: open /nonexistent/ca.pem`}},
+		{"unknown tls key", "node:\n  tls:\n    cert: c.pem\n" + okGroup,
+			nil, nil, []string{`FILE:3: node.tls.cert: unknown key "cert" (known keys here: cert_file, key_file, client_ca_file, ca_file)`}},
+		{"bad peer address", "node:\n  peer_addr: nowhere\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.peer_addr: invalid address "nowhere"`}},
+		{"peer address on the HTTP address", "node:\n  http_addr: 127.0.0.1:8080\n  peer_addr: 127.0.0.1:8080\n" + okGroup,
+			nil, nil, []string{`FILE:3: node.peer_addr: 127.0.0.1:8080 is http_addr too`}},
+		{"negative purge rate", "node:\n  purge_rate: -1\n  purge_burst: -2\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.purge_rate: must be a number of purges per second >= 0`, `FILE:3: node.purge_burst: must be >= 0`}},
+		{"insecure not a boolean", "node:\n  insecure: maybe\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.insecure: invalid boolean "maybe"`}},
+		{"admin token with a space", okGroup, nil, envMap{"GROUPCACHED_ADMIN_TOKEN": "0123456789 abcdef0123"},
+			[]string{`environment GROUPCACHED_ADMIN_TOKEN: must not hold spaces or control characters`}},
 		{"bad values everywhere at once", "node:\n  label: " + strings.Repeat("x", 256) + "\n  max_key_bytes: 1MiB\n" +
 			"groups:\n  - name: g\n    ttl: -1s\n    negative_ttl: -1s\n    hot_cache_rate: -1\n    loader: {type: file, root: .}\n",
 			nil, nil, []string{`FILE:2: node.label: must be at most 255 bytes`, `FILE:3: node.max_key_bytes: must be between 0`,
@@ -543,9 +560,16 @@ func TestExampleConfigs(t *testing.T) {
 	if len(paths) == 0 {
 		t.Skip("no example configurations under examples/")
 	}
+	// The deploy examples listen on every interface and get their secrets from the
+	// environment, as their READMEs say: protected mode must accept them with the secrets
+	// set, and refuse them without.
+	secrets := envMap{
+		"GROUPCACHED_SECRET_KEY":  base64.StdEncoding.EncodeToString(make([]byte, 32)),
+		"GROUPCACHED_ADMIN_TOKEN": "0123456789abcdef0123456789abcdef",
+	}
 	for _, path := range paths {
 		t.Run(path, func(t *testing.T) {
-			if _, err := loadConfig(mustFlags(t, "-config", path), envMap{}.lookup); err != nil {
+			if _, err := loadConfig(mustFlags(t, "-config", path), secrets.lookup); err != nil {
 				t.Errorf("%v", err)
 			}
 		})

@@ -165,7 +165,7 @@ func startProc(t *testing.T, bin, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, ready: make(chan struct{}), exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), "GROUPCACHED_SECRET_KEY=")
+	p.cmd.Env = append(os.Environ(), "GROUPCACHED_SECRET_KEY=", "GROUPCACHED_ADMIN_TOKEN=")
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -25,10 +25,11 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stderr))
+	os.Exit(run(context.Background(), os.Args[1:], os.LookupEnv, os.Stderr))
 }
 
-func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
+// run runs the node until SIGINT, SIGTERM or the end of ctx, and returns the exit status.
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
 	flags, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -44,8 +45,11 @@ func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer)
 	level, _ := parseLogLevel(cfg.Node.LogLevel)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	logger.Info("configuration loaded", "config", cfg.File)
+	if msg, attrs := cfg.insecureWarning(); msg != "" {
+		logger.Warn(msg, attrs...)
+	}
 
-	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stopSignals := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stopSignals()
 
 	n, err := newNode(cfg, logger)

@@ -35,6 +35,12 @@ func nodeSettings(cfg Config, logger *slog.Logger) httpapi.NodeConfig {
 	nc.ShutdownDelay = cfg.Node.ShutdownDelay
 	nc.Logger = logger
 	nc.API = cfg.apiConfig()
+	nc.PeerAddr = cfg.Node.PeerAddr
+	nc.MaxConnections = cfg.Node.MaxConnections
+	nc.MaxIdleConnections = cfg.Node.MaxIdleConnections
+	if t := cfg.Node.TLS; t.enabled() {
+		nc.TLS = &httpapi.TLSConfig{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile, CAFile: t.CAFile}
+	}
 	pc := cfg.peersConfig("", logger)
 	nc.Cluster = &pc
 	return nc

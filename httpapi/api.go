@@ -30,6 +30,10 @@ type Cluster interface {
 	// peers.PathPrefix or below it, with the full path and without any routing state of the
 	// API's router. New calls it once.
 	Handler() http.Handler
+	// Ready reports whether the membership lets this node take traffic (it has joined a seed
+	// or needs none, no live member holds its name, it is not leaving) and, either way, why.
+	// /readyz calls it on every probe: it must not block.
+	Ready() (ready bool, reason string)
 }
 
 var _ Cluster = (*peers.Cluster)(nil)
@@ -45,7 +49,8 @@ type API struct {
 	peer    http.Handler // the cluster's peer endpoints; nil on a single node
 
 	// handler is what every request goes through: Config.Middleware around the recoverer
-	// around dispatch. Middleware added anywhere else would miss the fast path or the peers.
+	// around requireAdmin (with an AdminToken) around dispatch. Middleware added anywhere
+	// else would miss the fast path or the peers.
 	handler http.Handler
 
 	// groups is read on every request without a lock: it is built in New and never changes.
@@ -59,6 +64,10 @@ type API struct {
 
 	ready   atomic.Bool
 	metrics *metrics
+
+	// splitPeers is set by a Node with a PeerAddr before it serves: peer paths are served only
+	// on the requests its peer listener marks (peerListenerKey), and only they are.
+	splitPeers bool
 }
 
 // New builds the API over groups (names must be unique) and an optional cluster: with
@@ -107,6 +116,9 @@ func New(cfg Config, groups []*group.Group, cluster Cluster, logger *slog.Logger
 		a.peer = cluster.Handler()
 	}
 	mws := append(slices.Clip(cfg.Middleware), a.recoverer)
+	if cfg.AdminToken != "" {
+		mws = append(mws, a.requireAdmin)
+	}
 	if a.handler, err = chain(mws, http.HandlerFunc(a.dispatch)); err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}
@@ -127,7 +139,7 @@ func (a *API) routes() *chi.Mux {
 		r.MethodFunc(m, "/groups/{group}/keys/*", a.keyInManySegments)
 	}
 	r.Get("/groups/{group}", a.showGroup)
-	r.Delete("/groups/{group}", a.purgeGroup)
+	r.With(a.limitPurges).Delete("/groups/{group}", a.purgeGroup)
 	r.Get("/groups", a.listGroups)
 	r.Get("/cluster", a.showCluster)
 	r.Get("/healthz", a.healthz)
@@ -140,7 +152,7 @@ func (a *API) routes() *chi.Mux {
 }
 
 // ServeHTTP implements http.Handler: every request passes the middleware chain (Config.Middleware,
-// then the recoverer), then dispatch.
+// then the recoverer, then requireAdmin when an AdminToken is set), then dispatch.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
 
 // dispatch sends a request that has passed the middleware chain to its handler.
@@ -152,7 +164,13 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.Serv
 // request and a map of path values on every request, which costs more than the cache lookup
 // and the response headers together. Every other request, malformed ones included, goes
 // through the chi router, which has the same key route.
+//
+// A node with a PeerAddr serves the peer paths on that listener only, and nothing else there.
 func (a *API) dispatch(w http.ResponseWriter, r *http.Request) {
+	if a.splitPeers && (r.Context().Value(peerListenerKey{}) != nil) != isPeerPath(r.URL.Path) {
+		a.noRoute(w, r)
+		return
+	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		if groupSeg, keySeg, ok := splitKeyPath(routingPath(r.URL)); ok {
 			a.serveKey(w, r, groupSeg, keySeg)

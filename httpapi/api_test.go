@@ -137,6 +137,26 @@ func TestHealthAndReadiness(t *testing.T) {
 	check("/healthz", http.StatusOK)
 }
 
+// TestReadinessFollowsMembership: a node that was made ready still answers 503, with the
+// membership's reason, while its cluster is not ready (no seed joined, its name held by
+// another member), and 200 again once it is.
+func TestReadinessFollowsMembership(t *testing.T) {
+	fc := &fakeCluster{members: threeMembers(), stats: peerStats(3), handler: http.NotFoundHandler()}
+	reason := "joining: no seed has answered yet (seeds: 127.0.0.1:1); retrying"
+	fc.notReady.Store(&reason)
+	n := startNode(t, LocalConfig(), fc)
+	n.api.SetReady(true)
+	resp, body := n.do(t, http.MethodGet, "/readyz")
+	wantError(t, resp, body, http.StatusServiceUnavailable, CodeNotReady)
+	if !strings.Contains(string(body), "no seed has answered") {
+		t.Errorf("/readyz body %s does not give the membership's reason", body)
+	}
+	fc.notReady.Store(nil)
+	if resp, body := n.do(t, http.MethodGet, "/readyz"); resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz with the membership ready: %d %s, want 200", resp.StatusCode, body)
+	}
+}
+
 func TestMetrics(t *testing.T) {
 	fc := &fakeCluster{members: threeMembers(), stats: peerStats(3), handler: http.NotFoundHandler()}
 	n := startNode(t, LocalConfig(), fc)

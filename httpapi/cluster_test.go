@@ -24,20 +24,29 @@ type clusterNode struct {
 
 func startClusterNode(t *testing.T, name string, o *origin, seeds ...string) *clusterNode {
 	t.Helper()
+	return startClusterNodeWith(t, name, o, nil, seeds...)
+}
+
+// startClusterNodeWith is startClusterNode with the node's configuration changed by adjust.
+func startClusterNodeWith(t *testing.T, name string, o *origin, adjust func(*NodeConfig), seeds ...string) *clusterNode {
+	t.Helper()
 	cn := &clusterNode{client: &http.Client{Transport: &http.Transport{}}}
 	t.Cleanup(cn.client.CloseIdleConnections)
 	cfg := LocalNodeConfig()
 	cfg.Name = name
 	cfg.Cluster.Seeds = seeds
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	cfg.Logger = discardLogger()
-	cfg.API.Middleware = []Middleware{func(next http.Handler) http.Handler {
+	cfg.API.Middleware = append(cfg.API.Middleware, func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if isPeerPath(r.URL.Path) {
 				cn.peerRequests.Add(1)
 			}
 			next.ServeHTTP(w, r)
 		})
-	}}
+	})
 	n, err := NewNode(cfg, []*group.Group{newTestGroup(t, "g", o, testGroupConfig())})
 	if err != nil {
 		t.Fatal(err)

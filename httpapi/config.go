@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"errors"
+	"math"
+	"strings"
 	"time"
 
 	"github.com/groupcached/groupcached/group"
@@ -60,6 +62,27 @@ type Config struct {
 	// net/http's default of 1 MiB.
 	MaxHeaderBytes int
 
+	// AdminToken, when set, is required as "Authorization: Bearer <token>" on every request
+	// that may change the cache: any method but GET, HEAD and OPTIONS outside the peer
+	// endpoints (today DELETE of a key or a group; a write route added later is covered by
+	// its method). Without it, or with another token, the answer is 401 "unauthorized" with a
+	// WWW-Authenticate challenge. Tokens are compared in constant time (as SHA-256 digests).
+	// Reads never need it. It may not hold spaces or control characters. Zero: anyone who
+	// reaches the port may remove keys and purge groups (the command refuses that on a
+	// non-loopback address unless node.insecure says the network is trusted).
+	AdminToken string
+
+	// PurgeRate bounds the group purges (DELETE /groups/{group}) this node accepts, per
+	// second on average, all groups and clients together: a purge empties the group on every
+	// node and sends the following reads to the origin. Past it a purge is answered 429
+	// "rate_limited" with Retry-After, and reaches neither the group nor the peers. Requests
+	// refused for want of the admin token do not count. Zero: no limit; negative is invalid.
+	PurgeRate float64
+
+	// PurgeBurst is how many purges may arrive at once, above PurgeRate, after a quiet spell.
+	// Zero: 1.
+	PurgeBurst int
+
 	// Middleware wraps every request the API serves, the first outermost: the key fast path,
 	// the peer endpoints (every path under peers.PathPrefix) and the chi routes alike, so that
 	// authentication, an access log, request metrics or limits added here cover the whole node.
@@ -73,7 +96,8 @@ type Config struct {
 
 // DefaultConfig returns production values: keys up to 1 KiB, no-cache for values without a
 // TTL, 5 s to send headers, 10 s to send a request, 60 s for a response (twice group's
-// default 30 s load timeout), 2 minutes of keep-alive and 64 KiB of headers.
+// default 30 s load timeout), 2 minutes of keep-alive, 64 KiB of headers, and a purge every
+// 5 s on average with bursts of 3. No admin token: set one.
 func DefaultConfig() Config {
 	return Config{
 		MaxKeyBytes:       DefaultMaxKeyBytes,
@@ -82,6 +106,8 @@ func DefaultConfig() Config {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		PurgeRate:         0.2,
+		PurgeBurst:        3,
 	}
 }
 
@@ -126,6 +152,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxHeaderBytes < 0 {
 		fail("MaxHeaderBytes", "must be >= 0, got %d", c.MaxHeaderBytes)
+	}
+	if strings.IndexFunc(c.AdminToken, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		fail("AdminToken", "must not hold spaces or control characters")
+	}
+	if !(c.PurgeRate >= 0) || math.IsInf(c.PurgeRate, 0) {
+		fail("PurgeRate", "must be a number of purges per second >= 0 (0: no limit), got %v", c.PurgeRate)
+	}
+	if c.PurgeBurst < 0 {
+		fail("PurgeBurst", "must be >= 0, got %d", c.PurgeBurst)
 	}
 	return errors.Join(errs...)
 }

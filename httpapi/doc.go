@@ -13,10 +13,21 @@
 // Every request passes one handler chain, so that what is added to it (authentication, an
 // access log, request metrics, limits) covers everything:
 //
-//	request → Config.Middleware (first outermost) → recoverer → dispatch
+//	request → Config.Middleware (first outermost) → recoverer → requireAdmin → dispatch
 //	    GET/HEAD /groups/{group}/keys/{key}  → serveKey → group.Group.Get   (the fast path)
 //	    peers.PathPrefix and below           → the cluster's peer handler
-//	    everything else                      → the chi router
+//	    everything else                      → the chi router (DELETE /groups/{g}: limitPurges)
+//
+// What the node trusts: anyone who reaches the port may read; a request that may change the
+// cache (any method but GET, HEAD and OPTIONS, outside the peer endpoints) needs
+// Config.AdminToken when one is set (requireAdmin, 401 otherwise), and group purges are
+// rate-limited per node (Config.PurgeRate, 429). The peer endpoints are the cluster's to
+// authenticate. NodeConfig.TLS serves the listeners over TLS with certificates reloaded as
+// they rotate, NodeConfig.PeerAddr moves the peer endpoints to a listener of their own (a
+// cluster-only network), and NodeConfig.MaxConnections caps each listener's connections,
+// closing the longest-idle one to make room, so that a flood of idle sockets cannot lock
+// clients out. Error bodies say what happened in the request's own terms; the causes (file
+// paths, SQL, peers' names and addresses) go to the log.
 //
 // Clients read values with GET /groups/{group}/keys/{key}, where the key is one escaped path
 // segment of any bytes; the answer carries the value's ETag, a Cache-Control max-age from its

@@ -26,6 +26,8 @@ const (
 	CodeCanceled         = "canceled"                // 499: the client went away first
 	CodeInternal         = "internal"                // 500: a bug in this node; see its log
 	CodeNotReady         = "not_ready"               // 503: /readyz before SetReady(true)
+	CodeUnauthorized     = "unauthorized"            // 401: a mutating request without the admin token
+	CodeRateLimited      = "rate_limited"            // 429: past the purge rate; see Retry-After
 )
 
 // statusClientClosedRequest is the de-facto status for a request whose client left before
@@ -81,18 +83,47 @@ type errorBody struct {
 	Code  string `json:"code"`
 }
 
-// fail answers err as JSON with its mapped status and logs it by severity: server-side
-// failures at Error, a client that left at Debug, the client's own mistakes not at all.
+// publicMessage is what a client reads about err: the message of an apiError, which says
+// what was wrong with the request in the request's own terms (its path, group, key) and
+// never includes its cause; otherwise a plain sentence for the code. The cause (a loader's
+// error with its file path or SQL text, a peer's name and address) goes to the node's log
+// only: an error body tells the client what happened, not how the cluster is built.
+func publicMessage(err error, code string) string {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.msg
+	}
+	switch code {
+	case CodeTimeout:
+		return "the load took longer than the group allows"
+	case CodeCanceled:
+		return "the request was canceled"
+	case CodeLoaderPanic:
+		return "the loader failed unexpectedly; nothing was cached"
+	case CodeNotFound:
+		return "the origin has no value for this key"
+	case CodeBadKey:
+		return "the key is not valid for this group"
+	case CodePeerUnavailable:
+		return "the node that owns this key could not be reached"
+	case CodeLoadFailed:
+		return "loading the value from the origin failed"
+	}
+	return "internal error; see the node's log"
+}
+
+// fail answers err as JSON with its mapped status and a public message (publicMessage), and
+// logs it by severity with its whole cause: server-side failures at Error, a client that left
+// and the client's own mistakes at Debug.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := errorStatus(err)
 	a.metrics.httpErrors.WithLabelValues(code).Inc()
-	switch {
-	case code == CodeCanceled:
-		a.log.Debug("client went away", "method", r.Method, "path", r.URL.Path, "err", err)
-	case status >= 500:
+	if status >= 500 && code != CodeCanceled {
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "err", err)
+	} else {
+		a.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "err", err)
 	}
-	writeJSON(w, status, errorBody{Error: err.Error(), Code: code})
+	writeJSON(w, status, errorBody{Error: publicMessage(err, code), Code: code})
 }
 
 // writeJSON answers v as JSON. Encoding errors can only be the client's broken connection.
@@ -100,7 +131,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
-		body, _ = json.Marshal(errorBody{Error: "encoding the answer: " + err.Error(), Code: CodeInternal})
+		body, _ = json.Marshal(errorBody{Error: "encoding the answer failed", Code: CodeInternal})
 	}
 	body = append(body, '\n')
 	h := w.Header()

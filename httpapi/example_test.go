@@ -145,3 +145,44 @@ func ExampleConfig_middleware() {
 	// 200 /healthz served by local
 	// 404 /no/such/route served by local
 }
+
+// A node whose removes and purges need an admin token: without it a DELETE is answered 401,
+// with it the key is removed. Reads never need it.
+func ExampleConfig_adminToken() {
+	logger := slog.New(slog.DiscardHandler)
+	cfg := httpapi.LocalNodeConfig()
+	cfg.Cluster = nil
+	cfg.Logger = logger
+	cfg.API.AdminToken = "an-admin-token-from-a-secret-store" // in production: os.Getenv("GROUPCACHED_ADMIN_TOKEN")
+	node, err := httpapi.NewNode(cfg, []*group.Group{greetings(logger)})
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	if err := node.Start(ctx); err != nil {
+		panic(err)
+	}
+	defer node.Stop(ctx)
+
+	url := "http://" + node.Addr() + "/groups/greetings/keys/paris"
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, token := range []string{"", "a-guess", cfg.API.AdminToken} {
+		req, _ := http.NewRequest(http.MethodDelete, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			panic(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Printf("%d %s", resp.StatusCode, body)
+	}
+	get(url)
+	// Output:
+	// 401 {"error":"this request changes the cache: it needs the admin token in an Authorization: Bearer header","code":"unauthorized"}
+	// 401 {"error":"the admin token is not valid","code":"unauthorized"}
+	// 200 {"group":"greetings","key":"paris","peers_confirmed":0,"peers":0}
+	// 200 hello, PARIS (from loader, no-cache)
+}

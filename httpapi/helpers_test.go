@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,11 +192,19 @@ type fakeCluster struct {
 	members []peers.Member
 	stats   peers.Stats
 	handler http.Handler
+	// notReady, when set, is the reason Ready gives for not being ready.
+	notReady atomic.Pointer[string]
 }
 
 func (f *fakeCluster) Members() []peers.Member { return f.members }
-func (f *fakeCluster) Stats() peers.Stats      { return f.stats }
-func (f *fakeCluster) Handler() http.Handler   { return f.handler }
+func (f *fakeCluster) Ready() (bool, string) {
+	if r := f.notReady.Load(); r != nil {
+		return false, *r
+	}
+	return true, "joined"
+}
+func (f *fakeCluster) Stats() peers.Stats    { return f.stats }
+func (f *fakeCluster) Handler() http.Handler { return f.handler }
 
 // fakeInvalidator confirms on a fixed number of peers, or fails.
 type fakeInvalidator struct {
@@ -218,6 +227,13 @@ func (f *fakeInvalidator) InvalidateGroup(context.Context, string) (int, error) 
 	defer f.mu.Unlock()
 	f.purges++
 	return f.confirmed, f.err
+}
+
+// counts returns how many purges and key removes reached the invalidator.
+func (f *fakeInvalidator) counts() (purges, removes int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.purges, len(f.keys)
 }
 
 // syncBuffer is a bytes.Buffer safe for the server's goroutines to log into.

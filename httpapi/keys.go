@@ -161,7 +161,7 @@ func (a *API) answerInvalidation(w http.ResponseWriter, r *http.Request, inv inv
 		err = &apiError{status: http.StatusBadGateway, code: CodeInvalidation,
 			msg: fmt.Sprintf("group %q: %s on peers (%d confirmed)", inv.Group, what, inv.PeersConfirmed), err: err}
 		status, inv.Code = errorStatus(err)
-		inv.Error = err.Error()
+		inv.Error = publicMessage(err, inv.Code)
 		a.metrics.httpErrors.WithLabelValues(inv.Code).Inc()
 		if inv.Code != CodeCanceled {
 			a.log.Error("invalidation incomplete", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,14 +27,19 @@ type Node struct {
 	cfg NodeConfig
 	log *slog.Logger
 
-	listener net.Listener
+	listener net.Listener // HTTPAddr's, a *connLimiter when connections are capped
 	server   *http.Server
-	api      *API
-	cluster  *peers.Cluster // nil when the node serves alone
-	groups   []*group.Group // in name order
-	closers  []io.Closer    // closed last at Stop: the loaders' pools and files
+	// peerListener and peerServer serve PeerAddr; nil without one.
+	peerListener net.Listener
+	peerServer   *http.Server
+	tls          *nodeTLS // nil: plain HTTP
+	api          *API
+	cluster      *peers.Cluster // nil when the node serves alone
+	groups       []*group.Group // in name order
+	closers      []io.Closer    // closed last at Stop: the loaders' pools and files
 
-	// failed receives the error of an HTTP server that stopped serving before Stop.
+	// failed receives the error of an HTTP server that stopped serving before Stop (room for
+	// both servers').
 	failed chan error
 
 	// mu serializes Start and Stop, which hold it throughout: a Stop that arrives during
@@ -60,14 +66,12 @@ func NewNode(cfg NodeConfig, groups []*group.Group, closers ...io.Closer) (*Node
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("httpapi: node config: %w", err)
 	}
-	n := &Node{cfg: cfg, log: orDefault(cfg.Logger), failed: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: orDefault(cfg.Logger), failed: make(chan error, 2)}
 	if err := n.build(groups); err != nil {
 		if n.cluster != nil {
 			_ = n.cluster.Shutdown()
 		}
-		if n.listener != nil {
-			_ = n.listener.Close()
-		}
+		n.closeListeners()
 		return nil, err
 	}
 	n.closers = closers
@@ -77,13 +81,26 @@ func NewNode(cfg NodeConfig, groups []*group.Group, closers ...io.Closer) (*Node
 // build creates the node's parts in dependency order.
 func (n *Node) build(groups []*group.Group) (err error) {
 	n.cfg.Logger = n.log
-	n.listener, err = net.Listen("tcp", n.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("httpapi: listening for HTTP on %s: %w", n.cfg.HTTPAddr, err)
+	if n.cfg.TLS != nil {
+		if n.tls, err = newNodeTLS(*n.cfg.TLS, n.log); err != nil {
+			return fmt.Errorf("httpapi: TLS: %w", err)
+		}
+	}
+	if n.listener, err = n.listen(n.cfg.HTTPAddr); err != nil {
+		return err
+	}
+	if n.cfg.PeerAddr != "" {
+		if n.peerListener, err = n.listen(n.cfg.PeerAddr); err != nil {
+			return err
+		}
 	}
 	var cluster Cluster // a nil *peers.Cluster must stay a nil interface
 	if n.cfg.Cluster != nil {
-		if n.cluster, err = peers.New(n.cfg.clusterConfig(n.Addr())); err != nil {
+		pc := n.cfg.clusterConfig(n.PeerAddr())
+		if n.tls != nil && pc.TLS == nil {
+			pc.TLS = n.tls.client.Clone() // peers serve TLS too: dial them with the node's roots and certificate
+		}
+		if n.cluster, err = peers.New(pc); err != nil {
 			return fmt.Errorf("httpapi: %w", err)
 		}
 		cluster = n.cluster
@@ -98,7 +115,11 @@ func (n *Node) build(groups []*group.Group) (err error) {
 			n.cluster.Register(g)
 		}
 	}
-	n.server = n.api.NewServer()
+	n.server = n.newServer(n.listener, false)
+	if n.peerListener != nil {
+		n.api.splitPeers = true
+		n.peerServer = n.newServer(n.peerListener, true)
+	}
 	return nil
 }
 
@@ -113,17 +134,16 @@ func (n *Node) Start(ctx context.Context) error {
 		return errors.New("httpapi: Node.Start called twice or after Stop")
 	}
 	n.state = nodeStarted
-	go func() {
-		if err := n.server.Serve(n.listener); !errors.Is(err, http.ErrServerClosed) {
-			n.failed <- err
-		}
-	}()
+	n.serve(n.server, n.listener)
+	if n.peerServer != nil {
+		n.serve(n.peerServer, n.peerListener)
+	}
 	if n.cluster != nil {
 		if err := n.cluster.Start(ctx); err != nil {
 			n.state = nodeStopped
 			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			defer cancel()
-			_ = n.server.Shutdown(shutdownCtx)
+			_ = n.shutdownServers(shutdownCtx)
 			n.release()
 			return fmt.Errorf("httpapi: starting the cluster: %w", err)
 		}
@@ -137,6 +157,10 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cluster != nil {
 		attrs = append(attrs, "gossip", n.cluster.GossipAddr(), "join", n.cfg.Cluster.Seeds)
 	}
+	if n.peerListener != nil {
+		attrs = append(attrs, "peer", n.PeerAddr())
+	}
+	attrs = append(attrs, "tls", n.tls != nil)
 	n.log.Info("groupcached ready", append(attrs, "groups", names)...)
 	return nil
 }
@@ -185,10 +209,13 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 		cancel()
 	}
-	err := n.server.Shutdown(ctx)
+	err := n.shutdownServers(ctx)
 	if err != nil {
 		err = fmt.Errorf("httpapi: draining in-flight requests: %w", err)
 		_ = n.server.Close()
+		if n.peerServer != nil {
+			_ = n.peerServer.Close()
+		}
 	}
 	n.release()
 	n.log.Info("stopped", "node", n.cfg.Name)
@@ -202,9 +229,7 @@ func (n *Node) release() {
 			n.log.Warn("stopping gossip", "node", n.cfg.Name, "err", err)
 		}
 	}
-	if err := n.listener.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		n.log.Warn("closing the HTTP listener", "node", n.cfg.Name, "err", err)
-	}
+	n.closeListeners()
 	for _, c := range n.closers {
 		if err := c.Close(); err != nil {
 			n.log.Warn("closing a loader", "node", n.cfg.Name, "err", err)
@@ -249,6 +274,26 @@ func (n *Node) Name() string { return n.cfg.Name }
 // when it was 0. It is known from NewNode on.
 func (n *Node) Addr() string { return n.listener.Addr().String() }
 
+// PeerAddr returns the address the node serves its peers on, and advertises to them: PeerAddr
+// with the port the kernel picked when it was 0, or Addr when the node has no PeerAddr.
+func (n *Node) PeerAddr() string {
+	if n.peerListener == nil {
+		return n.Addr()
+	}
+	return n.peerListener.Addr().String()
+}
+
+// ClientTLS returns a new copy of the TLS configuration for dialling this node's peers: the
+// roots of TLSConfig.CAFile (else ClientCAFile, else the system's), and the node's own
+// certificate, reloaded as it rotates, for peers that ask for one. Nil when the node does
+// not serve TLS.
+func (n *Node) ClientTLS() *tls.Config {
+	if n.tls == nil {
+		return nil
+	}
+	return n.tls.client.Clone()
+}
+
 // Cluster returns the node's membership (ring, owners, members, gossip address), or nil when
 // the node serves alone.
 func (n *Node) Cluster() *peers.Cluster { return n.cluster }
@@ -260,6 +305,6 @@ func (n *Node) Groups() []*group.Group { return slices.Clone(n.groups) }
 // register their own collectors on it.
 func (n *Node) Registry() *prometheus.Registry { return n.api.Registry() }
 
-// Failed delivers the HTTP server's error if it stops serving on its own, before Stop (the
+// Failed delivers an HTTP server's error if it stops serving on its own, before Stop (a
 // listener failed). It delivers nothing after a normal Stop.
 func (n *Node) Failed() <-chan error { return n.failed }

@@ -20,19 +20,52 @@ type NodeConfig struct {
 	// on a node alone, empty shows as an empty name.
 	Name string
 
-	// HTTPAddr is the host:port the node listens on for clients, peers and /metrics alike.
-	// Port 0 picks a free port (read it back with Node.Addr). Required.
+	// HTTPAddr is the host:port the node listens on for clients, /metrics and, unless
+	// PeerAddr is set, peers. Port 0 picks a free port (read it back with Node.Addr).
+	// Required.
 	HTTPAddr string
+
+	// PeerAddr, when set, is a second host:port that serves the peer endpoints only, so that
+	// node-to-node traffic can live on a cluster-only network (Envoy's separate admin
+	// listener is the model): it is the address the node advertises to its peers, every path
+	// but peers.PathPrefix and below answers 404 there, and HTTPAddr answers 404 under
+	// peers.PathPrefix. Both pass the same middleware chain, TLS and connection limits. Port
+	// 0 picks a free port (read it back with Node.PeerAddr). Zero: HTTPAddr serves both.
+	PeerAddr string
+
+	// TLS, when set, serves HTTPAddr (and PeerAddr) over TLS, with certificates re-read when
+	// their files change; Node.ClientTLS is then the configuration for dialling peers, and
+	// NewNode gives it to the cluster (Cluster.TLS, unless set) so that the peer wire dials
+	// its peers over TLS: every node of a cluster serves TLS, or none. Nil: plain HTTP.
+	TLS *TLSConfig
+
+	// MaxConnections caps the connections open at once on each of the node's listeners. At
+	// the cap a new connection closes the one that has waited longest without a request in
+	// progress (an idle keep-alive connection, or a new one silent for 250 ms), and waits only
+	// when every connection is busy, so that a flood of idle sockets can neither exhaust the
+	// process's file descriptors nor lock normal clients out. Connections hijacked by an
+	// Upgrade (the peer wire) count but are never closed to make room. Zero: three quarters
+	// of the process's open-file limit (RLIMIT_NOFILE) when NewNode runs, at most 65536,
+	// leaving the rest to peers, gossip and loaders (4096 where that limit is unknown).
+	// Negative: no cap.
+	MaxConnections int
+
+	// MaxIdleConnections bounds the keep-alive connections idle at once on each listener:
+	// when one more goes idle, the one idle longest is closed. API.IdleTimeout bounds how
+	// long each may wait. Zero: half of MaxConnections. Negative: only MaxConnections bounds
+	// them.
+	MaxIdleConnections int
 
 	// API tunes the HTTP API and its server: key limits, timeouts, middleware. Its NodeName
 	// is set from Name.
 	API Config
 
 	// Cluster tunes the node's membership and peer transport. NewNode sets its NodeName from
-	// Name, its HTTPAddr to the address the node listens on (so port 0 works; an unspecified
-	// host is advertised as described at peers.Config.HTTPAddr), its Logger to Logger when
-	// it has none, and its MaxKeyBytes to API.MaxKeyBytes when it has none (peers get the
-	// key limit clients get); the caller's value is not modified. Nil: the node serves alone,
+	// Name, its HTTPAddr to the address the node serves peers on (PeerAddr, else HTTPAddr;
+	// as bound, so port 0 works; an unspecified host is advertised as described at
+	// peers.Config.HTTPAddr), its Logger to Logger when it has none, and its MaxKeyBytes to
+	// API.MaxKeyBytes when it has none (peers get the key limit clients get); the caller's
+	// value is not modified. Nil: the node serves alone,
 	// owns every key and has no peer endpoints.
 	Cluster *peers.Config
 
@@ -111,6 +144,19 @@ func (c NodeConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("ShutdownDelay (%v) must be shorter than StopTimeout (%v), which it counts against",
 			c.ShutdownDelay, c.StopTimeout))
 	}
+	if c.PeerAddr != "" {
+		if _, _, err := net.SplitHostPort(c.PeerAddr); err != nil {
+			errs = append(errs, fmt.Errorf("PeerAddr %q: want host:port, e.g. 10.0.0.1:8081", c.PeerAddr))
+		}
+		if c.Cluster == nil {
+			errs = append(errs, errors.New("PeerAddr needs a Cluster: a node alone has no peer endpoints"))
+		}
+	}
+	if c.TLS != nil {
+		if err := c.TLS.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("TLS: %w", err))
+		}
+	}
 	if err := c.API.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("API: %w", err))
 	}
@@ -127,6 +173,35 @@ func (c NodeConfig) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// connLimits returns the caps on open and idle connections per listener; zero means none.
+func (c NodeConfig) connLimits() (maxConns, maxIdle int) {
+	switch {
+	case c.MaxConnections < 0:
+		return 0, 0
+	case c.MaxConnections > 0:
+		maxConns = c.MaxConnections
+	default:
+		maxConns = defaultMaxConnections()
+	}
+	switch {
+	case c.MaxIdleConnections > 0:
+		maxIdle = c.MaxIdleConnections
+	case c.MaxIdleConnections == 0:
+		maxIdle = max(maxConns/2, 1)
+	}
+	return maxConns, maxIdle
+}
+
+// defaultMaxConnections is MaxConnections' zero value: three quarters of the open-file limit,
+// at most 65536, or 4096 when the limit is unknown.
+func defaultMaxConnections() int {
+	limit, ok := openFileLimit()
+	if !ok || limit == 0 {
+		return 4096
+	}
+	return int(max(min(limit/4*3, 65536), 16))
 }
 
 // apiConfig is API with the node's name.

@@ -79,7 +79,9 @@ type FileConfig struct {
 type HTTPConfig struct {
 	// URL is the origin's address with exactly one "{key}" in its path, for example
 	// "http://origin:8080/items/{key}". The key is path-escaped into it as one segment, so it
-	// can never change the scheme, host, port or query. Required.
+	// can never change the scheme, host, port or query, and a key with a "." or ".." segment
+	// (split at '/' or '\\', also once percent-decoded) is refused as group.ErrInvalidKey, so
+	// it cannot leave the path prefix either (see HTTP). Required.
 	URL string `yaml:"url"`
 	// Headers are sent with every request, for example an origin token; they may replace the
 	// default User-Agent, "groupcached". Nil: none.

@@ -19,8 +19,13 @@ import (
 // "http://origin:8080/items/{key}" is GET http://origin:8080/items/a%20b%2Fc.
 //
 // The key is path-escaped into a single segment (slashes, '?', '#' and '%' included), so no
-// key can change the scheme, host, port or query; the keys "." and "..", which origins resolve
-// against the parent path, are refused with group.ErrInvalidKey. Redirects are followed only
+// key can change the scheme, host, port or query. It cannot leave the template's path prefix
+// either: many origins (and the proxies in front of them) decode %2F before they normalise a
+// path, which would turn the key "../private/secret.txt" under "/public/{key}" into
+// /private/secret.txt. So a key is refused with group.ErrInvalidKey when any of its segments,
+// split at '/' or '\' (which some servers treat as '/'), is "." or "..", also once
+// percent-decoded ("%2e%2e", for an origin that decodes twice). "a/b.txt", "..." and "a..b"
+// stay valid. Redirects are followed only
 // to the same scheme and host. A 200 answer is the value, 204 is an empty value, 404 and 410
 // are group.ErrNotFound, anything else (5xx included) is a load failure that is never cached,
 // and so are a body above HTTPConfig.MaxBodyBytes (ErrTooLarge) and a timeout
@@ -102,10 +107,10 @@ func (h *HTTP) URL(key string) (*url.URL, error) {
 	if key == "" {
 		return nil, fmt.Errorf("http loader: empty key: %w", group.ErrInvalidKey)
 	}
-	if key == "." || key == ".." {
+	if hasDotSegment(key) {
 		// Escaped or not, many origins resolve a "." or ".." segment against its parent
 		// (net/http's ServeMux redirects to it), which would serve another path's value.
-		return nil, fmt.Errorf("http loader: key %q is a relative path segment: %w", key, group.ErrInvalidKey)
+		return nil, fmt.Errorf("http loader: key %q holds a relative path segment: %w", key, group.ErrInvalidKey)
 	}
 	seg := url.PathEscape(key)
 	u, err := url.Parse(h.tmpl.prefix + seg + h.tmpl.suffix)
@@ -118,6 +123,29 @@ func (h *HTTP) URL(key string) (*url.URL, error) {
 		return nil, fmt.Errorf("http loader: key %q would leave the origin: %w", key, group.ErrInvalidKey)
 	}
 	return u, nil
+}
+
+// hasDotSegment reports whether key, split at '/' and '\\', has a segment that is "." or "..",
+// as it is or percent-decoded once (the decoded key split again).
+func hasDotSegment(key string) bool {
+	if dotSegment(key) {
+		return true
+	}
+	if strings.Contains(key, "%") {
+		if dec, err := url.PathUnescape(key); err == nil && dotSegment(dec) {
+			return true
+		}
+	}
+	return false
+}
+
+func dotSegment(path string) bool {
+	for seg := range strings.FieldsFuncSeq(path, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // Load GETs the key's URL.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,7 +144,7 @@ func TestHTTPLoad(t *testing.T) {
 	}{
 		{key: "hello", want: "world", wantURI: "/items/hello"},
 		{key: "a b/c?d#e%f", want: "value of a b/c?d#e%f", wantURI: "/items/a%20b%2Fc%3Fd%23e%25f"},
-		{key: "../../etc/passwd", want: "value of ../../etc/passwd", wantURI: "/items/..%2F..%2Fetc%2Fpasswd"},
+		{key: "../../etc/passwd", wantErr: group.ErrInvalidKey},
 		{key: "@evil.example:80", want: "value of @evil.example:80", wantURI: "/items/@evil.example:80"},
 		{key: "//evil.example/x", want: "value of //evil.example/x", wantURI: "/items/%2F%2Fevil.example%2Fx"},
 		{key: "http://evil.example/", want: "value of http://evil.example/", wantURI: "/items/http:%2F%2Fevil.example%2F"},
@@ -179,6 +180,77 @@ func TestHTTPLoad(t *testing.T) {
 	}
 	if n := other.requests.Load(); n != 0 {
 		t.Fatalf("the other host received %d requests; redirects there must be refused", n)
+	}
+}
+
+// TestHTTPKeyStaysUnderThePrefix serves /public/* and /private/secret.txt from an origin that
+// decodes %2F before it normalises the path (as some servers and proxies do): no key may reach
+// /private, and keys that merely hold dots or slashes still load.
+func TestHTTPKeyStaysUnderThePrefix(t *testing.T) {
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		decoded, err := url.PathUnescape(r.URL.EscapedPath())
+		if err != nil {
+			http.Error(w, "bad escape", http.StatusBadRequest)
+			return
+		}
+		switch p := path.Clean(strings.ReplaceAll(decoded, "\\", "/")); {
+		case p == "/private/secret.txt":
+			_, _ = io.WriteString(w, "SECRET")
+		case strings.HasPrefix(p, "/public/"):
+			_, _ = io.WriteString(w, "public "+strings.TrimPrefix(p, "/public/"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	h := newHTTPLoader(t, HTTPConfig{URL: srv.URL + "/public/{key}"})
+
+	// The origin itself is the weakness this guards against: a raw request proves it.
+	resp, err := srv.Client().Get(srv.URL + "/public/..%2Fprivate%2Fsecret.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "SECRET" {
+		t.Fatalf("the test origin does not decode %%2F before normalising (got %q): the test proves nothing", body)
+	}
+	before := requests.Load()
+
+	for _, key := range []string{
+		"../private/secret.txt",
+		"a/../../private/secret.txt",
+		"./../private/secret.txt",
+		"..\\private\\secret.txt",
+		"%2e%2e/private/secret.txt",
+		"%2E%2E%2Fprivate%2Fsecret.txt",
+		"x/.",
+		"..",
+	} {
+		t.Run(key, func(t *testing.T) {
+			v, err := h.Load(context.Background(), key)
+			if !errors.Is(err, group.ErrInvalidKey) {
+				t.Fatalf("Load(%q) = %q, %v; want group.ErrInvalidKey", key, v.Bytes, err)
+			}
+		})
+	}
+	if n := requests.Load() - before; n != 0 {
+		t.Fatalf("refused keys reached the origin %d times", n)
+	}
+	for key, want := range map[string]string{
+		"dir/file.txt": "public dir/file.txt",
+		"...":          "public ...",
+		"a..b/.c":      "public a..b/.c",
+		"%41":          "public %41",
+	} {
+		t.Run(key, func(t *testing.T) {
+			v, err := h.Load(context.Background(), key)
+			if err != nil || string(v.Bytes) != want {
+				t.Fatalf("Load(%q) = %q, %v; want %q", key, v.Bytes, err, want)
+			}
+		})
 	}
 }
 

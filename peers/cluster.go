@@ -30,7 +30,8 @@ var (
 //
 // Its jobs live in one file each: membership.go starts and stops memberlist, seeds.go joins
 // the seeds, view.go turns membership events into the ring, transport.go asks peers over the
-// peer wire (peers/wire), serve.go answers them and checks who may connect.
+// peer wire (peers/wire), serve.go answers them and checks who may connect, readiness.go says
+// whether the node should get traffic, identity.go tells which process holds a name.
 type Cluster struct {
 	cfg Config
 	log *slog.Logger
@@ -81,6 +82,16 @@ type Cluster struct {
 	stopped    bool
 	gossipAddr string
 
+	// ready is what Ready reports (readiness.go); ident is this process's boot identifier and
+	// gossip address, read by the memberlist callbacks that tell which process holds a name
+	// (identity.go).
+	ready readiness
+	ident *identity
+
+	// memberlistHook, when set, adjusts memberlist's configuration before Start creates it.
+	// Only tests set it (to cut the network between nodes); nil in production.
+	memberlistHook func(*memberlist.Config)
+
 	rebuilds       atomic.Uint64
 	lastRebuild    atomic.Int64 // unix nanoseconds
 	rebuildLatency atomic.Int64
@@ -107,6 +118,7 @@ func New(cfg Config) (*Cluster, error) {
 		cfg:    cfg,
 		log:    cfg.Logger.With("node", cfg.NodeName),
 		events: newEventQueue(),
+		ident:  newIdentity(),
 
 		leaveQueued: make(chan struct{}),
 	}

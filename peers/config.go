@@ -31,12 +31,14 @@ type Config struct {
 	// replaced by the address memberlist advertises. Required.
 	HTTPAddr string
 
-	// Seeds are the members to join at Start and on every RejoinInterval: host:port, or a
+	// Seeds are the members to join at Start and to stay in a cluster with: host:port, or a
 	// DNS name with a port, which may resolve to several addresses (all are tried). Seeds
-	// that cannot be reached do not fail Start: until one answers, the join is retried after
-	// 100 ms, doubling up to RejoinInterval, so nodes that start together, or before their
-	// seed, merge within a moment of the seed's start. Zero: start a new cluster alone and
-	// wait for others to join it.
+	// that cannot be reached do not fail Start, but the node is not Ready until one answers;
+	// a seed that is not an alive member, at Start or later, is tried again after 100 ms,
+	// doubling up to SeedRetryInterval, so nodes that start together, or before their seed,
+	// merge within a moment of the seed's start, and a seed that restarted alone is merged
+	// back as soon. Zero: start a new cluster alone (ready at once) and wait for others to
+	// join it.
 	Seeds []string
 
 	// SecretKey, when set, encrypts and authenticates gossip with AES-GCM, and authenticates
@@ -58,11 +60,12 @@ type Config struct {
 	// dropped, so two clusters on one network cannot merge by mistake. Zero: no label.
 	Label string
 
-	// RejoinInterval is how often the node joins its Seeds again, skipping those already
-	// alive in its view, so that a partition heals and a node whose seeds were down at Start
-	// finds them later. Shorter merges sooner at the cost of a TCP push/pull per seed. It
-	// also caps the backoff of the first join (see Seeds). Negative disables rejoining once
-	// a seed has answered (the first join is still retried, its backoff capped at 30 s).
+	// RejoinInterval is how often the node joins one of its Seeds picked at random, alive or
+	// not: a full state exchange (one TCP push/pull) that merges two partitions whatever the
+	// faster retries of missing seeds missed. Above 32 members it is spaced like memberlist's
+	// own push/pull (one more interval per doubling). Shorter heals such partitions sooner.
+	// Negative disables every join once the node is ready: no rejoin, no retry of missing
+	// seeds, no join of a member that restarted alone (the first join is still retried).
 	RejoinInterval time.Duration
 
 	// RebuildQuiet is how long membership must stay still before the ring is rebuilt: a burst
@@ -138,17 +141,31 @@ type Config struct {
 	GossipToTheDeadTime time.Duration
 
 	// DeadNodeReclaimTime is how long after a member dies its name may come back from another
-	// address (a restarted pod with a new IP). Zero: never, as in memberlist.
+	// address (a restarted pod with a new IP). Zero: never, as in memberlist, and a node
+	// restarted at a new address under its old name then stays not ready until restarted at
+	// the old one. DefaultConfig: 30s, longer than the lan preset takes to declare a member
+	// dead and spread it, so a live member's name is never taken over.
 	DeadNodeReclaimTime time.Duration
 
 	// Logger receives membership events and transport failures; memberlist's own log lines
 	// are passed to it at their level ([DEBUG] at Debug, and so on). Zero: slog.Default().
 	Logger *slog.Logger
+
+	// SeedRetryInterval caps the wait between two tries of a seed that is not an alive
+	// member: at Start until a seed answers, and afterwards whenever a seed left, died, is
+	// cut off, or restarted alone. Tries start 100 ms after the seed goes missing and the
+	// wait doubles up to this, jittered by ±50 %; above 8 alive members the cap grows in
+	// proportion (× members/8), so that a whole cluster tries a missing seed about 8 times
+	// per interval whatever its size. It bounds how long a seed that comes back alone waits
+	// to be merged; shorter merges sooner and sends more connection attempts to a seed that
+	// is down for good. Values under 100 ms count as 100 ms. Zero: DefaultConfig's.
+	SeedRetryInterval time.Duration
 }
 
 // DefaultConfig returns production values for a LAN: memberlist's DefaultLANConfig timings
-// (1 s probes, 200 ms gossip, 30 s push/pull), a ring rebuilt after 500 ms of quiet, a rejoin
-// every 30 s, and peer calls bounded by 30 s (group.DefaultConfig's LoadTimeout).
+// (1 s probes, 200 ms gossip, 30 s push/pull), a ring rebuilt after 500 ms of quiet, missing
+// seeds retried every second at most, a rejoin every 30 s, and peer calls bounded by 30 s
+// (group.DefaultConfig's LoadTimeout).
 func DefaultConfig() Config {
 	return Config{
 		GossipAddr:              ":7946",
@@ -165,7 +182,8 @@ func DefaultConfig() Config {
 		SuspicionMaxTimeoutMult: 6,
 		TCPTimeout:              10 * time.Second,
 		GossipToTheDeadTime:     30 * time.Second,
-		DeadNodeReclaimTime:     0,
+		DeadNodeReclaimTime:     30 * time.Second,
+		SeedRetryInterval:       time.Second,
 	}
 }
 
@@ -192,6 +210,7 @@ func LocalConfig() Config {
 	c.TCPTimeout = time.Second
 	c.GossipToTheDeadTime = 2 * time.Second
 	c.DeadNodeReclaimTime = time.Second
+	c.SeedRetryInterval = 200 * time.Millisecond
 	return c
 }
 
@@ -212,6 +231,7 @@ func (c Config) withDefaults() Config {
 		{&c.PushPullInterval, &d.PushPullInterval},
 		{&c.TCPTimeout, &d.TCPTimeout},
 		{&c.GossipToTheDeadTime, &d.GossipToTheDeadTime},
+		{&c.SeedRetryInterval, &d.SeedRetryInterval},
 	} {
 		if *f.v == 0 {
 			*f.v = *f.def

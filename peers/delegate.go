@@ -10,10 +10,11 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// The three ways memberlist talks to a Cluster: it asks for this node's metadata (delegate),
-// reports other nodes (eventDelegate), and logs (memberlistLog). All three are called from
-// memberlist's goroutines, the first two with its node lock held, so none may block or call
-// back into memberlist.
+// The three ways memberlist talks to a Cluster about membership: it asks for this node's
+// metadata (delegate), reports other nodes (eventDelegate), and logs (memberlistLog). All
+// three are called from memberlist's goroutines, the first two with its node lock held, so
+// none may block or call back into memberlist. (identity.go holds the delegates that check
+// which process holds a name.)
 
 // nodeMeta is the metadata every node gossips about itself.
 type nodeMeta struct {
@@ -22,11 +23,14 @@ type nodeMeta struct {
 	// NotifyLeave does not say whether a node left or died (the Node.State it passes is never
 	// updated), and the members drop a leaving node from their rings a little sooner.
 	Leaving bool `json:"leaving,omitempty"`
+	// Boot identifies the process (identity.go): a node that restarts gossips a new one.
+	Boot string `json:"boot,omitempty"`
 }
 
 // setMeta changes what delegate.NodeMeta answers from now on; memberlist gossips it on its
-// next UpdateNode.
+// next UpdateNode. It fills in this process's boot identifier.
 func (c *Cluster) setMeta(m nodeMeta) {
+	m.Boot = c.ident.boot
 	b, _ := json.Marshal(m)
 	c.meta.Store(&b)
 }

@@ -3,9 +3,10 @@
 //
 // Membership is github.com/hashicorp/memberlist (SWIM gossip): a Cluster joins seeds (host:port
 // or DNS names that may resolve to several addresses), advertises its HTTP address in its node
-// metadata, retries the first join quickly until a seed answers (nodes started together find
-// each other at once), then rejoins its seeds periodically so that a healed partition merges,
-// and leaves gracefully (returning as soon as the departure is gossiped) or stops abruptly.
+// metadata, keeps trying any seed that is not an alive member with a short backoff (100 ms
+// doubling to SeedRetryInterval), joins one seed every RejoinInterval whatever its state so
+// that any partition heals, and leaves gracefully (returning as soon as the departure is
+// gossiped) or stops abruptly.
 // memberlist's event callbacks only queue a copy of the event; a goroutine waits for
 // membership to be quiet for Config.RebuildQuiet, applies the queued events in order to the
 // current view in one pure step (the member table, then a Ring of the alive members and a peer
@@ -93,6 +94,52 @@
 // gets 404 without an error code from /_peer/v1/* on a v2 node, and a v2 node a refused
 // upgrade from a v1 node; both count the owner unreachable and load the key themselves, so
 // the cluster serves throughout, each mixed pair loading twice.
+//
+// Readiness and identity. Ready says whether the node should get traffic and why: not before
+// it has joined a seed (or has none but itself and its members), not while another live node
+// holds its name, not once it is leaving. (A DNS seed that resolves to no address counts as
+// unreachable: a Kubernetes headless Service must publish not-ready addresses, or the first
+// pod never becomes ready.) Every process gossips a random boot identifier in its metadata
+// and sends it in every ack; this is how the package tells a member from a new
+// process in its place, which memberlist cannot (it knows a name and an address):
+//   - a seed that restarted alone (no seeds, or only itself) after the others saw it leave or
+//     die is a missing seed, which they retry within SeedRetryInterval; one that restarted
+//     before they noticed answers their probes with a new boot, and the prober joins it at
+//     once. Either way the new process learns the member table and refutes what it says
+//     about it, and the refutation spreads by gossip: about 1 s on the LAN preset after a
+//     Leave, 1 to 2 s after a crash (probes reach a member every ProbeInterval or two);
+//   - a node whose name a live member holds at another address is refused by the member
+//     it joins and refuses the merge itself (memberlist's MergeDelegate), so it never enters
+//     anyone's table; it stays unready with the holder's address as the reason, logs that
+//     once, retries slowly, and becomes ready if the holder dies and the cluster lets the
+//     name go after DeadNodeReclaimTime. The holder keeps serving. With DeadNodeReclaimTime
+//     0 (DefaultConfig's) memberlist never lets a dead member's name move, so a node that
+//     comes back under it at a new address is refused for good, and says so.
+//
+// Growing to hundreds of nodes. Gossip spreads a change in O(log N) rounds: every
+// GossipInterval a node forwards news to 3 random members, retransmitting it 4·⌈log10(N+1)⌉
+// times, so a join or a departure reaches 300 members in only a round or two more than it
+// takes to reach 30, then waits RebuildQuiet (16 nodes on loopback, local preset: a join is
+// in every ring in 0.3 to 1 s, a crash in about 3 s, 4.5 s under -race). Failure detection
+// probes one member per ProbeInterval per node and declares a node dead after SuspicionMult
+// × max(1, log10 N) × ProbeInterval at least (about 10 s for 300 nodes on the LAN preset),
+// so lower SuspicionMult slightly as N grows if that matters. What grows with N and what to
+// change:
+//   - the full state exchange (push/pull and every join) carries one entry per member (name,
+//     address, about 60 bytes of metadata): memberlist spaces its push/pulls by one more
+//     PushPullInterval per doubling above 32 members, and so do the periodic rejoins; keep
+//     RejoinInterval at 30 s or more;
+//   - every membership change rebuilds the ring on every node, O(2^18 × N) hashes (about
+//     13 ms at 16 members, 115 ms at 100, 230 ms at 300): raise RebuildQuiet (1–2 s) so that
+//     a rolling deploy costs a few rebuilds, not one per node;
+//   - seeds: name 3 to 5 (or one DNS name); retries of a missing seed are capped at about 8
+//     per SeedRetryInterval for the whole cluster, so a seed that is gone for good costs
+//     little, but drop it from the list;
+//   - connections: every node holds at most MaxConnsPerPeer (2) peer wire connections to
+//     every other it fetches from, dialled on demand and closed after 90 s idle: 300 nodes
+//     hold at most 598 each way, whatever the load; each node's wire server accepts at most
+//     1024 peer connections in all, so keep MaxConnsPerPeer at 2 or lower it to 1 above
+//     500 nodes.
 //
 // The package never parses configuration files and never registers on a global mux: a node
 // is the values main.go builds, so many nodes live in one test process.

@@ -87,3 +87,23 @@ func Example() {
 	// hello, world
 	// owner: true origin calls: 1
 }
+
+// Ready is what a /readyz handler answers: whether the node should get traffic, and why.
+func ExampleCluster_Ready() {
+	cfg := peers.LocalConfig()
+	cfg.NodeName = "node-a"
+	cfg.HTTPAddr = "127.0.0.1:8080"
+	cfg.Seeds = []string{"127.0.0.1:7946"}
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cluster, err := peers.New(cfg)
+	if err != nil {
+		panic(err)
+	}
+	ready, reason := cluster.Ready()
+	fmt.Println(ready, reason)
+	// After Start: false, "joining: no seed has answered yet (seeds: 127.0.0.1:7946); retrying"
+	// until the seed answers, then true, "joined seed 127.0.0.1:7946 (members alive: 2)".
+
+	// Output:
+	// false membership not started
+}

@@ -203,3 +203,49 @@ func TestClusterShutdownDuringLeave(t *testing.T) {
 		t.Fatal("Leave did not return after Shutdown")
 	}
 }
+
+func TestClusterShutdownDoesNotWaitForAHangingSeed(t *testing.T) {
+	// A seed that accepts connections and never answers holds memberlist's Join for
+	// TCPTimeout (10 s on the LAN preset). The seed loop retries missing seeds all the time,
+	// so without care Shutdown would nearly always wait for such a join, and a graceful stop
+	// would overrun its budget. The seed is down while the node starts (so that Start's own
+	// join fails at once), then comes back as a tarpit.
+	seedAddr := reserveAddr(t)
+	n := startNode(t, "node-1", newLoadLog(), nodeOptions{
+		seeds: []string{seedAddr},
+		tune:  func(c *Config) { c.TCPTimeout = DefaultConfig().TCPTimeout },
+	})
+	tarpit, err := net.Listen("tcp", seedAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tarpit.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			conn, err := tarpit.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- conn
+		}
+	}()
+	var conn net.Conn
+	select {
+	case conn = <-accepted: // the seed loop is inside a join, waiting for an answer
+		defer conn.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the seed loop did not retry the seed within 10 s")
+	}
+
+	start := time.Now()
+	if err := n.c.Shutdown(); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	took := time.Since(start)
+	t.Logf("SHUTDOWN with a join hanging on a seed took %v", took.Round(time.Millisecond))
+	if limit := time.Second; took > limit {
+		t.Errorf("Shutdown took %v with a join hanging on a seed, want within %v (TCPTimeout is %v)",
+			took.Round(time.Millisecond), limit, DefaultConfig().TCPTimeout)
+	}
+}

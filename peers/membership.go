@@ -16,11 +16,11 @@ import (
 // departure and waits (a bounded time) for it to be gossiped, Shutdown stops everything.
 
 // Start binds memberlist at GossipAddr, joins the seeds and starts the goroutines that rebuild
-// the ring and rejoin the seeds. Seeds that cannot be reached do not fail Start: until one
-// answers (the nodes of a cluster starting together, a seed starting a moment later) the join
-// is retried after 100 ms, then after twice as long each time, up to RejoinInterval; after
-// that, the seeds are joined again every RejoinInterval. ctx bounds the seed lookups of the
-// first join; the goroutines run until Leave or Shutdown.
+// the ring and keep the node in a cluster with its seeds (seeds.go). Seeds that cannot be
+// reached do not fail Start: the node is not Ready until one answers (the nodes of a cluster
+// starting together, a seed starting a moment later), and the join is retried after 100 ms,
+// then after twice as long each time, up to SeedRetryInterval. ctx bounds the seed lookups of
+// the first join; the goroutines run until Leave or Shutdown.
 func (c *Cluster) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -36,11 +36,14 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	ml, err := memberlist.Create(mlc)
 	if err != nil {
+		_ = mlc.Transport.Shutdown() // memberlist leaves a transport it was given open
 		return fmt.Errorf("peers: starting memberlist on %s: %w", c.cfg.GossipAddr, err)
 	}
 	c.ml, c.started = ml, true
 	self := ml.LocalNode()
 	c.gossipAddr = net.JoinHostPort(self.Addr.String(), strconv.Itoa(int(self.Port)))
+	addr := c.gossipAddr
+	c.ident.addr.Store(&addr)
 
 	if host, port, _ := splitHostPort(c.cfg.HTTPAddr); host == "" || net.ParseIP(host).IsUnspecified() {
 		// Advertise an address peers can dial: the one memberlist advertises.
@@ -51,12 +54,12 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	c.log.Info("cluster started", "gossip", c.gossipAddr, "http", c.currentMeta().HTTPAddr)
 
-	joined := c.join(ctx, ml, true)
+	c.ready.advance(phaseJoining)
+	answered := make(map[string]time.Time) // seeds that let this node join: seeds.go
+	c.firstJoin(ctx, ml, answered)
 	c.rebuild()
 	c.wg.Go(c.rebuildLoop)
-	if !joined || c.cfg.RejoinInterval > 0 && len(c.cfg.Seeds) > 0 {
-		c.wg.Go(func() { c.rejoinLoop(ml, joined) })
-	}
+	c.wg.Go(func() { c.seedLoop(ml, answered) })
 	return nil
 }
 
@@ -84,12 +87,86 @@ func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
 	mlc.DeadNodeReclaimTime = c.cfg.DeadNodeReclaimTime
 	mlc.Delegate = delegate{c}
 	mlc.Events = eventDelegate{c}
+	mlc.Ping = pingDelegate{c}
+	mlc.Merge = mergeDelegate{c}
+	mlc.Conflict = conflictDelegate{c}
 	mlc.LogOutput = nil
 	mlc.Logger = log.New(memberlistLog{
 		log:      c.log.With("component", "memberlist"),
 		stopping: func() bool { return c.life.Err() != nil },
 	}, "", 0)
+	if c.memberlistHook != nil {
+		c.memberlistHook(mlc)
+	}
+	if mlc.Transport == nil {
+		t, err := newGossipTransport(c.life, mlc)
+		if err != nil {
+			return nil, fmt.Errorf("peers: binding %s: %w", c.cfg.GossipAddr, err)
+		}
+		mlc.Transport = t
+	}
 	return mlc, nil
+}
+
+// gossipTransport is memberlist's own UDP and TCP transport, except that the connections it
+// dials end with the node's life. memberlist's Join dials each seed and waits for its answer
+// up to TCPTimeout each: a seed whose host is down (no refusal, no answer) or that accepts
+// and hangs would hold the seed loop, and so Shutdown, for that long. Shutdown cancels the
+// dial and closes the connection instead.
+type gossipTransport struct {
+	*memberlist.NetTransport
+	life context.Context
+}
+
+// newGossipTransport binds mlc's address as memberlist would: with port 0, the kernel picks
+// the TCP port and UDP must get the same one, so a busy UDP port is retried a few times.
+func newGossipTransport(life context.Context, mlc *memberlist.Config) (*gossipTransport, error) {
+	tries := 1
+	if mlc.BindPort == 0 {
+		tries = 10
+	}
+	var err error
+	for range tries {
+		var nt *memberlist.NetTransport
+		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{mlc.BindAddr},
+			BindPort:  mlc.BindPort,
+			Logger:    mlc.Logger,
+		})
+		if err == nil {
+			if mlc.BindPort == 0 {
+				mlc.BindPort = nt.GetAutoBindPort()
+				mlc.AdvertisePort = mlc.BindPort
+			}
+			return &gossipTransport{NetTransport: nt, life: life}, nil
+		}
+	}
+	return nil, err
+}
+
+func (t *gossipTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+func (t *gossipTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(t.life, "tcp", a.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return &lifeConn{Conn: conn, stop: context.AfterFunc(t.life, func() { _ = conn.Close() })}, nil
+}
+
+// lifeConn is a connection that Shutdown closes, through stop's AfterFunc, if memberlist has
+// not closed it before.
+type lifeConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *lifeConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
 }
 
 // leavePoll is how often Leave looks whether any other member is still alive to hear it.
@@ -142,6 +219,7 @@ func (c *Cluster) announceLeave(ctx context.Context, ml *memberlist.Memberlist) 
 		return true
 	}
 
+	c.ready.advance(phaseLeaving)
 	// The metadata may take half of the time; the leave message gets the rest.
 	m := c.currentMeta()
 	m.Leaving = true
@@ -220,6 +298,7 @@ func (c *Cluster) Shutdown() error {
 		return nil
 	}
 	c.stopped = true
+	c.ready.advance(phaseStopped)
 	c.stop()
 	c.wg.Wait()
 	var err error

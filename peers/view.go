@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ type view struct {
 	peers    []*wirePeer          // by ring index; nil for this node
 	members  []Member             // every known member, sorted by name, Share filled
 	departed map[string]time.Time // when each listed member that is not Alive left or died
+	boots    map[string]string    // the boot identifier each listed member gossips, if any
 }
 
 // startView is the view New begins from: this node is the only member, and there is no ring
@@ -69,9 +71,13 @@ func (v *view) next(events []nodeEvent, now time.Time, newPeer func(name, addr s
 	for _, m := range v.members {
 		known[m.Name] = m
 	}
-	departed := make(map[string]time.Time, len(v.departed))
-	for name, at := range v.departed {
-		departed[name] = at
+	departed := maps.Clone(v.departed)
+	if departed == nil {
+		departed = make(map[string]time.Time)
+	}
+	boots := maps.Clone(v.boots)
+	if boots == nil {
+		boots = make(map[string]string)
 	}
 	for _, ev := range events {
 		m, ok := known[ev.name]
@@ -80,6 +86,9 @@ func (v *view) next(events []nodeEvent, now time.Time, newPeer func(name, addr s
 		}
 		m.GossipAddr = ev.addr
 		meta, err := decodeMeta(ev.meta)
+		if err == nil && !ev.left {
+			boots[m.Name] = meta.Boot
+		}
 		switch {
 		case m.Self:
 			if err == nil {
@@ -107,6 +116,7 @@ func (v *view) next(events []nodeEvent, now time.Time, newPeer func(name, addr s
 		if now.Sub(at) > departedRetention {
 			delete(departed, name)
 			delete(known, name)
+			delete(boots, name)
 		}
 	}
 
@@ -121,7 +131,7 @@ func (v *view) next(events []nodeEvent, now time.Time, newPeer func(name, addr s
 	if !slices.Equal(alive, ring.Names()) {
 		ring, changed = NewRing(alive), true
 	}
-	next = &view{ring: ring, peers: make([]*wirePeer, ring.Len()), departed: departed}
+	next = &view{ring: ring, peers: make([]*wirePeer, ring.Len()), departed: departed, boots: boots}
 	for i, name := range ring.Names() {
 		m := known[name]
 		if m.Self {
@@ -250,6 +260,10 @@ func (c *Cluster) rebuild() {
 	c.retire(prev, next)
 	if !changed {
 		return
+	}
+	select {
+	case c.ident.viewChanged <- struct{}{}: // a seed may have gone missing, or come back
+	default:
 	}
 	c.rebuilds.Add(1)
 	c.lastRebuild.Store(now.UnixNano())

@@ -308,3 +308,36 @@ func TestMemberStateJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestViewTracksBoots(t *testing.T) {
+	// The boot identifier each member gossips is what its acks are compared with: it follows
+	// the member's latest metadata, survives its departure (a restarted seed still answers
+	// probes as the old one would) and goes when the member is forgotten.
+	booted := func(name, gossip, http, boot string) nodeEvent {
+		return nodeEvent{name: name, addr: gossip, meta: metaJSON(nodeMeta{HTTPAddr: http, Boot: boot})}
+	}
+	r := newViewRun(t)
+	steps := []struct {
+		name   string
+		after  time.Duration
+		events []nodeEvent
+		want   map[string]string
+	}{
+		{"joins", 0, []nodeEvent{booted("b", "127.0.0.1:7001", "127.0.0.1:8001", "b1"), booted("c", "127.0.0.1:7002", "127.0.0.1:8002", "c1")},
+			map[string]string{"b": "b1", "c": "c1"}},
+		{"a restart gossips a new boot", time.Second, []nodeEvent{booted("b", "127.0.0.1:7001", "127.0.0.1:8003", "b2")},
+			map[string]string{"b": "b2", "c": "c1"}},
+		{"bad metadata keeps the last boot", time.Second, []nodeEvent{withMeta("c", "127.0.0.1:7002", "{")},
+			map[string]string{"b": "b2", "c": "c1"}},
+		{"a departure keeps it", time.Second, []nodeEvent{gone("b", "127.0.0.1:7001", "127.0.0.1:8003")},
+			map[string]string{"b": "b2", "c": "c1"}},
+		{"forgotten after the retention", departedRetention + time.Second, nil,
+			map[string]string{}},
+	}
+	for _, s := range steps {
+		r.apply(t, s.after, s.events)
+		if !maps.Equal(r.v.boots, s.want) {
+			t.Errorf("%s: boots = %v, want %v", s.name, r.v.boots, s.want)
+		}
+	}
+}
