@@ -22,6 +22,12 @@ import (
 // membership and the groups it serves. Build it with NewNode, Start it, and Stop it once; a
 // stopped node cannot start again. Several nodes may live in one process. Its methods are safe
 // for concurrent use.
+//
+// A group whose loader (Group.Loader) implements group.Watcher, such as the sql loader with
+// listen_channel, is watched from Start to Stop: the node runs Watch with a group.ChangeSink
+// that drops each changed key here (and, when this node owns it, forwards the removal to the
+// peers), purges the group here and on the peers when the feed comes back after a gap, and
+// exports groupcached_invalidation_* series at /metrics (watch.go).
 type Node struct {
 	cfg NodeConfig
 	log *slog.Logger
@@ -32,6 +38,7 @@ type Node struct {
 	cluster  *peers.Cluster // nil when the node serves alone
 	groups   []*group.Group // in name order
 	closers  []io.Closer    // closed last at Stop: the loaders' pools and files
+	watches  *watches       // the groups' change feeds, run from Start to Stop
 
 	// failed receives the error of an HTTP server that stopped serving before Stop.
 	failed chan error
@@ -98,6 +105,14 @@ func (n *Node) build(groups []*group.Group) (err error) {
 			n.cluster.Register(g)
 		}
 	}
+	var rl relay // a nil *peers.Cluster must stay a nil interface
+	if n.cluster != nil {
+		rl = n.cluster
+	}
+	n.watches = newWatches(n.groups, rl, n.api.maxKeyBytes, n.log)
+	if err := n.api.Registry().Register(newWatchCollector(n.watches.sinks)); err != nil {
+		return fmt.Errorf("httpapi: registering metrics: %w", err)
+	}
 	n.server = n.api.NewServer()
 	return nil
 }
@@ -113,6 +128,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return errors.New("httpapi: Node.Start called twice or after Stop")
 	}
 	n.state = nodeStarted
+	n.watches.start() // before serving: a feed that is live before the first Get needs no purge
 	go func() {
 		if err := n.server.Serve(n.listener); !errors.Is(err, http.ErrServerClosed) {
 			n.failed <- err
@@ -144,7 +160,7 @@ func (n *Node) Start(ctx context.Context) error {
 // Stop takes the node out of service gracefully: /readyz turns 503, the node waits
 // ShutdownDelay for load balancers to notice, leaves the cluster (peers stop sending it keys;
 // bounded by LeaveTimeout), stops accepting connections and drains the requests in flight,
-// then stops gossip and closes the listener and the closers. ctx and StopTimeout bound the
+// then stops the groups' change feeds and gossip and closes the listener and the closers. ctx and StopTimeout bound the
 // whole stop; an error means requests in flight were cut off. Stop on a node never started
 // releases it; a second Stop does nothing.
 func (n *Node) Stop(ctx context.Context) error {
@@ -195,8 +211,9 @@ func (n *Node) Stop(ctx context.Context) error {
 	return err
 }
 
-// release stops gossip and closes the listener and the closers.
+// release stops gossip, the change feeds, and closes the listener and the closers.
 func (n *Node) release() {
+	n.watches.stop()
 	if n.cluster != nil {
 		if err := n.cluster.Shutdown(); err != nil {
 			n.log.Warn("stopping gossip", "node", n.cfg.Name, "err", err)
