@@ -234,4 +234,3 @@ func TestListenBackoff(t *testing.T) {
 		t.Errorf("backoff does not run from %v to %v", listenBackoffMin, listenBackoffMax)
 	}
 }
-
