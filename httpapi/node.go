@@ -128,7 +128,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return errors.New("httpapi: Node.Start called twice or after Stop")
 	}
 	n.state = nodeStarted
-	n.watches.start() // before serving: a feed that is live before the first Get needs no purge
+	n.watches.start(ctx) // waits (5 s at most) for the change feeds, so that none starts behind a request
 	go func() {
 		if err := n.server.Serve(n.listener); !errors.Is(err, http.ErrServerClosed) {
 			n.failed <- err

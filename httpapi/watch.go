@@ -21,6 +21,8 @@ const (
 	forwardParallel = 8
 	// badKeyLogEvery spaces the log lines about bad payloads.
 	badKeyLogEvery = 5 * time.Second
+	// watchStartWait bounds how long Start waits for the feeds' first word.
+	watchStartWait = 5 * time.Second
 )
 
 // relay is what a sink needs of the cluster: who owns a key, and the peer wire.
@@ -65,23 +67,38 @@ func newWatches(groups []*group.Group, rl relay, maxKeyBytes int, logger *slog.L
 		}
 		w.sinks = append(w.sinks, &watchSink{
 			g: g, watcher: watcher, relay: rl, maxKeyBytes: maxKeyBytes,
-			log:     logger.With("group", g.Name()),
-			pending: map[string]struct{}{},
-			wake:    make(chan struct{}, 1),
+			log:      logger.With("group", g.Name()),
+			pending:  map[string]struct{}{},
+			reported: make(chan struct{}),
+			wake:     make(chan struct{}, 1),
 		})
 	}
 	return w
 }
 
-// start runs every watcher and its forwarder until stop.
-func (w *watches) start() {
-	ctx, cancel := context.WithCancel(context.Background())
+// start runs every watcher and its forwarder until stop, and returns once each watcher has
+// reported its first Resync or Lost (or returned), or after watchStartWait, or when ctx ends,
+// whichever comes first. The node serves nothing meanwhile, so a feed that is live by then
+// needs no purge; one that is not is purged when it is.
+func (w *watches) start(ctx context.Context) {
+	runCtx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	for _, s := range w.sinks {
-		s.ctx = ctx
-		w.wg.Go(func() { s.watch(ctx) })
+		s.ctx = runCtx
+		w.wg.Go(func() { s.watch(runCtx) })
 		if s.relay != nil {
-			w.wg.Go(func() { s.forwardLoop(ctx) })
+			w.wg.Go(func() { s.forwardLoop(runCtx) })
+		}
+	}
+	t := time.NewTimer(watchStartWait)
+	defer t.Stop()
+	for _, s := range w.sinks {
+		select {
+		case <-s.reported:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -109,6 +126,8 @@ type watchSink struct {
 	// active is set once the watcher reports anything, so that a loader with nothing to
 	// watch (an sql loader without listen_channel) shows no series; up says the feed is live.
 	active, up               atomic.Bool
+	reported                 chan struct{} // closed at the watcher's first word, or when Watch returns
+	reportOnce               sync.Once
 	changes, badKeys, gaps   atomic.Int64
 	badKeyLog, forwardErrLog logEvery
 
@@ -124,6 +143,7 @@ var _ group.ChangeSink = (*watchSink)(nil)
 // watch runs the watcher until ctx ends.
 func (s *watchSink) watch(ctx context.Context) {
 	err := s.watcher.Watch(ctx, s)
+	s.report()
 	s.up.Store(false)
 	if err != nil && ctx.Err() == nil {
 		s.log.Error("the origin's change feed stopped for good: changes are no longer heard, values are served until their TTL", "err", err)
@@ -153,6 +173,7 @@ func (s *watchSink) Changed(key string) error {
 
 // Resync implements group.ChangeSink.
 func (s *watchSink) Resync(cause error) {
+	defer s.report()
 	s.active.Store(true)
 	if cause == nil {
 		if st := s.g.Stats(); st.Gets+st.ServerRequests == 0 {
@@ -184,6 +205,7 @@ func (s *watchSink) Resync(cause error) {
 
 // Lost implements group.ChangeSink.
 func (s *watchSink) Lost(err error) {
+	defer s.report()
 	s.active.Store(true)
 	if s.up.Swap(false) {
 		s.log.Warn("lost the origin's change feed: changes are not heard, and cached values may go stale, until it is back (the group is purged then)", "err", err)
@@ -191,6 +213,9 @@ func (s *watchSink) Lost(err error) {
 	}
 	s.log.Warn("the origin's change feed is still down", "err", err)
 }
+
+// report marks the watcher's first word.
+func (s *watchSink) report() { s.reportOnce.Do(func() { close(s.reported) }) }
 
 // forward queues key for the peers, or turns the queue into one purge when it is full.
 func (s *watchSink) forward(key string) {

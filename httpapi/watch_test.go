@@ -15,19 +15,27 @@ import (
 	"github.com/groupcached/groupcached/group"
 )
 
-// feed is a fake group.Watcher: it hands its sink to the test and holds it until its context
-// ends, as a real feed holds its connection.
+// feed is a fake group.Watcher: it says its first word (live: Resync(nil); down: Lost), hands
+// its sink to the test and holds it until its context ends, as a real feed holds its
+// connection.
 type feed struct {
+	first   func(group.ChangeSink) // nil: say nothing
 	sinks   chan group.ChangeSink
 	stopped chan struct{} // closed when Watch has returned
 }
 
-func newFeed() *feed {
-	return &feed{sinks: make(chan group.ChangeSink, 1), stopped: make(chan struct{})}
+func newFeed(first func(group.ChangeSink)) *feed {
+	return &feed{first: first, sinks: make(chan group.ChangeSink, 1), stopped: make(chan struct{})}
 }
+
+func live(s group.ChangeSink) { s.Resync(nil) }
+func down(s group.ChangeSink) { s.Lost(errors.New("the database is starting")) }
 
 func (f *feed) watch(ctx context.Context, sink group.ChangeSink) error {
 	defer close(f.stopped)
+	if f.first != nil {
+		f.first(sink)
+	}
 	f.sinks <- sink
 	<-ctx.Done()
 	return nil
@@ -76,7 +84,7 @@ func wantMetric(t *testing.T, n *Node, series, want string) {
 // keys, bad payloads are refused and counted, a loss and a resync are logged, counted and
 // shown at /metrics, and a resync purges the group.
 func TestNodeRunsWatcher(t *testing.T) {
-	o, f := &origin{}, newFeed()
+	o, f := &origin{}, newFeed(live)
 	logs := &syncBuffer{}
 	cfg := aloneConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
@@ -96,7 +104,6 @@ func TestNodeRunsWatcher(t *testing.T) {
 	sink := f.sink(t)
 
 	// The first resync of a group that served nothing purges nothing and is no gap.
-	sink.Resync(nil)
 	wantMetric(t, n, `groupcached_invalidation_feed_up{group="g"}`, "1")
 	wantMetric(t, n, `groupcached_invalidation_gaps_total{group="g"}`, "0")
 
@@ -158,7 +165,7 @@ func TestNodeRunsWatcher(t *testing.T) {
 // TestNodeFirstResyncAfterServing: a group that served before its feed was first live is
 // purged when it is, and that counts as a gap.
 func TestNodeFirstResyncAfterServing(t *testing.T) {
-	o, f := &origin{}, newFeed()
+	o, f := &origin{}, newFeed(down)
 	g := newTestGroup(t, "g", watchedOrigin{o, f.watch}, testGroupConfig())
 	n, err := NewNode(aloneConfig(), []*group.Group{g})
 	if err != nil {
@@ -176,6 +183,27 @@ func TestNodeFirstResyncAfterServing(t *testing.T) {
 	wantMetric(t, n, `groupcached_invalidation_gaps_total{group="g"}`, "1")
 	if _, err := g.Get(context.Background(), "a"); err != nil || o.count("a") != 2 {
 		t.Fatalf("after the first resync Get(a) = %v and the origin loaded it %d times; want it reloaded", err, o.count("a"))
+	}
+}
+
+// TestNodeStartWaitsForFeed: Start waits for a feed's first word, and no longer than its
+// context.
+func TestNodeStartWaitsForFeed(t *testing.T) {
+	f := newFeed(nil) // never says a word
+	g := newTestGroup(t, "g", watchedOrigin{&origin{}, f.watch}, testGroupConfig())
+	n, err := NewNode(aloneConfig(), []*group.Group{g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Stop(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 150*time.Millisecond || took > watchStartWait/2 {
+		t.Fatalf("Start took %v with a silent feed and a 200ms context; want it to wait for the context", took)
 	}
 }
 
@@ -207,7 +235,7 @@ func TestWatchForwardsOwnedKeys(t *testing.T) {
 	var ms []*member
 	for i := range 2 {
 		m := &member{o: &origin{}, logger: &syncBuffer{}}
-		f := newFeed()
+		f := newFeed(live)
 		cfg := LocalNodeConfig()
 		cfg.Name = fmt.Sprintf("w%d", i)
 		cfg.Logger = slog.New(slog.NewTextHandler(m.logger, nil))
@@ -226,7 +254,6 @@ func TestWatchForwardsOwnedKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.n, m.sink = n, f.sink(t)
-		m.sink.Resync(nil)
 		ms = append(ms, m)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -299,11 +326,11 @@ func (r *fakeRelay) InvalidateKey(ctx context.Context, g, key string) (int, erro
 // TestWatchForwardOverflow: while forwards are stuck, a burst beyond maxPendingForwards is
 // forwarded as one purge of the group; a resync purges the peers before it returns.
 func TestWatchForwardOverflow(t *testing.T) {
-	f := newFeed()
+	f := newFeed(live)
 	g := newTestGroup(t, "g", watchedOrigin{&origin{}, f.watch}, testGroupConfig())
 	rl := &fakeRelay{release: make(chan struct{}), started: make(chan string, forwardParallel)}
 	w := newWatches([]*group.Group{g}, rl, DefaultMaxKeyBytes, discardLogger())
-	w.start()
+	w.start(context.Background())
 	var once sync.Once
 	releaseAll := func() { once.Do(func() { close(rl.release) }) }
 	t.Cleanup(func() { releaseAll(); w.stop() })
