@@ -4,8 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,4 +238,189 @@ func TestListenBackoff(t *testing.T) {
 	if backoff(0) > listenBackoffMin || backoff(100) < listenBackoffMax/2 {
 		t.Errorf("backoff does not run from %v to %v", listenBackoffMin, listenBackoffMax)
 	}
+}
+
+// countingSink counts changes and signals when it has heard want of them.
+type countingSink struct {
+	want     int
+	heard    atomic.Int64
+	resynced chan struct{}
+	done     chan struct{}
+}
+
+func (s *countingSink) Changed(string) error {
+	if s.heard.Add(1) == int64(s.want) {
+		close(s.done)
+	}
+	return nil
+}
+func (s *countingSink) Resync(error) {
+	select {
+	case <-s.resynced:
+	default:
+		close(s.resynced)
+	}
+}
+func (s *countingSink) Lost(error) {}
+
+// BenchmarkSQLWatchBurst measures how fast one listener drains a burst: one transaction
+// notifies 100,000 distinct keys, and the clock runs from its commit until the sink has heard
+// the last one. The sink does nothing, so this is the feed's own cost (PostgreSQL's delivery
+// and pgx's decoding), the floor under what a node adds.
+//
+//	GROUPCACHED_TEST_POSTGRES_DSN=... go test ./loader -run '^$' -bench SQLWatchBurst -benchtime 3x
+func BenchmarkSQLWatchBurst(b *testing.B) {
+	const burst = 100_000
+	b.ReportAllocs()
+	dsn := os.Getenv(postgresEnv)
+	if dsn == "" {
+		b.Skipf("set %s to run this benchmark against PostgreSQL", postgresEnv)
+	}
+	channel := uniqueChannel()
+	s, err := NewSQL(SQLConfig{Driver: "postgres", DSN: dsn, Query: "SELECT $1::text", ListenChannel: channel})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	admin := s.db
+	for b.Loop() {
+		sink := &countingSink{want: burst, resynced: make(chan struct{}), done: make(chan struct{})}
+		ctx, cancel := context.WithCancel(context.Background())
+		stopped := make(chan struct{})
+		go func() { defer close(stopped); _ = s.Watch(ctx, sink) }()
+		<-sink.resynced
+		b.StopTimer()
+		if _, err := admin.ExecContext(ctx, "SELECT count(pg_notify($1, 'key-' || n)) FROM generate_series(1, $2::int) AS n", channel, burst); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		select {
+		case <-sink.done:
+		case <-time.After(time.Minute):
+			b.Fatalf("heard %d of %d notifications in a minute", sink.heard.Load(), burst)
+		}
+		cancel()
+		<-stopped
+	}
+	b.ReportMetric(float64(burst*b.N)/b.Elapsed().Seconds(), "notifications/s")
+}
+
+// freezer is a TCP proxy to PostgreSQL that can stop passing bytes without closing anything,
+// as a network that drops packets does: the connection through it goes silent, not down.
+type freezer struct {
+	ln     net.Listener
+	target string
+	gate   sync.RWMutex // write-locked while frozen
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newFreezer(t *testing.T, target string) *freezer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{ln: ln, target: target}
+	go f.serve()
+	t.Cleanup(func() {
+		ln.Close()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, c := range f.conns {
+			c.Close()
+		}
+	})
+	return f
+}
+
+func (f *freezer) serve() {
+	for {
+		in, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", f.target)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		f.mu.Lock()
+		f.conns = append(f.conns, in, out)
+		f.mu.Unlock()
+		go f.pipe(out, in)
+		go f.pipe(in, out)
+	}
+}
+
+// pipe copies src to dst, holding each chunk while the freezer is frozen.
+func (f *freezer) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			dst.Close()
+			return
+		}
+		f.gate.RLock()
+		_, err = dst.Write(buf[:n])
+		f.gate.RUnlock()
+		if err != nil {
+			src.Close()
+			return
+		}
+	}
+}
+
+// TestSQLWatchSilentConnection: a listening connection that goes silent (no error, no
+// bytes: a half-open TCP connection) is found out by the ping, reported lost, and replaced;
+// quiet periods with an answered ping do not disturb a healthy connection.
+func TestSQLWatchSilentConnection(t *testing.T) {
+	b := postgresBackend(t)
+	channel := uniqueChannel()
+	s := newSQLLoader(t, SQLConfig{Driver: b.driver, DSN: b.dsn, Query: "SELECT $1::text", ListenChannel: channel})
+	fz := newFreezer(t, net.JoinHostPort(s.listen.conn.Host, strconv.Itoa(int(s.listen.conn.Port))))
+	host, port, _ := net.SplitHostPort(fz.ln.Addr().String())
+	p, _ := strconv.Atoi(port)
+	s.listen.conn.Host, s.listen.conn.Port, s.listen.conn.Fallbacks = host, uint16(p), nil
+	s.listen.pingEvery, s.listen.pingTimeout = 100*time.Millisecond, 300*time.Millisecond
+
+	sink := newRecordingSink()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(ctx, sink) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	sink.expect(t, "resync", "")
+
+	// Quiet: the listener pings, the server answers, the connection stays.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var query string
+		err := b.admin.QueryRowContext(ctx, "SELECT query FROM pg_stat_activity WHERE application_name = $1", ListenApplicationName+" "+channel).Scan(&query)
+		if err == nil && strings.Contains(query, "ping") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the quiet listener sent no ping in 10s (last query %q, %v)", query, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	notify(t, b, channel, "after a ping")
+	sink.expect(t, "changed", "after a ping")
+
+	// Silent: nothing passes, nothing closes. The ping goes unanswered.
+	fz.gate.Lock()
+	ev := sink.next(t)
+	fz.gate.Unlock()
+	if ev.kind != "lost" || !strings.Contains(ev.err.Error(), "did not answer a ping") {
+		t.Fatalf("a silent connection was reported as %s(%v), want lost after an unanswered ping", ev.kind, ev.err)
+	}
+	if ev := sink.expect(t, "resync", ""); ev.err == nil {
+		t.Fatal("the Resync after a silent connection has no cause")
+	}
+	notify(t, b, channel, "k2")
+	sink.expect(t, "changed", "k2")
 }

@@ -67,19 +67,26 @@ func newReader(t *testing.T) *reader {
 
 // get returns what nd answers for key: the value, or "<404>" and the like for an error.
 func (r *reader) get(nd *node, key string) (string, error) {
+	v, _, err := r.getFrom(nd, key)
+	return v, err
+}
+
+// getFrom is get that also says where the value came from (X-Groupcached-Source: main, hot,
+// peer or loader).
+func (r *reader) getFrom(nd *node, key string) (value, source string, err error) {
 	resp, err := r.client.Get("http://" + nd.Addr() + "/groups/items/keys/" + key)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Sprintf("<%d>", resp.StatusCode), nil
+		return fmt.Sprintf("<%d>", resp.StatusCode), "", nil
 	}
-	return string(body), nil
+	return string(body), resp.Header.Get("X-Groupcached-Source"), nil
 }
 
 // metric reads groupcached_invalidation_<name>{group="items"} at nd's /metrics; -1 when absent.
@@ -378,36 +385,12 @@ func TestInvalidationBurst(t *testing.T) {
 		heard[i] = r.metric(t, nd, "notifications_total")
 	}
 
-	// Two clients per node read random sample rows until the burst has been heard.
-	type result struct {
-		latencies []time.Duration
-		err       error
-	}
+	// Two clients per node read random sample rows: for a second before the burst, as a
+	// baseline, then until every node has heard it.
+	baseline := readWhile(t, r, cluster, sample, time.After(time.Second))
 	stop := make(chan struct{})
-	results := make(chan result, 2*len(cluster))
-	for c := range 2 * len(cluster) {
-		nd := cluster[c%len(cluster)]
-		go func() {
-			var res result
-			defer func() { results <- res }()
-			deadline := time.Now().Add(2 * time.Minute)
-			for time.Now().Before(deadline) {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				k := sample[rand.IntN(len(sample))]
-				start := time.Now()
-				got, err := r.get(nd, k)
-				res.latencies = append(res.latencies, time.Since(start))
-				if err != nil || (got != "before" && got != "after") {
-					res.err = fmt.Errorf("%s: %s = %q, %v", nd.Name(), k, got, err)
-					return
-				}
-			}
-		}()
-	}
+	during := make(chan latencies, 1)
+	go func() { during <- readWhile(t, r, cluster, sample, stop) }()
 
 	start := time.Now()
 	exec(t, db, "UPDATE items SET v = 'after' WHERE k LIKE 'bulk-%'")
@@ -424,18 +407,12 @@ func TestInvalidationBurst(t *testing.T) {
 		drained[i] = time.Since(start)
 	}
 	close(stop)
-	var lat []time.Duration
-	for range 2 * len(cluster) {
-		res := <-results
-		if res.err != nil {
-			t.Error(res.err)
-		}
-		lat = append(lat, res.latencies...)
-	}
-	worst := slices.Max(lat)
-	t.Logf("bulk UPDATE of %d rows: committed in %v, every node had heard it %v after the UPDATE began (%v); %d reads meanwhile: p50 %v, p99 %v, worst %v",
-		rows, committed.Round(time.Millisecond), slices.Max(drained).Round(time.Millisecond), drained, len(lat),
-		percentile(lat, 50), percentile(lat, 99), worst)
+	lat := <-during
+	worst := slices.Max(lat.all())
+	t.Logf("bulk UPDATE of %d rows: committed in %v, every node had heard it %v after the UPDATE began (%v)",
+		rows, committed.Round(time.Millisecond), slices.Max(drained).Round(time.Millisecond), drained)
+	t.Logf("reads meanwhile: %v", lat)
+	t.Logf("reads in the second before: %v", baseline)
 	if worst > 5*time.Second {
 		t.Errorf("a read took %v during the burst: reads stalled", worst)
 	}
@@ -452,4 +429,69 @@ func TestInvalidationBurst(t *testing.T) {
 			}
 		}
 	}
+}
+
+// latencies are the durations of reads answered from a cache of the node asked (hits) and of
+// those that had to be filled, from the owner or the database (fills).
+type latencies struct{ hits, fills []time.Duration }
+
+func (l latencies) all() []time.Duration { return slices.Concat(l.hits, l.fills) }
+
+// String summarizes l.
+func (l latencies) String() string {
+	sum := func(ds []time.Duration) string {
+		if len(ds) == 0 {
+			return "none"
+		}
+		return fmt.Sprintf("%d, p50 %v, p99 %v, worst %v", len(ds), percentile(ds, 50).Round(time.Microsecond),
+			percentile(ds, 99).Round(time.Microsecond), slices.Max(ds).Round(time.Microsecond))
+	}
+	return fmt.Sprintf("all %s; cache hits %s; fills %s", sum(l.all()), sum(l.hits), sum(l.fills))
+}
+
+// readWhile runs two clients per node, each reading random rows of sample until stop, and
+// returns the latencies of their reads. A read that fails, or answers neither "before" nor
+// "after", fails the test.
+func readWhile[T any](t *testing.T, r *reader, cluster []*node, sample []string, stop <-chan T) latencies {
+	t.Helper()
+	done := make(chan struct{})
+	var mu sync.Mutex
+	var lat latencies
+	var wg sync.WaitGroup
+	for c := range 2 * len(cluster) {
+		nd := cluster[c%len(cluster)]
+		wg.Go(func() {
+			var mine latencies
+			defer func() {
+				mu.Lock()
+				lat.hits = append(lat.hits, mine.hits...)
+				lat.fills = append(lat.fills, mine.fills...)
+				mu.Unlock()
+			}()
+			deadline := time.Now().Add(2 * time.Minute)
+			for time.Now().Before(deadline) {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				k := sample[rand.IntN(len(sample))]
+				start := time.Now()
+				got, source, err := r.getFrom(nd, k)
+				if took := time.Since(start); source == "main" || source == "hot" {
+					mine.hits = append(mine.hits, took)
+				} else {
+					mine.fills = append(mine.fills, took)
+				}
+				if err != nil || (got != "before" && got != "after") {
+					t.Errorf("%s: %s = %q, %v", nd.Name(), k, got, err)
+					return
+				}
+			}
+		})
+	}
+	<-stop
+	close(done)
+	wg.Wait()
+	return lat
 }
