@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -372,5 +373,40 @@ func TestWatchForwardOverflow(t *testing.T) {
 	defer rl.mu.Unlock()
 	if rl.purges != 2 {
 		t.Fatalf("Resync returned after %d purges of the peers, want 2 (the burst's and its own)", rl.purges)
+	}
+}
+
+// BenchmarkWatchSinkChanged is the node's cost of one changed key heard from the origin, on
+// the watcher's goroutine: the check, RemoveLocal (main, hot, in-flight fills) and, for a key
+// this node owns, queueing its forward. Half the keys are cached.
+func BenchmarkWatchSinkChanged(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		rl   relay
+	}{{"alone", nil}, {"owner", &fakeRelay{release: make(chan struct{}), started: make(chan string, forwardParallel)}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			l := struct {
+				group.LoaderFunc
+				group.WatcherFunc
+			}{func(context.Context, string) (group.Value, error) { return group.Value{Bytes: benchValue}, nil }, nil}
+			g := newTestGroup(b, "g", l, group.DefaultConfig())
+			keys := make([]string, 1<<14)
+			for i := range keys {
+				keys[i] = "key-" + strconv.Itoa(i)
+				if i%2 == 0 {
+					if _, err := g.Get(context.Background(), keys[i]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			w := newWatches([]*group.Group{g}, tc.rl, DefaultMaxKeyBytes, discardLogger())
+			s := w.sinks[0] // not started: forwards only queue, and overflow into a purge
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				_ = s.Changed(keys[i%len(keys)])
+				i++
+			}
+		})
 	}
 }

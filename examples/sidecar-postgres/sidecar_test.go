@@ -157,21 +157,27 @@ const exampleChannel = "items_changed"
 func ownChannel(t *testing.T, db *sql.DB, cfg loader.SQLConfig) loader.SQLConfig {
 	t.Helper()
 	cfg.ListenChannel = fmt.Sprintf("sidecar_test_%d_%d", time.Now().UnixNano(), rand.IntN(1e6))
+	pointTrigger(t, db, exampleChannel, cfg.ListenChannel)
+	return cfg
+}
+
+// pointTrigger makes schema.sql's trigger, which notifies channel from, notify channel to.
+func pointTrigger(t *testing.T, db *sql.DB, from, to string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var def string
 	if err := db.QueryRowContext(ctx, "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'items_notify' AND tgrelid = 'items'::regclass").Scan(&def); err != nil {
 		t.Fatalf("schema.sql's trigger items_notify: %v", err)
 	}
-	if !strings.Contains(def, "notify_item_change('"+exampleChannel+"')") {
-		t.Fatalf("schema.sql's trigger is %s; want it to notify %s", def, exampleChannel)
+	if !strings.Contains(def, "notify_item_change('"+from+"')") {
+		t.Fatalf("schema.sql's trigger is %s; want it to notify %s", def, from)
 	}
 	def = strings.Replace(def, "CREATE TRIGGER", "CREATE OR REPLACE TRIGGER", 1)
-	def = strings.Replace(def, "'"+exampleChannel+"'", "'"+cfg.ListenChannel+"'", 1)
+	def = strings.Replace(def, "'"+from+"'", "'"+to+"'", 1)
 	if _, err := db.ExecContext(ctx, def); err != nil {
 		t.Fatalf("%s: %v", def, err)
 	}
-	return cfg
 }
 
 type node struct {
