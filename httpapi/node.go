@@ -105,13 +105,8 @@ func (n *Node) build(groups []*group.Group) (err error) {
 			n.cluster.Register(g)
 		}
 	}
-	var rl relay // a nil *peers.Cluster must stay a nil interface
-	if n.cluster != nil {
-		rl = n.cluster
-	}
-	n.watches = newWatches(n.groups, rl, n.api.maxKeyBytes, n.log)
-	if err := n.api.Registry().Register(newWatchCollector(n.watches.sinks)); err != nil {
-		return fmt.Errorf("httpapi: registering metrics: %w", err)
+	if err := n.buildWatches(); err != nil {
+		return err
 	}
 	n.server = n.api.NewServer()
 	return nil
@@ -160,9 +155,9 @@ func (n *Node) Start(ctx context.Context) error {
 // Stop takes the node out of service gracefully: /readyz turns 503, the node waits
 // ShutdownDelay for load balancers to notice, leaves the cluster (peers stop sending it keys;
 // bounded by LeaveTimeout), stops accepting connections and drains the requests in flight,
-// then stops the groups' change feeds and gossip and closes the listener and the closers. ctx and StopTimeout bound the
-// whole stop; an error means requests in flight were cut off. Stop on a node never started
-// releases it; a second Stop does nothing.
+// then stops the change feeds and gossip and closes the listener and the closers. ctx and
+// StopTimeout bound the whole stop; an error means requests in flight were cut off. Stop on a
+// node never started releases it; a second Stop does nothing.
 func (n *Node) Stop(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -211,7 +206,7 @@ func (n *Node) Stop(ctx context.Context) error {
 	return err
 }
 
-// release stops gossip, the change feeds, and closes the listener and the closers.
+// release stops the change feeds and gossip and closes the listener and the closers.
 func (n *Node) release() {
 	n.watches.stop()
 	if n.cluster != nil {

@@ -76,6 +76,19 @@ func newWatches(groups []*group.Group, rl relay, maxKeyBytes int, logger *slog.L
 	return w
 }
 
+// buildWatches prepares the node's change feeds and exports their counts at /metrics.
+func (n *Node) buildWatches() error {
+	var rl relay // a nil *peers.Cluster must stay a nil interface
+	if n.cluster != nil {
+		rl = n.cluster
+	}
+	n.watches = newWatches(n.groups, rl, n.api.maxKeyBytes, n.log)
+	if err := n.api.Registry().Register(newWatchCollector(n.watches.sinks)); err != nil {
+		return fmt.Errorf("httpapi: registering metrics: %w", err)
+	}
+	return nil
+}
+
 // start runs every watcher and its forwarder until stop, and returns once each watcher has
 // reported its first Resync or Lost (or returned), or after watchStartWait, or when ctx ends,
 // whichever comes first. The node serves nothing meanwhile, so a feed that is live by then
