@@ -15,15 +15,19 @@ package loader
 // save connections (one per cluster instead of one per node per group) at the price of an
 // election and of turning each of its outages into a blind spot for the whole cluster. The
 // cost of listening everywhere: N nodes hold N idle connections per watched group, and
-// PostgreSQL hands every notification to each of them. A node that listens is consistent on
-// its own; the peer wire only speeds things up.
+// PostgreSQL hands every notification to each of them.
 //
-// Hearing directly is not quite enough for hot copies, and the node (httpapi's ChangeSink)
-// closes that gap: the listeners are separate backends that wake independently, so a
-// non-owner may drop its hot copy and fetch the key again from an owner that has not heard
-// the notification yet, and keep the owner's old value. The owner, once it has dropped the
-// key itself, therefore sends the removal on to its peers; a copy fetched before that is
-// dropped, a fetch under way is marked stale.
+// Hearing directly is not enough on its own, because of hot copies, and the node (httpapi's
+// ChangeSink) closes that hole: the listeners are separate backends that wake independently,
+// so a non-owner may drop its hot copy and fetch the key again from an owner that has not
+// heard the notification yet, and keep the owner's old value until its TTL. (Measured: the
+// 3-node test of examples/sidecar-postgres served such a copy in 5 runs out of 5 without the
+// fix.) The owner, once it has dropped the key itself, therefore forwards the removal to its
+// peers: a copy fetched before that is dropped, a fetch under way is marked stale. That is
+// the one thing the peer wire carries, and losing a forward costs less than losing an
+// owner-only broadcast: a peer keeps a stale copy only if it fetched the key in the moment
+// before the owner heard. For the same reason a gap purges the peers too: while this node was
+// deaf, its main cache may have handed them values that changed since.
 //
 // No silent gaps. PostgreSQL keeps nothing for a session that is not listening: whatever was
 // committed while the connection was down is never delivered. So after each (re)connect the
@@ -34,7 +38,8 @@ package loader
 // the Resync. Nothing falls between the two. (Purging first and listening second would leave
 // a window: a row changed and read into the cache between the two is never heard of.) The
 // first connection is a Resync too, with a nil cause: the node may have served, and cached,
-// before its listener was up; the sink purges only if the group has served anything.
+// before its listener was up; the sink purges only if the group has served anything (a Node
+// waits for its feeds' first word before it serves, so normally it has not).
 //
 // While the connection is down the node keeps serving what it has cached, which may be stale
 // by up to the outage plus the backoff: that is the price of answering at all while the
