@@ -19,8 +19,8 @@ const (
 	maxPendingForwards = 4096
 	// forwardParallel is how many keys are forwarded at once.
 	forwardParallel = 8
-	// badKeyLogEvery spaces the log lines about bad payloads.
-	badKeyLogEvery = 5 * time.Second
+	// repeatLogEvery spaces the log lines about bad payloads, and those about failed forwards.
+	repeatLogEvery = 5 * time.Second
 	// watchStartWait bounds how long Start waits for the feeds' first word.
 	watchStartWait = 5 * time.Second
 )
@@ -45,7 +45,7 @@ type relay interface {
 //   - on Resync, purges the group here and on the peers before it returns, unless the group
 //     has served nothing yet (the first start of a node that took no traffic);
 //   - counts changes, bad payloads and gaps for /metrics, and logs each gap, each loss of the
-//     feed and, at most once per badKeyLogEvery, bad payloads.
+//     feed and, at most once per repeatLogEvery, bad payloads.
 //
 // loader/sqllisten.go argues the design (every node listens; LISTEN, then purge).
 //
@@ -281,7 +281,7 @@ func (s *watchSink) forwardLoop(ctx context.Context) {
 }
 
 // reportForward logs a forward that some peers did not confirm, at most once per
-// badKeyLogEvery: such a peer keeps a copy it fetched in the race the forward closes.
+// repeatLogEvery: such a peer keeps a copy it fetched in the race the forward closes.
 func (s *watchSink) reportForward(_ int, err error) {
 	if err == nil || s.ctx.Err() != nil {
 		return
@@ -292,7 +292,7 @@ func (s *watchSink) reportForward(_ int, err error) {
 	}
 }
 
-// logEvery lets one log line through per badKeyLogEvery and counts those it holds back.
+// logEvery lets one log line through per repeatLogEvery and counts those it holds back.
 type logEvery struct {
 	mu   sync.Mutex
 	next time.Time
@@ -309,7 +309,7 @@ func (l *logEvery) allow() (ok bool, held int) {
 		l.held++
 		return false, 0
 	}
-	held, l.held, l.next = l.held, 0, now.Add(badKeyLogEvery)
+	held, l.held, l.next = l.held, 0, now.Add(repeatLogEvery)
 	return true, held
 }
 
