@@ -56,13 +56,17 @@ type call struct {
 	// callers that were already waiting, but it is not cached.
 	stale bool
 
-	// The slow call, once started. ctx is detached from every caller's and ends at the load
-	// timeout; outcome is buffered, so a call that answers after the deadline, when nobody
-	// listens any more, still ends.
-	ctx     context.Context
-	cancel  context.CancelFunc
+	// The slow call, once started: its context (detached from every caller's, ending at the
+	// load timeout) and where its outcome arrives. outcome is buffered and written at most
+	// once (see deliver): the answer, or a timeout from the group's deadline timer, whichever
+	// comes first; a later one is dropped, so a call that answers after the deadline ends.
+	ctx     fillContext
 	started time.Time
 	outcome chan outcome
+
+	// Under flights.mu: the slow calls in progress, oldest first (see deadlines).
+	prev, next *call
+	tracked    bool
 }
 
 type outcome struct {
@@ -74,18 +78,20 @@ type outcome struct {
 // every fill by the load timeout whether or not the slow call honours its context, and lets
 // each caller stop waiting when its own context ends.
 //
-// A fill costs one goroutine, for the slow call, which may block past every deadline. The
-// first caller waits for it directly and stores the result on its own goroutine, whose stack
-// the deep cache write finds already grown. If that caller leaves, a goroutine takes over the
-// wait, so that the fill goes on for the others. A slow call that signals its completion
-// instead of blocking could be waited on the same way without its goroutine.
+// A fill costs one goroutine, for the slow call, which may block past every deadline; and no
+// timer of its own (see deadlines). The first caller waits for the slow call's outcome
+// directly and settles the fill on its own goroutine, whose stack the deep cache write finds
+// already grown. If that caller leaves, a goroutine takes over the wait, so that the fill
+// goes on for the others. A slow call that signals its completion instead of blocking (a
+// multiplexed peer transport) could deliver its outcome the same way without a goroutine.
 type flights struct {
 	fill    filler
 	timeout time.Duration // Config.LoadTimeout
 	log     *slog.Logger
 
-	mu sync.Mutex
-	m  map[flightKey]*call
+	mu        sync.Mutex
+	m         map[flightKey]*call
+	deadlines deadlines
 }
 
 // do returns the result of k's fill, starting the fill unless one is running. peer is the
@@ -123,48 +129,60 @@ func (c *call) wait(ctx context.Context) (Result, error) {
 }
 
 // lead drives the fill c on its first caller's goroutine: it looks in the cache again, starts
-// the slow call, waits for its outcome or its deadline, and settles it. If ctx ends first,
-// the caller leaves with ctx.Err() and the fill goes on (see await). A panic anywhere in the
-// fill completes it with an error matching ErrLoaderPanic.
+// the slow call, waits for its outcome (the answer, or a timeout at the deadline) and settles
+// it. If ctx ends first, the caller leaves with ctx.Err() and the fill goes on (see await). A
+// panic anywhere in the fill completes it with an error matching ErrLoaderPanic.
 func (f *flights) lead(ctx context.Context, c *call) (res Result, err error) {
 	defer f.recoverFill(c, &res, &err)
 	if res, err, found := f.fill.cached(c.key); found {
 		return f.complete(c, res, err)
 	}
-	c.ctx, c.cancel = context.WithTimeout(context.WithoutCancel(ctx), f.timeout)
-	c.outcome = make(chan outcome, 1)
-	c.started = time.Now()
-	go f.callSlow(c)
+	f.start(ctx, c)
 	return f.await(ctx, c)
 }
 
-// callSlow makes c's slow call and sends its outcome, a panic included.
+// start makes c's slow call on a goroutine of its own, under a context that keeps ctx's values
+// but not its cancellation and ends at the load timeout.
+func (f *flights) start(ctx context.Context, c *call) {
+	c.started = time.Now()
+	c.ctx.values = context.WithoutCancel(ctx)
+	c.ctx.deadline = c.started.Add(f.timeout)
+	c.outcome = make(chan outcome, 1)
+	f.mu.Lock()
+	f.track(c)
+	f.mu.Unlock()
+	go f.callSlow(c)
+}
+
+// callSlow makes c's slow call and delivers its outcome, a panic included.
 func (f *flights) callSlow(c *call) {
 	var o outcome
 	defer func() {
 		if r := recover(); r != nil {
 			o = outcome{err: newPanicError(r)}
 		}
-		c.outcome <- o
+		c.ctx.release()
+		c.deliver(o)
 	}()
-	o.v, o.err = f.fill.slow(c.ctx, c)
+	o.v, o.err = f.fill.slow(&c.ctx, c)
 }
 
-// await waits for the slow call's outcome, or for its deadline, and settles the fill. A slow
-// call that ignores its context is thus cut off at the deadline: it goes on alone and its
-// answer is dropped. If ctx ends first, await returns ctx.Err() at once and leaves the wait
-// to a goroutine of its own.
+// deliver hands o to whoever drives c, unless an outcome came first.
+func (c *call) deliver(o outcome) {
+	select {
+	case c.outcome <- o:
+	default:
+	}
+}
+
+// await waits for the slow call's outcome and settles the fill. A slow call that ignores its
+// context is cut off at the deadline all the same: the deadline timer delivers a timeout, and
+// the call goes on alone, its answer dropped. If ctx ends first, await returns ctx.Err() at
+// once and leaves the wait to a goroutine of its own.
 func (f *flights) await(ctx context.Context, c *call) (Result, error) {
 	select {
 	case o := <-c.outcome:
 		return f.settle(ctx, c, o)
-	case <-c.ctx.Done():
-		select {
-		case o := <-c.outcome: // it answered as the deadline came: keep its answer
-			return f.settle(ctx, c, o)
-		default:
-			return f.settle(ctx, c, outcome{err: fmt.Errorf("no answer: %w", c.ctx.Err())})
-		}
 	case <-ctx.Done():
 		go f.drive(c)
 		return Result{}, ctx.Err()
@@ -182,9 +200,8 @@ func (f *flights) drive(c *call) {
 // settle hands the slow call's outcome to the Group and completes the fill with what it
 // makes of it, or falls back to the key's local fill.
 func (f *flights) settle(ctx context.Context, c *call, o outcome) (Result, error) {
-	res, err, fallback := f.fill.settle(c.ctx, c, o.v, o.err)
+	res, err, fallback := f.fill.settle(&c.ctx, c, o.v, o.err)
 	if fallback {
-		c.cancel()
 		return f.fallBack(ctx, c)
 	}
 	return f.complete(c, res, err)
@@ -196,6 +213,7 @@ func (f *flights) settle(ctx context.Context, c *call, o outcome) (Result, error
 func (f *flights) fallBack(ctx context.Context, c *call) (Result, error) {
 	k := flightKey{key: c.key.key}
 	f.mu.Lock()
+	f.untrack(c)
 	lc, joined := f.m[k]
 	if joined {
 		lc.waiters++
@@ -214,11 +232,9 @@ func (f *flights) fallBack(ctx context.Context, c *call) (Result, error) {
 // waiters and forgets them, so that the next caller starts a new fill. Only its first call
 // for c counts; later ones return the result already given.
 func (f *flights) complete(c *call, res Result, err error) (Result, error) {
-	if c.cancel != nil {
-		c.cancel()
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.untrack(c)
 	if c.completed {
 		return c.res, c.err
 	}
