@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,7 +45,9 @@ type call struct {
 	key  flightKey
 	peer Peer // the owner a remote fill fetches from; nil for a local load
 
-	done chan struct{} // closed once res and err are final
+	// done is closed once res and err are final. It is made when a second caller joins: the
+	// first one, which drives the fill, does not wait for it, and most fills have no other.
+	done chan struct{}
 	res  Result
 	err  error
 
@@ -57,12 +60,13 @@ type call struct {
 	stale bool
 
 	// The slow call, once started: its context (detached from every caller's, ending at the
-	// load timeout) and where its outcome arrives. outcome is buffered and written at most
-	// once (see deliver): the answer, or a timeout from the group's deadline timer, whichever
-	// comes first; a later one is dropped, so a call that answers after the deadline ends.
-	ctx     fillContext
-	started time.Time
-	outcome chan outcome
+	// load timeout), and its outcome, set once (see deliver): the answer, or a timeout from
+	// the group's deadline timer, whichever comes first.
+	ctx       fillContext
+	started   time.Time
+	delivered atomic.Bool
+	outcome   outcome
+	answered  chan struct{} // receives once outcome is set
 
 	// Under flights.mu: the slow calls in progress, oldest first (see deadlines).
 	prev, next *call
@@ -99,9 +103,9 @@ type flights struct {
 func (f *flights) do(ctx context.Context, k flightKey, peer Peer) (Result, error) {
 	f.mu.Lock()
 	if c, ok := f.m[k]; ok {
-		c.waiters++
+		done := c.join()
 		f.mu.Unlock()
-		return c.wait(ctx)
+		return c.wait(ctx, done)
 	}
 	c := f.add(k, peer)
 	f.mu.Unlock()
@@ -113,15 +117,25 @@ func (f *flights) add(k flightKey, peer Peer) *call {
 	if f.m == nil {
 		f.m = make(map[flightKey]*call)
 	}
-	c := &call{key: k, peer: peer, done: make(chan struct{}), waiters: 1}
+	c := &call{key: k, peer: peer, waiters: 1}
 	f.m[k] = c
 	return c
 }
 
-// wait returns c's result, or ctx.Err() as soon as ctx ends.
-func (c *call) wait(ctx context.Context) (Result, error) {
+// join counts one more caller of c and returns the channel closed when c's result is final.
+// f.mu must be held.
+func (c *call) join() <-chan struct{} {
+	c.waiters++
+	if c.done == nil {
+		c.done = make(chan struct{})
+	}
+	return c.done
+}
+
+// wait returns c's result once done is closed, or ctx.Err() as soon as ctx ends.
+func (c *call) wait(ctx context.Context, done <-chan struct{}) (Result, error) {
 	select {
-	case <-c.done:
+	case <-done:
 		return c.res, c.err
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
@@ -147,7 +161,7 @@ func (f *flights) start(ctx context.Context, c *call) {
 	c.started = time.Now()
 	c.ctx.values = context.WithoutCancel(ctx)
 	c.ctx.deadline = c.started.Add(f.timeout)
-	c.outcome = make(chan outcome, 1)
+	c.answered = make(chan struct{}, 1)
 	f.mu.Lock()
 	f.track(c)
 	f.mu.Unlock()
@@ -169,9 +183,9 @@ func (f *flights) callSlow(c *call) {
 
 // deliver hands o to whoever drives c, unless an outcome came first.
 func (c *call) deliver(o outcome) {
-	select {
-	case c.outcome <- o:
-	default:
+	if c.delivered.CompareAndSwap(false, true) {
+		c.outcome = o
+		c.answered <- struct{}{}
 	}
 }
 
@@ -181,8 +195,8 @@ func (c *call) deliver(o outcome) {
 // once and leaves the wait to a goroutine of its own.
 func (f *flights) await(ctx context.Context, c *call) (Result, error) {
 	select {
-	case o := <-c.outcome:
-		return f.settle(ctx, c, o)
+	case <-c.answered:
+		return f.settle(ctx, c, c.outcome)
 	case <-ctx.Done():
 		go f.drive(c)
 		return Result{}, ctx.Err()
@@ -214,17 +228,15 @@ func (f *flights) fallBack(ctx context.Context, c *call) (Result, error) {
 	k := flightKey{key: c.key.key}
 	f.mu.Lock()
 	f.untrack(c)
-	lc, joined := f.m[k]
-	if joined {
-		lc.waiters++
-	} else {
-		lc = f.add(k, nil)
+	if lc, ok := f.m[k]; ok {
+		lc.chained = append(lc.chained, c)
+		done := lc.join()
+		f.mu.Unlock()
+		return lc.wait(ctx, done)
 	}
+	lc := f.add(k, nil)
 	lc.chained = append(lc.chained, c)
 	f.mu.Unlock()
-	if joined {
-		return lc.wait(ctx)
-	}
 	return f.lead(ctx, lc)
 }
 
@@ -253,7 +265,9 @@ func (f *flights) release(c *call, res Result, err error) {
 		delete(f.m, c.key)
 	}
 	c.res, c.err, c.completed = res, err, true
-	close(c.done)
+	if c.done != nil {
+		close(c.done)
+	}
 }
 
 // recoverFill, deferred by whoever drives c, turns a panic in the fill's own steps (looking

@@ -208,8 +208,11 @@ func (g *Group) lookup(key string, e *entry) (ttl time.Duration, src Source, hit
 	if ttl, hit = g.main.get(key, e); hit {
 		return ttl, SourceMain, true
 	}
-	if ttl, hit = g.hot.get(key, e); hit {
-		return ttl, SourceHot, true
+	// Unlinked, the hot cache holds nothing (see SetPeers): a miss need not ask it.
+	if g.peers.Load() != nil {
+		if ttl, hit = g.hot.get(key, e); hit {
+			return ttl, SourceHot, true
+		}
 	}
 	return 0, 0, false
 }
