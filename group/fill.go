@@ -77,7 +77,7 @@ func (g *Group) settleLoad(ctx context.Context, c *call, v Value, err error) (Re
 			if errors.As(err, &pe) {
 				g.log.Error("loader panicked", "key", key, "panic", pe.value, "stack", string(pe.stack))
 			}
-		} else if ctx.Err() == context.DeadlineExceeded {
+		} else if pastDeadline(ctx) {
 			err = fmt.Errorf("%w after %v: %w", ErrLoadTimeout, g.cfg.LoadTimeout, err)
 		}
 		return Result{}, fmt.Errorf("loading %q: %w", key, err)
@@ -111,11 +111,19 @@ func (g *Group) settleFetch(ctx context.Context, c *call, v Value, err error) (R
 		return Result{}, nil, true
 	default:
 		g.stats.peerErrors.Add(1)
-		if ctx.Err() == context.DeadlineExceeded && !errors.Is(err, ErrLoadTimeout) {
+		if pastDeadline(ctx) && !errors.Is(err, ErrLoadTimeout) {
 			err = fmt.Errorf("%w after %v: %w", ErrLoadTimeout, g.cfg.LoadTimeout, err)
 		}
 		return Result{}, fmt.Errorf("fetching %q from its owner: %w", key, err), false
 	}
+}
+
+// pastDeadline reports whether the fill's time is up, so that the error it ends with is a
+// timeout. It reads the clock rather than ctx.Err(): the deadline timer may deliver the
+// timeout a moment before the timer of a context the slow call derived has fired.
+func pastDeadline(ctx context.Context) bool {
+	deadline, ok := ctx.Deadline()
+	return ok && !time.Now().Before(deadline)
 }
 
 func (g *Group) keepHot() bool {
