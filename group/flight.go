@@ -281,8 +281,8 @@ func (f *flights) recoverFill(c *call, res *Result, err *error) {
 	}
 	pe := newPanicError(r)
 	pe.outsideLoader = true
-	f.log.Error("fill panicked", "key", c.key.key, "remote", c.key.remote, "panic", r, "stack", string(pe.stack))
 	*res, *err = f.complete(c, Result{}, fmt.Errorf("filling %q: %w", c.key.key, pe))
+	f.log.Error("fill panicked", "key", c.key.key, "remote", c.key.remote, "panic", r, "stack", string(pe.stack))
 }
 
 // invalidate marks the fills of key (or of every key, when all is set) stale and forgets
