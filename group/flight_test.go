@@ -127,3 +127,79 @@ func TestFillPanicOutsideTheLoader(t *testing.T) {
 		})
 	}
 }
+
+// When the caller that started a fill leaves, the fill goes on for the callers that remain:
+// they get its answer, its timeout or its panic, and what it loads is cached.
+func TestFillGoesOnWithoutItsFirstCaller(t *testing.T) {
+	unblock := make(chan struct{}) // ends the loader that ignores its context, after the test
+	t.Cleanup(func() { close(unblock) })
+	tests := []struct {
+		name    string
+		load    func(ctx context.Context) (Value, error) // called once the first caller left
+		wantErr error                                    // nil: the value
+		cached  bool
+	}{
+		{"answers", func(context.Context) (Value, error) { return Value{Bytes: []byte("late")}, nil }, nil, true},
+		{"ignores its context", func(context.Context) (Value, error) { <-unblock; return Value{}, nil }, ErrLoadTimeout, false},
+		{"panics", func(context.Context) (Value, error) { panic("late bug") }, ErrLoaderPanic, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gt := newGate()
+			l := &countingLoader{fn: func(ctx context.Context, _ string) (Value, error) {
+				if err := gt.wait(ctx); err != nil {
+					return Value{}, err
+				}
+				return tt.load(ctx)
+			}}
+			cfg := testConfig()
+			cfg.LoadTimeout = time.Second
+			g := newTestGroup(t, l, cfg)
+			t.Cleanup(gt.release)
+
+			firstCtx, leave := context.WithCancel(context.Background())
+			first := make(chan error, 1)
+			go func() {
+				_, err := g.Get(firstCtx, "k")
+				first <- err
+			}()
+			gt.waitEntered(t, 1)
+			type answer struct {
+				res Result
+				err error
+			}
+			stayer := make(chan answer, 1)
+			go func() {
+				res, err := g.Get(context.Background(), "k")
+				stayer <- answer{res, err}
+			}()
+			eventually(t, 10*time.Second, "both callers joined", func() bool {
+				return g.flights.waiters(flightKey{key: "k"}) == 2
+			})
+			leave()
+			if err := <-first; !errors.Is(err, context.Canceled) {
+				t.Fatalf("the first caller got %v, want context.Canceled", err)
+			}
+			gt.release()
+			var got answer
+			select {
+			case got = <-stayer:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the caller that stayed is still waiting")
+			}
+			if tt.wantErr == nil {
+				if got.err != nil || string(got.res.Bytes) != "late" {
+					t.Fatalf("the caller that stayed got %q %v", got.res.Bytes, got.err)
+				}
+			} else if !errors.Is(got.err, tt.wantErr) {
+				t.Fatalf("the caller that stayed got %v, want %v", got.err, tt.wantErr)
+			}
+			if st := g.Stats(); (st.Main.Items == 1) != tt.cached {
+				t.Fatalf("Main.Items = %d, want cached = %v", st.Main.Items, tt.cached)
+			}
+			if n := l.calls.Load(); n != 1 {
+				t.Fatalf("loader called %d times, want 1", n)
+			}
+		})
+	}
+}
