@@ -2,7 +2,14 @@
 // main cache (keys this node owns), then its hot cache (copies of popular keys other nodes
 // own), and otherwise fills the key exactly once, however many callers ask at the same time.
 // The fill asks the key's owner through a PeerPicker, or calls the group's Loader when this
-// node owns the key or has no peers.
+// node owns the key or has no peers; only an owner that cannot be reached makes it load the
+// key here instead.
+//
+// The first caller to miss drives the fill: it makes that slow call on one goroutine of its
+// own, under Config.LoadTimeout and detached from every caller's context, waits for its
+// answer (or for the deadline, if the call ignores its context) and stores it. The others wait
+// for the result, each until its own context ends; if the first caller leaves, the fill goes
+// on without it. A panic in the fill, in the loader or not, becomes an error for every waiter.
 //
 // Compared with golang/groupcache, a Group is a value (no global registry: many groups and many
 // nodes live in one process), entries carry TTLs, ErrNotFound is remembered for a short while,
