@@ -79,7 +79,8 @@ func (c *fillContext) release() {
 // order they started, which, all having the same timeout, is the order of their deadlines:
 // the timer is armed for the first one and, when it fires, hands each expired call a timeout
 // for outcome. A fill that ends leaves the timer as it is, so that a steady stream of fills
-// arms it once per timeout. All fields are under flights.mu.
+// arms it once per timeout; the price is that a pending timer keeps its group reachable for
+// up to one LoadTimeout after the last fill. All fields are under flights.mu.
 type deadlines struct {
 	timer      *time.Timer
 	armed      bool
