@@ -88,15 +88,16 @@ type Group struct {
 	// peersMu orders SetPeers calls, which move the two caches' bounds in several steps.
 	peersMu sync.Mutex
 
-	// flights folds concurrent misses of one key into one fill, and lets Remove and Purge
-	// stop a fill that is under way from caching what it loaded.
+	// flights folds concurrent misses of one key into one fill, bounds it by LoadTimeout,
+	// and lets Remove and Purge stop a fill that is under way from caching what it loaded.
 	flights flights
 
 	stats counters
 }
 
 // New returns a Group named name that fills misses with loader. logger receives recovered
-// loader panics with their stacks; nil means slog.Default().
+// panics with their stacks, and the fetches that fell back to a local load; nil means
+// slog.Default().
 func New(name string, loader Loader, cfg Config, logger *slog.Logger) (*Group, error) {
 	if name == "" {
 		return nil, errors.New("group: empty name")
