@@ -15,6 +15,8 @@ import (
 
 var _ filler = (*Group)(nil)
 
+// cached looks where the fill would store: a local load in the main cache only (a hot copy
+// is no answer to a peer that asks the owner, nor to a fetch that fell back), a fetch in both.
 func (g *Group) cached(k flightKey) (Result, error, bool) {
 	var e entry
 	var ttl time.Duration
