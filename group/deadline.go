@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+	"weak"
 )
 
 // The load timeout costs a fill no timer of its own. Arming a runtime timer wakes an idle
@@ -79,8 +80,9 @@ func (c *fillContext) release() {
 // order they started, which, all having the same timeout, is the order of their deadlines:
 // the timer is armed for the first one and, when it fires, hands each expired call a timeout
 // for outcome. A fill that ends leaves the timer as it is, so that a steady stream of fills
-// arms it once per timeout; the price is that a pending timer keeps its group reachable for
-// up to one LoadTimeout after the last fill. All fields are under flights.mu.
+// arms it once per timeout. The timer holds its flights by a weak pointer: while a fill runs,
+// its goroutines keep the group reachable; afterwards a pending timer does not, and a group
+// nobody uses any more is collected without waiting for it. All fields are under flights.mu.
 type deadlines struct {
 	timer      *time.Timer
 	armed      bool
@@ -125,7 +127,12 @@ func (f *flights) arm(after time.Duration) {
 	d := &f.deadlines
 	d.armed = true
 	if d.timer == nil {
-		d.timer = time.AfterFunc(after, f.expire)
+		wf := weak.Make(f)
+		d.timer = time.AfterFunc(after, func() {
+			if f := wf.Value(); f != nil {
+				f.expire()
+			}
+		})
 		return
 	}
 	d.timer.Reset(after)

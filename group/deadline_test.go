@@ -3,6 +3,7 @@ package group
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -141,4 +142,33 @@ func TestFillContext(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A group nobody uses any more is collected even though its deadline timer is still armed.
+func TestUnusedGroupIsCollected(t *testing.T) {
+	collected := make(chan struct{})
+	func() {
+		cfg := testConfig()
+		cfg.LoadTimeout = time.Hour
+		g := newTestGroup(t, &countingLoader{}, cfg)
+		if _, err := g.Get(t.Context(), "k"); err != nil {
+			t.Fatal(err)
+		}
+		g.flights.mu.Lock()
+		armed := g.flights.deadlines.armed
+		g.flights.mu.Unlock()
+		if !armed {
+			t.Fatal("the deadline timer is not armed after a fill")
+		}
+		runtime.AddCleanup(g, func(ch chan struct{}) { close(ch) }, collected)
+	}()
+	eventually(t, 10*time.Second, "the group is collected", func() bool {
+		runtime.GC()
+		select {
+		case <-collected:
+			return true
+		default:
+			return false
+		}
+	})
 }
