@@ -19,7 +19,7 @@ import (
 var (
 	_ group.PeerPicker  = (*Cluster)(nil)
 	_ group.Invalidator = (*Cluster)(nil)
-	_ group.Peer        = (*wirePeer)(nil)
+	_ group.AsyncPeer   = (*wirePeer)(nil)
 	_ wire.Handler      = wireHandler{}
 )
 

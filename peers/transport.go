@@ -112,11 +112,12 @@ func (p *wirePeer) Fetch(ctx context.Context, groupName, key string) (group.Valu
 	return p.result(groupName, key, v, err, expired)
 }
 
-// FetchFunc is Fetch without a goroutine waiting for the answer: done receives it exactly
-// once, on the wire connection's reader goroutine (or on the caller's, when the request
-// cannot be sent), and must not block. The fetch ends at deadline (and at FetchTimeout); an
-// answer that did not arrive by the caller's own deadline is reported as that deadline's end,
-// not as an unreachable owner, as Fetch does for its context.
+// FetchFunc is Fetch without a goroutine waiting for the answer (group.AsyncPeer, which the
+// Group's fill uses): done receives it exactly once, on the wire connection's reader goroutine
+// (or on the caller's, when the request cannot be sent), and must not block. The fetch ends
+// at deadline (and at FetchTimeout); an answer that did not arrive by the caller's own
+// deadline is reported as that deadline's end, not as an unreachable owner, as Fetch does for
+// its context.
 func (p *wirePeer) FetchFunc(groupName, key string, deadline time.Time, done func(group.Value, error)) {
 	if p.client == nil {
 		v, err := p.result(groupName, key, wire.Value{}, p.unusable(), false)

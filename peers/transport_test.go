@@ -216,6 +216,27 @@ func TestTransportUnavailable(t *testing.T) {
 			t.Fatalf("error = %v, want DeadlineExceeded and not ErrPeerUnavailable", err)
 		}
 	})
+
+	t.Run("FetchFunc: the deadline is the caller's, not the peer's", func(t *testing.T) {
+		addr := fakeOwner(t, fakeOptions{serve: func(f *fakeConn) { f.readRequest(); f.hang() }})
+		asker := newNode(t, "asker", newLoadLog(), nodeOptions{})
+		done := make(chan error, 1)
+		start := time.Now()
+		newWirePeer(asker.c, "owner", addr).FetchFunc(testGroup, "k", start.Add(100*time.Millisecond), func(_ group.Value, err error) {
+			done <- err
+		})
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, group.ErrPeerUnavailable) {
+				t.Fatalf("error = %v, want DeadlineExceeded and not ErrPeerUnavailable", err)
+			}
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("done called after %v, want shortly after the 100 ms deadline", took)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("done was not called")
+		}
+	})
 }
 
 func TestTransportPoolsConnections(t *testing.T) {
