@@ -374,3 +374,65 @@ func TestTransportNeverForwards(t *testing.T) {
 		t.Errorf("the asker served %d peer requests: the owner forwarded", n)
 	}
 }
+
+// TestReceivedValueBounds: what the asking node keeps of a peer's answer, per group: a TTL
+// cut to the group's, a value within the group's limit (its CacheBytes, or MaxValueBytes);
+// the connections' bound is the largest group's.
+func TestReceivedValueBounds(t *testing.T) {
+	newCluster := func(t *testing.T, maxValue int64) *Cluster {
+		cfg := LocalConfig()
+		cfg.NodeName, cfg.HTTPAddr, cfg.Logger = "n", "127.0.0.1:1", testLogger()
+		cfg.MaxValueBytes = maxValue
+		c, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Shutdown() })
+		for _, g := range []struct {
+			name  string
+			bytes int64
+			ttl   time.Duration
+		}{{"small", 1 << 20, time.Minute}, {"big", 4 << 20, 0}} {
+			gc := testGroupConfig()
+			gc.CacheBytes, gc.TTL = g.bytes, g.ttl
+			grp, err := group.New(g.name, group.LoaderFunc(func(context.Context, string) (group.Value, error) {
+				return group.Value{}, nil
+			}), gc, testLogger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Register(grp)
+		}
+		return c
+	}
+	c := newCluster(t, 0)
+	if got := c.maxValueBytes(); got != 4<<20 {
+		t.Errorf("connection bound %d, want the largest group's 4 MiB", got)
+	}
+	for _, tt := range []struct {
+		group   string
+		size    int
+		ttl     time.Duration
+		wantTTL time.Duration
+		refused bool
+	}{
+		{"small", 100, 10 * 365 * 24 * time.Hour, time.Minute, false},
+		{"small", 100, 0, time.Minute, false}, // "never expires" is beyond any TTL
+		{"small", 100, time.Second, time.Second, false},
+		{"small", 1<<20 + 1, time.Second, 0, true},
+		{"big", 1<<20 + 1, 10 * time.Hour, 10 * time.Hour, false}, // no TTL: no cap
+		{"big", 4<<20 + 1, 0, 0, true},
+		{"unregistered", 100, time.Hour, time.Hour, false},
+	} {
+		v, err := c.received(tt.group, wire.Value{Bytes: make([]byte, tt.size), TTL: tt.ttl})
+		switch {
+		case tt.refused && !errors.Is(err, wire.ErrUnavailable):
+			t.Errorf("%s, %d bytes: err %v, want it refused as unavailable", tt.group, tt.size, err)
+		case !tt.refused && (err != nil || v.TTL != tt.wantTTL):
+			t.Errorf("%s, TTL %v: got TTL %v, err %v; want %v", tt.group, tt.ttl, v.TTL, err, tt.wantTTL)
+		}
+	}
+	if got := newCluster(t, 2<<20).maxValueBytes(); got != 2<<20 {
+		t.Errorf("with MaxValueBytes: connection bound %d, want 2 MiB", got)
+	}
+}
