@@ -299,20 +299,51 @@ func TestHandlerRejects(t *testing.T) {
 	}
 }
 
+// BenchmarkPeerFetch is a fetch of a cached 1 KiB value from an owner over the peer wire on
+// loopback (client and server in this process), one caller at a time or 32 at once (the
+// writes then coalesce), without and with the cluster secret (MACs on every frame).
 func BenchmarkPeerFetch(b *testing.B) {
-	log := newLoadLog()
-	owner := newNode(b, "owner", log, nodeOptions{})
-	asker := newNode(b, "asker", log, nodeOptions{})
-	peer := newWirePeer(asker.c, "owner", owner.srv.Listener.Addr().String())
-	ctx := context.Background()
-	if _, err := peer.Fetch(ctx, testGroup, "hot"); err != nil {
-		b.Fatal(err)
+	value := func(context.Context, string, string) (group.Value, error) {
+		return group.Value{Bytes: bytes.Repeat([]byte("v"), 1024)}, nil
 	}
-	b.ReportAllocs()
-	for b.Loop() {
+	for _, secret := range []bool{false, true} {
+		tune := func(c *Config) {}
+		name := "plain"
+		if secret {
+			tune, name = withSecret("").tune, "macs"
+		}
+		log := newLoadLog()
+		owner := newNode(b, "owner", log, nodeOptions{load: value, tune: tune})
+		asker := newNode(b, "asker", log, nodeOptions{tune: tune})
+		// The owner counts the asker a member (its upgrade is checked with a secret).
+		owner.c.notify(nodeEvent{name: "asker", addr: "127.0.0.1:1", meta: []byte(`{"http":"` + asker.srv.Listener.Addr().String() + `"}`)})
+		owner.c.rebuild()
+		peer := newWirePeer(asker.c, "owner", owner.srv.Listener.Addr().String())
+		b.Cleanup(peer.close)
+		ctx := context.Background()
 		if _, err := peer.Fetch(ctx, testGroup, "hot"); err != nil {
 			b.Fatal(err)
 		}
+		b.Run(name+"/serial", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := peer.Fetch(ctx, testGroup, "hot"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/parallel32", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(16) // 32 callers on 2 CPUs
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := peer.Fetch(ctx, testGroup, "hot"); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }
 
