@@ -31,6 +31,9 @@
 // a 10-byte header and the group and key; the answer a header, the remaining TTL in
 // nanoseconds (no clock synchronisation needed) and the raw value, which the reader allocates
 // once at its declared, bounded length; a failure is a one-byte code and a short message.
+// Each member's peer is a group.AsyncPeer: the Group's fill sends its fetch with FetchFunc
+// and the connection's reader goroutine hands the answer to the waiting caller, so a fetch
+// costs the asking node no goroutine of its own (the Fetch of v1 cost two).
 //
 // Why not the v1 HTTP wire (net/http, one request per fetch), h2c or gRPC (measured in
 // peers/wire/doc.go and BENCHMARKS.md, 1 KiB values on a shared 2-core VM): net/http spends
