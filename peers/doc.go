@@ -33,7 +33,7 @@
 // once at its declared, bounded length; a failure is a one-byte code and a short message.
 // Each member's peer is a group.AsyncPeer: the Group's fill sends its fetch with FetchFunc
 // and the connection's reader goroutine hands the answer to the waiting caller, so a fetch
-// costs the asking node no goroutine of its own (the Fetch of v1 cost two).
+// costs the asking node no goroutine of its own (a blocking Fetch costs one).
 //
 // Why not the v1 HTTP wire (net/http, one request per fetch), h2c or gRPC (measured in
 // peers/wire/doc.go and BENCHMARKS.md, 1 KiB values on a shared 2-core VM): net/http spends
