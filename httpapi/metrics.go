@@ -15,6 +15,9 @@ type metrics struct {
 
 	// httpErrors counts error answers by code. It is touched only on the error path.
 	httpErrors *prometheus.CounterVec
+
+	// requests counts and times every request (requestmetrics.go).
+	requests *requestMetrics
 }
 
 func newMetrics(groups []*group.Group, cluster Cluster) (*metrics, error) {
@@ -25,13 +28,15 @@ func newMetrics(groups []*group.Group, cluster Cluster) (*metrics, error) {
 			Name:      "http_errors_total",
 			Help:      "Error answers of the HTTP API, by error code.",
 		}, []string{"code"}),
+		requests: newRequestMetrics(),
 	}
-	for _, c := range []prometheus.Collector{
+	for _, c := range append([]prometheus.Collector{
 		newStatsCollector(groups, cluster),
 		m.httpErrors,
+		newBuildInfoGauge(ReadBuildInfo()),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
+	}, m.requests.collectors()...) {
 		if err := m.registry.Register(c); err != nil {
 			return nil, err
 		}
