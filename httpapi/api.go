@@ -66,6 +66,10 @@ type API struct {
 	ready   atomic.Bool
 	metrics *metrics
 
+	// history is the node's recent past for the status page's charts, set by a Node before
+	// it serves; nil for an API served on its own (the page then has no charts).
+	history *history
+
 	// splitPeers is set by a Node with a PeerAddr before it serves: peer paths are served only
 	// on the requests its peer listener marks (peerListenerKey), and only they are.
 	splitPeers bool
@@ -149,6 +153,8 @@ func (a *API) routes() *chi.Mux {
 	r.With(a.limitPurges).Delete("/groups/{group}", a.purgeGroup)
 	r.Get("/groups", a.listGroups)
 	r.Get("/cluster", a.showCluster)
+	r.Get("/", a.statusPage)
+	r.Head("/", a.statusPage)
 	r.Get("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
 	r.Method(http.MethodGet, "/metrics", promhttp.InstrumentMetricHandler(a.metrics.registry,

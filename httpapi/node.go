@@ -42,6 +42,9 @@ type Node struct {
 	// both servers').
 	failed chan error
 
+	// stopHistory stops the sampler of the status page's history; set by Start.
+	stopHistory func()
+
 	// mu serializes Start and Stop, which hold it throughout: a Stop that arrives during
 	// Start waits for it, and a second Stop waits for the first.
 	mu    sync.Mutex
@@ -115,6 +118,7 @@ func (n *Node) build(groups []*group.Group) (err error) {
 			n.cluster.Register(g)
 		}
 	}
+	n.api.history = newHistory(n.cfg.History, n.groups)
 	n.server = n.newServer(n.listener, false)
 	if n.peerListener != nil {
 		n.api.splitPeers = true
@@ -148,6 +152,7 @@ func (n *Node) Start(ctx context.Context) error {
 			return fmt.Errorf("httpapi: starting the cluster: %w", err)
 		}
 	}
+	n.stopHistory = n.api.history.start()
 	n.api.SetReady(true)
 	names := make([]string, len(n.groups))
 	for i, g := range n.groups {
@@ -222,8 +227,11 @@ func (n *Node) Stop(ctx context.Context) error {
 	return err
 }
 
-// release stops gossip and closes the listener and the closers.
+// release stops the history's sampler and gossip, and closes the listener and the closers.
 func (n *Node) release() {
+	if n.stopHistory != nil {
+		n.stopHistory()
+	}
 	if n.cluster != nil {
 		if err := n.cluster.Shutdown(); err != nil {
 			n.log.Warn("stopping gossip", "node", n.cfg.Name, "err", err)

@@ -93,7 +93,7 @@ func (m *requestMetrics) middleware(next http.Handler) http.Handler {
 			// A hijacked connection's "request" lasts as long as the connection.
 			s.duration.Observe(time.Since(start).Seconds())
 		}
-		rec.reset(nil)
+		rec.ResponseWriter = nil // reset on the next Get; the pool must not keep the connection's writer
 		m.recorders.Put(rec)
 	})
 }
