@@ -27,7 +27,7 @@ func TestHistoryRates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h.record(t0.Add(5 * time.Second)) // 10 requests: 2 loads, 8 hits
+	h.record(t0.Add(5 * time.Second))  // 10 requests: 2 loads, 8 hits
 	h.record(t0.Add(10 * time.Second)) // nothing
 
 	r := h.rates()
