@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -465,6 +466,8 @@ func TestConfigLoaderBlockErrors(t *testing.T) {
 		{"loader as a list", "[file, .]", `FILE:3: groups[0].loader: want a mapping of keys to values such as {type: file, root: ./data}, got a list`},
 		{"type as a list", "{type: [file], root: .}", `FILE:3: groups[0].loader.type: want a loader type (file, http, sql), got a list`},
 		{"duplicate type", "{type: file, type: http, root: .}", `FILE:3: groups[0].loader.type: duplicate key "type"`},
+		{"listen channel on sqlite", "\n      type: sql\n      driver: sqlite\n      dsn: x.db\n      query: SELECT v FROM t WHERE k = ?\n      listen_channel: items_changed", `FILE:8: groups[0].loader.listen_channel: PostgreSQL only: SQLite has no LISTEN/NOTIFY`},
+		{"listen channel not an identifier", "{type: sql, driver: postgres, dsn: x, query: q, listen_channel: items-changed}", `FILE:3: groups[0].loader.listen_channel: "items-changed" is not a PostgreSQL identifier`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -559,9 +562,16 @@ func TestExampleConfigs(t *testing.T) {
 	if len(paths) == 0 {
 		t.Skip("no example configurations under examples/")
 	}
+	// The deploy examples listen on every interface and get their secrets from the
+	// environment, as their READMEs say: protected mode must accept them with the secrets
+	// set, and refuse them without.
+	secrets := envMap{
+		"GROUPCACHED_SECRET_KEY":  base64.StdEncoding.EncodeToString(make([]byte, 32)),
+		"GROUPCACHED_ADMIN_TOKEN": "0123456789abcdef0123456789abcdef",
+	}
 	for _, path := range paths {
 		t.Run(path, func(t *testing.T) {
-			if _, err := loadConfig(mustFlags(t, "-config", path), envMap{}.lookup); err != nil {
+			if _, err := loadConfig(mustFlags(t, "-config", path), secrets.lookup); err != nil {
 				t.Errorf("%v", err)
 			}
 		})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/groupcached/groupcached/group"
@@ -100,4 +101,72 @@ func ExampleParseByteSize() {
 	// 1.5GiB = 1610612736 bytes = 1536MiB
 	// 100KB = 100000 bytes = 100000B
 	// 4096 = 4096 bytes = 4KiB
+}
+
+// dropSink is the simplest ChangeSink, for a Group served alone: it drops what changed, and
+// everything after a gap. httpapi.Node gives its watchers a fuller one (key limits, peers,
+// metrics, logs).
+type dropSink struct{ g *group.Group }
+
+func (s dropSink) Changed(key string) error {
+	if key == "" {
+		return group.ErrInvalidKey
+	}
+	s.g.RemoveLocal(key)
+	return nil
+}
+func (s dropSink) Resync(error) { s.g.PurgeLocal() }
+func (s dropSink) Lost(error)   {}
+
+// A loader whose origin announces its changes is also a Watcher; whoever serves the group runs
+// its Watch, and each key it hears is loaded again on the next Get.
+func ExampleWatcher() {
+	prices := map[string]string{"apple": "1.00"}
+	var mu sync.Mutex
+	changes := make(chan string)
+	origin := struct {
+		group.LoaderFunc
+		group.WatcherFunc
+	}{
+		LoaderFunc: func(ctx context.Context, key string) (group.Value, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return group.Value{Bytes: []byte(prices[key])}, nil
+		},
+		WatcherFunc: func(ctx context.Context, sink group.ChangeSink) error {
+			sink.Resync(nil) // listening from here on
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case key := <-changes:
+					_ = sink.Changed(key)
+				}
+			}
+		},
+	}
+	g, err := group.New("prices", origin, group.DefaultConfig(), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	w, ok := g.Loader().(group.Watcher)
+	if !ok {
+		log.Fatal("the loader has no feed")
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { _ = w.Watch(ctx, dropSink{g}) }()
+
+	res, _ := g.Get(ctx, "apple")
+	fmt.Println("apple:", string(res.Bytes))
+	mu.Lock()
+	prices["apple"] = "1.20"
+	mu.Unlock()
+	changes <- "apple" // the origin announces the change...
+	changes <- ""      // ...and, once the watcher takes the next one, it has dropped "apple"
+	res, _ = g.Get(ctx, "apple")
+	fmt.Println("apple:", string(res.Bytes))
+	// Output:
+	// apple: 1.00
+	// apple: 1.20
 }

@@ -27,7 +27,7 @@ const maxLoggedLabel = 64
 //	peer      on the peer endpoints, the name the asking node gives (Groupcached-Peer)
 //
 // The query string, which carries the key on the peer endpoints, is never logged. Text a
-// client chose (group, peer) is cut to 64 bytes; the slog handler quotes it. It reuses the
+// client chose (group, peer) is cut to 64 bytes (truncate, marked with …); the slog handler quotes it. It reuses the
 // request metrics' ResponseWriter wrapper when it runs inside them, as in the API's chain.
 func accessLog(log *slog.Logger) Middleware {
 	return func(next http.Handler) http.Handler {
@@ -72,12 +72,4 @@ func keyBytes(r *http.Request, path, groupSeg string) int {
 		return len(key)
 	}
 	return len(key) - 2*strings.Count(key, "%")
-}
-
-// truncate cuts s to at most n bytes.
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

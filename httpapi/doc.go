@@ -7,8 +7,10 @@
 // the groups it serves. Start serves HTTP, joins the cluster and turns /readyz to 200;
 // WaitMembers waits until the ring holds the whole cluster; Stop takes the node out of service
 // in the order load balancers and peers need: /readyz 503, ShutdownDelay, leave the cluster
-// (bounded), stop accepting and drain the requests in flight, stop gossip, close the listener
-// and the loaders.
+// (bounded), stop accepting and drain the requests in flight, stop the change feeds and
+// gossip, close the listener and the loaders. A group whose loader is a group.Watcher (the sql
+// loader with listen_channel) is watched from Start to Stop: changed keys are dropped on every
+// node, and a feed that was down purges the group when it is back (watch.go).
 //
 // Every request passes one handler chain, so that what is added to it (authentication, an
 // access log, request metrics, limits) covers everything:

@@ -171,3 +171,49 @@ func constHistogram(d *prometheus.Desc, h group.Histogram, labels ...string) pro
 	}
 	return m
 }
+
+// watchCollector exports what the sinks of a Node's change feeds count (watch.go), for the
+// groups whose watcher has reported at least once.
+type watchCollector struct {
+	sinks                              []*watchSink
+	changes, badPayloads, gaps, feedUp *prometheus.Desc
+}
+
+func newWatchCollector(sinks []*watchSink) *watchCollector {
+	desc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "invalidation", name), help, []string{"group"}, nil)
+	}
+	return &watchCollector{
+		sinks:       sinks,
+		changes:     desc("notifications_total", "Changed keys heard from the origin's change feed (a PostgreSQL LISTEN), bad payloads included."),
+		badPayloads: desc("bad_payloads_total", "Change feed payloads that are not a key (empty, or over max_key_bytes), ignored."),
+		gaps:        desc("gaps_total", "Times the change feed came back after changes may have gone unheard, and the group was purged here and on the peers."),
+		feedUp:      desc("feed_up", "1 while the change feed is listening; 0 while changes at the origin are not heard."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *watchCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.changes
+	ch <- c.badPayloads
+	ch <- c.gaps
+	ch <- c.feedUp
+}
+
+// Collect implements prometheus.Collector.
+func (c *watchCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.sinks {
+		if !s.active.Load() {
+			continue
+		}
+		name := s.g.Name()
+		up := 0.0
+		if s.up.Load() {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.changes, prometheus.CounterValue, float64(s.changes.Load()), name)
+		ch <- prometheus.MustNewConstMetric(c.badPayloads, prometheus.CounterValue, float64(s.badKeys.Load()), name)
+		ch <- prometheus.MustNewConstMetric(c.gaps, prometheus.CounterValue, float64(s.gaps.Load()), name)
+		ch <- prometheus.MustNewConstMetric(c.feedUp, prometheus.GaugeValue, up, name)
+	}
+}

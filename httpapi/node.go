@@ -23,6 +23,12 @@ import (
 // membership and the groups it serves. Build it with NewNode, Start it, and Stop it once; a
 // stopped node cannot start again. Several nodes may live in one process. Its methods are safe
 // for concurrent use.
+//
+// A group whose loader (Group.Loader) implements group.Watcher, such as the sql loader with
+// listen_channel, is watched from Start to Stop: the node runs Watch with a group.ChangeSink
+// that drops each changed key here (and, when this node owns it, forwards the removal to the
+// peers), purges the group here and on the peers when the feed comes back after a gap, and
+// exports groupcached_invalidation_* series at /metrics (watch.go).
 type Node struct {
 	cfg NodeConfig
 	log *slog.Logger
@@ -37,6 +43,7 @@ type Node struct {
 	cluster      *peers.Cluster // nil when the node serves alone
 	groups       []*group.Group // in name order
 	closers      []io.Closer    // closed last at Stop: the loaders' pools and files
+	watches      *watches       // the groups' change feeds, run from Start to Stop
 
 	// failed receives the error of an HTTP server that stopped serving before Stop (room for
 	// both servers').
@@ -118,6 +125,9 @@ func (n *Node) build(groups []*group.Group) (err error) {
 			n.cluster.Register(g)
 		}
 	}
+	if err := n.buildWatches(); err != nil {
+		return err
+	}
 	n.api.history = newHistory(n.cfg.History, n.groups)
 	n.server = n.newServer(n.listener, false)
 	if n.peerListener != nil {
@@ -138,6 +148,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return errors.New("httpapi: Node.Start called twice or after Stop")
 	}
 	n.state = nodeStarted
+	n.watches.start(ctx) // waits (5 s at most) for the change feeds, so that none starts behind a request
 	n.serve(n.server, n.listener)
 	if n.peerServer != nil {
 		n.serve(n.peerServer, n.peerListener)
@@ -173,9 +184,9 @@ func (n *Node) Start(ctx context.Context) error {
 // Stop takes the node out of service gracefully: /readyz turns 503, the node waits
 // ShutdownDelay for load balancers to notice, leaves the cluster (peers stop sending it keys;
 // bounded by LeaveTimeout), stops accepting connections and drains the requests in flight,
-// then stops gossip and closes the listener and the closers. ctx and StopTimeout bound the
-// whole stop; an error means requests in flight were cut off. Stop on a node never started
-// releases it; a second Stop does nothing.
+// then stops the change feeds and gossip and closes the listener and the closers. ctx and
+// StopTimeout bound the whole stop; an error means requests in flight were cut off. Stop on a
+// node never started releases it; a second Stop does nothing.
 func (n *Node) Stop(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -227,11 +238,13 @@ func (n *Node) Stop(ctx context.Context) error {
 	return err
 }
 
-// release stops the history's sampler and gossip, and closes the listener and the closers.
+// release stops the history's sampler, the change feeds and gossip, and closes the listener
+// and the closers.
 func (n *Node) release() {
 	if n.stopHistory != nil {
 		n.stopHistory()
 	}
+	n.watches.stop()
 	if n.cluster != nil {
 		if err := n.cluster.Shutdown(); err != nil {
 			n.log.Warn("stopping gossip", "node", n.cfg.Name, "err", err)

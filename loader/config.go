@@ -123,6 +123,17 @@ type SQLConfig struct {
 	// QueryTimeout bounds one query. The caller's deadline applies too; the earlier wins.
 	// Zero: DefaultQueryTimeout (5s).
 	QueryTimeout time.Duration `yaml:"query_timeout"`
+	// ListenChannel is a PostgreSQL notification channel that names changed keys: the node
+	// LISTENs on it over one connection of its own (outside the pool, so at most
+	// MaxOpenConns + 1 per node) and drops from its caches the key that each notification's
+	// payload holds, typically sent by a trigger, pg_notify('items_changed', OLD.k), when the
+	// writing transaction commits. After the connection was down the group is purged, since
+	// notifications sent meanwhile are lost (SQL.Watch has the design). PostgreSQL only. A
+	// PostgreSQL identifier of at most 63 bytes: letters, digits, '_' and '$', not starting
+	// with a digit or '$'. It is quoted, so its case is kept: the trigger must spell it the
+	// same way (a bare NOTIFY folds it to lower case; prefer lower case). Empty: nothing is
+	// heard, and a changed row is served until its TTL runs out or it is DELETEd.
+	ListenChannel string `yaml:"listen_channel"`
 }
 
 var (
@@ -219,7 +230,35 @@ func (c SQLConfig) Validate() error {
 	if c.QueryTimeout < 0 {
 		fail("QueryTimeout", "must be >= 0s, got %v", c.QueryTimeout)
 	}
+	if c.ListenChannel != "" {
+		if c.Driver == "sqlite" {
+			fail("ListenChannel", "PostgreSQL only: SQLite has no LISTEN/NOTIFY (remove the key, or use driver postgres)")
+		} else if err := checkChannel(c.ListenChannel); err != nil {
+			fail("ListenChannel", "%v", err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// maxChannelBytes is PostgreSQL's identifier limit (NAMEDATALEN - 1). A longer LISTEN name
+// would be truncated without a word, while pg_notify refuses it: the two would never meet.
+const maxChannelBytes = 63
+
+// checkChannel reports why name is not a PostgreSQL identifier that LISTEN and pg_notify
+// agree on: 1 to 63 bytes of ASCII letters, digits, '_' and '$', not starting with a digit or
+// '$'.
+func checkChannel(name string) error {
+	if len(name) > maxChannelBytes {
+		return fmt.Errorf("%q is %d bytes; PostgreSQL identifiers have at most %d", name, len(name), maxChannelBytes)
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		letter := b == '_' || ('a' <= b && b <= 'z') || ('A' <= b && b <= 'Z')
+		if !letter && (i == 0 || (!isDigit(b) && b != '$')) {
+			return fmt.Errorf("%q is not a PostgreSQL identifier: want letters, digits, '_' and '$', starting with a letter or '_'", name)
+		}
+	}
+	return nil
 }
 
 // NewLoader connects and builds the SQL loader (NewSQL).

@@ -46,6 +46,16 @@ func TestConfigValidate(t *testing.T) {
 		{"sql idle above default open", SQLConfig{Driver: "sqlite", DSN: "x", Query: "q", MaxIdleConns: DefaultMaxOpenConns + 1}, "MaxIdleConns", "must not exceed"},
 		{"sql negative conns", SQLConfig{Driver: "sqlite", DSN: "x", Query: "q", MaxOpenConns: -1}, "MaxOpenConns", "MaxOpenConns: must be >= 0"},
 		{"sql negative timeout", SQLConfig{Driver: "sqlite", DSN: "x", Query: "q", QueryTimeout: -1}, "QueryTimeout", "QueryTimeout: must be >= 0"},
+		{"sql listen channel", SQLConfig{Driver: "postgres", DSN: "x", Query: "q", ListenChannel: "items_changed"}, "", ""},
+		{"sql listen channel mixed case and $", SQLConfig{Driver: "postgres", DSN: "x", Query: "q", ListenChannel: "_Items$2"}, "", ""},
+		{"sql listen channel 63 bytes", SQLConfig{Driver: "postgres", DSN: "x", Query: "q", ListenChannel: strings.Repeat("c", 63)}, "", ""},
+		{"sql listen channel on sqlite", SQLConfig{Driver: "sqlite", DSN: "x", Query: "q", ListenChannel: "items_changed"}, "ListenChannel", "PostgreSQL only"},
+		{"sql listen channel 64 bytes", SQLConfig{Driver: "postgres", DSN: "x", Query: "q", ListenChannel: strings.Repeat("c", 64)}, "ListenChannel", "at most 63"},
+		{"sql listen channel starts with a digit", SQLConfig{Driver: "postgres", DSN: "x", Query: "q", ListenChannel: "1items"}, "ListenChannel", "not a PostgreSQL identifier"},
+		{"sql listen channel starts with $", SQLConfig{Driver: "postgres", DSN: "x", Query: "q", ListenChannel: "$items"}, "ListenChannel", "not a PostgreSQL identifier"},
+		{"sql listen channel with a quote", SQLConfig{Driver: "postgres", DSN: "x", Query: "q", ListenChannel: `items"; DROP TABLE t; --`}, "ListenChannel", "not a PostgreSQL identifier"},
+		{"sql listen channel with a dash", SQLConfig{Driver: "postgres", DSN: "x", Query: "q", ListenChannel: "items-changed"}, "ListenChannel", "not a PostgreSQL identifier"},
+		{"sql listen channel non-ASCII", SQLConfig{Driver: "postgres", DSN: "x", Query: "q", ListenChannel: "clés"}, "ListenChannel", "not a PostgreSQL identifier"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

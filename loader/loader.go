@@ -13,7 +13,7 @@
 //   - File: files under a root directory, through os.Root, so nothing outside it is ever read;
 //   - HTTP: an origin service at a URL template, with the key path-escaped into one segment;
 //   - SQL: a query with one placeholder bound to the key, on PostgreSQL (pgx) or SQLite
-//     (modernc, no cgo).
+//     (modernc, no cgo); on PostgreSQL it can also listen for changed keys.
 //
 // Each loader type owns its section of the configuration, caddy's module pattern: a group's
 // `loader:` block names a type, and the type's Factory decodes the keys after `type:` into its
@@ -21,6 +21,14 @@
 // Decoder the node implements strictly over the file, so a key the type does not know is
 // reported at its line. The settings validate without I/O, when the file is read; the
 // loader is built from them (Config.NewLoader) only when the node starts.
+//
+// A loader whose origin can announce changes also implements group.Watcher: SQL does on
+// PostgreSQL with listen_channel, hearing the keys a trigger sends with pg_notify on commit
+// (sqllisten.go has the design: every node listens, and purges after each reconnect). The
+// loader only reports what it hears, to the group.ChangeSink it is given; the node that serves
+// the group (httpapi.Node, which finds the loader through Group.Loader) runs Watch from Start
+// to Stop, drops the keys, forwards removals to its peers, counts and logs. This package
+// never imports httpapi.
 //
 // Loaders that hold resources (a directory handle, a connection pool, idle HTTP connections)
 // implement io.Closer; whoever built them closes them at shutdown. Embedders with their own

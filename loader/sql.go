@@ -28,16 +28,23 @@ import (
 // (SQLConfig.QueryTimeout) besides the caller's deadline; a timeout is group.ErrLoadTimeout
 // (wrapped).
 //
+// With SQLConfig.ListenChannel set, SQL is also a group.Watcher: its Watch listens for the
+// keys that change (see sqllisten.go).
+//
 // SQL is safe for concurrent use. Close closes the pool.
 type SQL struct {
 	db      *sql.DB
 	query   string
 	timeout time.Duration
+
+	// listen holds what Watch needs; nil without a ListenChannel.
+	listen *listener
 }
 
 var (
-	_ group.Loader = (*SQL)(nil)
-	_ io.Closer    = (*SQL)(nil)
+	_ group.Loader  = (*SQL)(nil)
+	_ group.Watcher = (*SQL)(nil)
+	_ io.Closer     = (*SQL)(nil)
 )
 
 // driverNames maps SQLConfig.Driver to the database/sql driver name.
@@ -71,6 +78,12 @@ func NewSQL(cfg SQLConfig) (*SQL, error) {
 	if err := s.check(ctx, cfg.Driver); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if cfg.ListenChannel != "" {
+		if s.listen, err = newListener(dsn, cfg.ListenChannel); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }

@@ -142,7 +142,42 @@ func exampleLoaderConfig(t *testing.T) loader.SQLConfig {
 	if typ != "sql" || cfg.Driver != "postgres" || cfg.DSNEnv != "GROUPCACHED_PG_DSN" || cfg.DSN != "" {
 		t.Fatalf("config.yaml's loader is %+v; want sql on postgres with the DSN from GROUPCACHED_PG_DSN only", cfg)
 	}
+	if cfg.ListenChannel != exampleChannel {
+		t.Fatalf("config.yaml listens on %q; want %q, the channel schema.sql's trigger notifies", cfg.ListenChannel, exampleChannel)
+	}
 	return cfg
+}
+
+// exampleChannel is the channel of config.yaml and of schema.sql's trigger.
+const exampleChannel = "items_changed"
+
+// ownChannel points the trigger of the test's schema at a channel of the test's own, and cfg
+// at it too: channels are database-wide, and a test must hear neither another test's changes
+// (another run of this one included) nor a user's.
+func ownChannel(t *testing.T, db *sql.DB, cfg loader.SQLConfig) loader.SQLConfig {
+	t.Helper()
+	cfg.ListenChannel = fmt.Sprintf("sidecar_test_%d_%d", time.Now().UnixNano(), rand.IntN(1e6))
+	pointTrigger(t, db, exampleChannel, cfg.ListenChannel)
+	return cfg
+}
+
+// pointTrigger makes schema.sql's trigger, which notifies channel from, notify channel to.
+func pointTrigger(t *testing.T, db *sql.DB, from, to string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var def string
+	if err := db.QueryRowContext(ctx, "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'items_notify' AND tgrelid = 'items'::regclass").Scan(&def); err != nil {
+		t.Fatalf("schema.sql's trigger items_notify: %v", err)
+	}
+	if !strings.Contains(def, "notify_item_change('"+from+"')") {
+		t.Fatalf("schema.sql's trigger is %s; want it to notify %s", def, from)
+	}
+	def = strings.Replace(def, "CREATE TRIGGER", "CREATE OR REPLACE TRIGGER", 1)
+	def = strings.Replace(def, "'"+from+"'", "'"+to+"'", 1)
+	if _, err := db.ExecContext(ctx, def); err != nil {
+		t.Fatalf("%s: %v", def, err)
+	}
 }
 
 type node struct {
@@ -150,10 +185,11 @@ type node struct {
 	group *group.Group
 }
 
-// startCluster starts n nodes on loopback, each with its own loader (its own pool, as separate
-// processes would have), and waits until every ring holds every node. The nodes stop, and
-// close their loaders, at the end of the test.
-func startCluster(t *testing.T, n int, newLoader func() group.Loader) []*node {
+// startCluster starts n nodes on loopback, each with its own loader (its own pool and
+// listening connection, as separate processes would have), with the group's configuration
+// changed by tune, and waits until every ring holds every node. The nodes stop, and close
+// their loaders, at the end of the test.
+func startCluster(t *testing.T, n int, newLoader func() group.Loader, tune ...func(*group.Config)) []*node {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -164,6 +200,9 @@ func startCluster(t *testing.T, n int, newLoader func() group.Loader) []*node {
 		cfg := group.DefaultConfig()
 		cfg.LoadTimeout = 20 * time.Second
 		cfg.NegativeTTL = time.Minute // the test counts the one load of a missing key
+		for _, f := range tune {
+			f(&cfg)
+		}
 		g, err := group.New("items", l, cfg, logger)
 		if err != nil {
 			t.Fatal(err)
@@ -204,7 +243,7 @@ func startCluster(t *testing.T, n int, newLoader func() group.Loader) []*node {
 // the database logs exactly 50 loads, and a second round none.
 func TestSidecarProtectsPostgres(t *testing.T) {
 	dsn, db := exampleDatabase(t)
-	cfg := exampleLoaderConfig(t)
+	cfg := ownChannel(t, db, exampleLoaderConfig(t))
 	t.Setenv(cfg.DSNEnv, dsn)
 	cluster := startCluster(t, nodes, func() group.Loader {
 		l, err := loader.NewSQL(cfg)
