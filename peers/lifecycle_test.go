@@ -145,14 +145,15 @@ func TestClusterLeaveReturnsOnceGossiped(t *testing.T) {
 
 func TestMemberlistLogLevels(t *testing.T) {
 	rec := &logRecorder{}
-	c, err := New(Config{NodeName: "n", HTTPAddr: "127.0.0.1:1", Logger: slog.New(rec)})
+	c, err := New(Config{NodeName: "n", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:1", Logger: slog.New(rec)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mlc, err := c.memberlistConfig()
+	mlc, err := c.memberlistConfig() // binds the gossip sockets: on loopback, port 0
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = mlc.Transport.Shutdown() })
 	const closedLine = "[ERR] memberlist: Failed to send indirect UDP ping: write udp 127.0.0.1:1->127.0.0.1:2: use of closed network connection"
 	tests := []struct {
 		name     string
