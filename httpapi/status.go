@@ -237,14 +237,18 @@ func ratioChart(title string, at []time.Time, values []float64, now time.Time, s
 	c := lineChart(title, at, values, now, span, 0, 1)
 	c.Top = "100%"
 	c.Last = "–"
-	if n := len(values); n > 0 && !math.IsNaN(values[n-1]) {
-		c.Last = strconv.FormatFloat(100*values[n-1], 'f', 1, 64) + "%"
+	for i := len(values) - 1; i >= 0; i-- { // the newest interval that had requests
+		if !math.IsNaN(values[i]) {
+			c.Last = strconv.FormatFloat(100*values[i], 'f', 1, 64) + "%"
+			break
+		}
 	}
 	return c
 }
 
 // lineChart maps the points onto the chart: x from now-span (left) to now (right), y from lo
-// (bottom) to hi (top). A NaN value breaks the line.
+// (bottom) to hi (top). A NaN value (an interval without requests, for a ratio) breaks the
+// line.
 func lineChart(title string, at []time.Time, values []float64, now time.Time, span time.Duration, lo, hi float64) chartView {
 	c := chartView{Title: title, W: chartW, H: chartH, Span: span.String()}
 	if span <= 0 || hi <= lo {
@@ -260,12 +264,14 @@ func lineChart(title string, at []time.Time, values []float64, now time.Time, sp
 		age := now.Sub(at[i]).Seconds() / span.Seconds()
 		x := chartPad + (chartW-2*chartPad)*min(max(1-age, 0), 1)
 		y := chartPad + (chartH-2*chartPad)*(1-min(max((v-lo)/(hi-lo), 0), 1))
+		xy := strconv.FormatFloat(x, 'f', 1, 64) + " " + strconv.FormatFloat(y, 'f', 1, 64)
 		if pen {
-			d.WriteString("L")
+			d.WriteString("L" + xy + " ")
 		} else {
-			d.WriteString("M")
+			// A zero-length segment after each move: with round caps, a point between two
+			// gaps shows as a dot.
+			d.WriteString("M" + xy + " h0 ")
 		}
-		d.WriteString(strconv.FormatFloat(x, 'f', 1, 64) + " " + strconv.FormatFloat(y, 'f', 1, 64) + " ")
 		pen = true
 		c.LastX, c.LastY, c.HasLast = x, y, true
 	}

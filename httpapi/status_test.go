@@ -95,7 +95,7 @@ func TestLineChart(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 10, 0, 0, time.UTC)
 	at := []time.Time{now.Add(-10 * time.Minute), now.Add(-5 * time.Minute), now.Add(-4 * time.Minute), now}
 	c := lineChart("t", at, []float64{0, 1, math.NaN(), 0.5}, now, 10*time.Minute, 0, 1)
-	if want := "M2.0 62.0 L130.0 2.0 M258.0 32.0"; c.Path != want {
+	if want := "M2.0 62.0 h0 L130.0 2.0 M258.0 32.0 h0"; c.Path != want {
 		t.Errorf("path %q, want %q", c.Path, want)
 	}
 	if !c.HasLast || c.LastX != 258 || c.LastY != 32 {
