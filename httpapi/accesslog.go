@@ -26,20 +26,22 @@ const maxLoggedLabel = 64
 //	remote    the client's address (host:port)
 //	peer      on the peer endpoints, the name the asking node gives (Groupcached-Peer)
 //
-// The query string, which carries the key on the peer endpoints, is never logged. Text a
+// The query string, which carries the key on the peer endpoints, is never logged. A logger
+// whose level is above Info costs the request one Enabled call. Text a
 // client chose (group, peer) is cut to 64 bytes (truncate, marked with …); the slog handler quotes it. It reuses the
 // request metrics' ResponseWriter wrapper when it runs inside them, as in the API's chain.
 func accessLog(log *slog.Logger) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !log.Enabled(r.Context(), slog.LevelInfo) {
+				next.ServeHTTP(w, r)
+				return
+			}
 			start := time.Now()
 			path := routingPath(r.URL)
 			rt, groupSeg := classifyRoute(path)
 			rec, _ := recorderFor(w)
 			next.ServeHTTP(rec, r)
-			if !log.Enabled(r.Context(), slog.LevelInfo) {
-				return
-			}
 			var buf [9]slog.Attr
 			attrs := append(buf[:0],
 				slog.String("method", r.Method),
