@@ -13,7 +13,7 @@ import (
 // (requests, hit ratio and origin loads of each group over the last minutes): one goroutine,
 // started by Node.Start and stopped by Node.Stop, samples every group's counters into a ring
 // of fixed size. Its memory is fixed when the node is built: about 48 bytes per group per
-// sample (5.6 KiB per group at the defaults).
+// sample (5.7 KiB per group at the defaults).
 type HistoryConfig struct {
 	// Interval is the time between two samples, and so the charts' resolution. Zero: 5s.
 	// Negative is invalid.
