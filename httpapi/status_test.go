@@ -145,3 +145,66 @@ func BenchmarkStatusPage(b *testing.B) {
 		a.ServeHTTP(w, r)
 	}
 }
+
+func testEstimate(warming bool) group.SizingEstimate {
+	est := group.SizingEstimate{Requests: 100_000, Sampled: 5_000, Warming: warming}
+	for i, r := range []float64{0.25, 0.5, 1, 2, 4} {
+		est.Sizes = append(est.Sizes, group.SizeEstimate{Ratio: r, Bytes: int64(r * (64 << 20)), HitRatio: 0.5 + 0.07*float64(i)})
+	}
+	return est
+}
+
+func TestSizingView(t *testing.T) {
+	v := sizingViewOf(testEstimate(false))
+	if len(v.Points) != 5 {
+		t.Fatalf("%d points, want 5", len(v.Points))
+	}
+	labels := ""
+	for i, p := range v.Points {
+		labels += p.Label + " "
+		if p.Current != (i == 2) {
+			t.Errorf("point %d (%s): current %v", i, p.Label, p.Current)
+		}
+		if i > 0 && (p.X <= v.Points[i-1].X || p.Y >= v.Points[i-1].Y) {
+			t.Errorf("point %d at (%v, %v) after (%v, %v): want right of and above it (a higher hit ratio)", i, p.X, p.Y, v.Points[i-1].X, v.Points[i-1].Y)
+		}
+		if p.Y < sizingTop || p.Y > sizingB {
+			t.Errorf("point %d at y %v, outside the plot [%d, %d]", i, p.Y, sizingTop, sizingB)
+		}
+	}
+	if labels != "¼x ½x 1x 2x 4x " || v.Points[1].Bytes != "32.0 MiB" || v.Points[4].HitRatio != "78.0%" {
+		t.Errorf("points %+v", v.Points)
+	}
+	if strings.Count(v.Path, "L") != 4 || !strings.HasPrefix(v.Path, "M28.0 ") {
+		t.Errorf("path %q", v.Path)
+	}
+	if v.Top != "80%" || v.Bottom != "45%" {
+		t.Errorf("y axis %s to %s, want 45%% to 80%%", v.Bottom, v.Top)
+	}
+
+	w := sizingViewOf(testEstimate(true))
+	if w.Path != "" || w.Points[0].HitRatio != "" {
+		t.Errorf("a warming estimate drew %q, %+v", w.Path, w.Points)
+	}
+}
+
+// TestStatusPageSizing renders a group's sizing curve, and its warm-up.
+func TestStatusPageSizing(t *testing.T) {
+	for _, warming := range []bool{false, true} {
+		v := statusView{Node: "n", Groups: []groupView{{Name: "g", HitRatio: "–", Sizing: sizingViewOf(testEstimate(warming))}}}
+		var b strings.Builder
+		if err := statusTemplate.Execute(&b, v); err != nil {
+			t.Fatal(err)
+		}
+		page := b.String()
+		want := []string{`class="sizing-curve"`, "½x", "1x (now)", "78.0%", "64.0 MiB", "Estimated from 5000 sampled of 100000 requests"}
+		if warming {
+			want = []string{"Warming up: 5000 sampled requests"}
+		}
+		for _, s := range want {
+			if !strings.Contains(page, s) {
+				t.Errorf("warming %v: the page lacks %q", warming, s)
+			}
+		}
+	}
+}
