@@ -165,6 +165,7 @@ func (c NodeConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("API: %w", err))
 	}
 	if err := c.History.Validate(); err != nil {
+		//lint:ignore ST1005 the field's name, as for API and Cluster
 		errs = append(errs, fmt.Errorf("History: %w", err))
 	}
 	if c.Cluster != nil {
