@@ -12,8 +12,9 @@ var (
 	// ErrInvalidKey means the key cannot be looked up at all (it is empty).
 	ErrInvalidKey = errors.New("invalid key")
 
-	// ErrLoaderPanic means the loader panicked. The panic is recovered; every waiter of that
-	// fill gets this error and nothing is cached.
+	// ErrLoaderPanic means the loader panicked, or (a bug) the group's own code filling the
+	// key did. The panic is recovered; every waiter of that fill gets this error and nothing
+	// is cached.
 	ErrLoaderPanic = errors.New("loader panicked")
 
 	// ErrLoadTimeout means the shared fill ran past Config.LoadTimeout.

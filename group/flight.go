@@ -3,8 +3,11 @@ package group
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // flightKey names one fill: loading key here, or fetching it from its owner. The two are kept
@@ -15,68 +18,271 @@ type flightKey struct {
 	remote bool
 }
 
-// call is one fill in progress. Its result fields are written once, before done is closed.
+// filler is the Group's side of a fill: what to call and what to do with the answer. flights
+// owns the rest (who drives, the timeout, the goroutine, panics) so that loads and fetches
+// share it.
+type filler interface {
+	// cached looks in the caches again for the key of a fill about to start: a fill that
+	// ended between the caller's miss and its joining the flights has stored it, and loading
+	// it again would make the origin pay twice (golang/groupcache looks again too). When it
+	// finds nothing, it counts the fill as started.
+	cached(k flightKey) (res Result, err error, found bool)
+
+	// slow is the call that may block: the loader's Load, or the owner's Fetch (c.peer set).
+	// It runs on a goroutine of its own under ctx, which carries the load timeout; it may
+	// ignore ctx, and it may panic.
+	slow(ctx context.Context, c *call) (Value, error)
+
+	// settle turns the outcome of the slow call (or, past the deadline, a timeout error)
+	// into what every waiter gets: it counts it and caches what it may, through
+	// cacheUnlessStale. ctx is the slow call's. fallback asks for the key's local fill
+	// instead, whose result the waiters then get.
+	settle(ctx context.Context, c *call, v Value, err error) (res Result, _ error, fallback bool)
+}
+
+// call is one fill. Its first caller drives it (see lead); the others wait for done.
 type call struct {
-	done    chan struct{}
-	res     Result
-	err     error
-	waiters int // callers sharing this fill, the first included (under flights.mu)
+	key  flightKey
+	peer Peer // the owner a remote fill fetches from; nil for a local load
 
-	// stale is set (under flights.mu) by Remove or Purge while the fill runs: its result is
-	// still handed to the callers that were already waiting, but it is not cached.
+	// done is closed once res and err are final. It is made when a second caller joins: the
+	// first one, which drives the fill, does not wait for it, and most fills have no other.
+	done chan struct{}
+	res  Result
+	err  error
+
+	// Under flights.mu:
+	waiters   int     // callers sharing this fill, the first included
+	completed bool    // res and err are final (complete ran)
+	chained   []*call // remote fills whose owner was unreachable, waiting for this local one
+	// stale is set by Remove or Purge while the fill runs: its result is still handed to the
+	// callers that were already waiting, but it is not cached.
 	stale bool
+
+	// The slow call, once started: its context (detached from every caller's, ending at the
+	// load timeout), and its outcome, set once (see deliver): the answer, or a timeout from
+	// the group's deadline timer, whichever comes first.
+	ctx       fillContext
+	started   time.Time
+	delivered atomic.Bool
+	outcome   outcome
+	answered  chan struct{} // receives once outcome is set
+
+	// Under flights.mu: the slow calls in progress, oldest first (see deadlines).
+	prev, next *call
+	tracked    bool
 }
 
-// flights is a singleflight that, unlike golang/groupcache's, survives a panicking fill and
-// lets each caller stop waiting when its own context ends. The fill runs in its own goroutine
-// under its own context, so it goes on for the callers that remain.
-type flights struct {
-	mu sync.Mutex
-	m  map[flightKey]*call
+type outcome struct {
+	v   Value
+	err error
 }
 
-// do returns the result of fill for k, starting fill unless one is already running. The
-// boolean reports whether this caller joined a fill that another caller started.
+// flights is a singleflight that, unlike golang/groupcache's, survives a panicking fill, bounds
+// every fill by the load timeout whether or not the slow call honours its context, and lets
+// each caller stop waiting when its own context ends.
 //
-// fill receives its call so that it can consult stale (under mu) before caching. A panic in
-// fill becomes ErrLoaderPanic for every waiter.
-func (f *flights) do(ctx context.Context, k flightKey, fill func(c *call) (Result, error)) (Result, error, bool) {
+// A fill costs one goroutine, for the slow call, which may block past every deadline; and no
+// timer of its own (see deadlines). The first caller waits for the slow call's outcome
+// directly and settles the fill on its own goroutine, whose stack the deep cache write finds
+// already grown. If that caller leaves, a goroutine takes over the wait, so that the fill
+// goes on for the others. A slow call that signals its completion instead of blocking (a
+// multiplexed peer transport) could deliver its outcome the same way without a goroutine.
+type flights struct {
+	fill    filler
+	timeout time.Duration // Config.LoadTimeout
+	log     *slog.Logger
+
+	mu        sync.Mutex
+	m         map[flightKey]*call
+	deadlines deadlines
+}
+
+// do returns the result of k's fill, starting the fill unless one is running. peer is the
+// owner a remote fill fetches from.
+func (f *flights) do(ctx context.Context, k flightKey, peer Peer) (Result, error) {
 	f.mu.Lock()
+	if c, ok := f.m[k]; ok {
+		done := c.join()
+		f.mu.Unlock()
+		return c.wait(ctx, done)
+	}
+	c := f.add(k, peer)
+	f.mu.Unlock()
+	return f.lead(ctx, c)
+}
+
+// add registers a new fill of k. f.mu must be held.
+func (f *flights) add(k flightKey, peer Peer) *call {
 	if f.m == nil {
 		f.m = make(map[flightKey]*call)
 	}
-	c, joined := f.m[k]
-	if joined {
-		c.waiters++
-	} else {
-		c = &call{done: make(chan struct{}), waiters: 1}
-		f.m[k] = c
-		go f.run(k, c, fill)
-	}
-	f.mu.Unlock()
+	c := &call{key: k, peer: peer, waiters: 1}
+	f.m[k] = c
+	return c
+}
 
+// join counts one more caller of c and returns the channel closed when c's result is final.
+// f.mu must be held.
+func (c *call) join() <-chan struct{} {
+	c.waiters++
+	if c.done == nil {
+		c.done = make(chan struct{})
+	}
+	return c.done
+}
+
+// wait returns c's result once done is closed, or ctx.Err() as soon as ctx ends.
+func (c *call) wait(ctx context.Context, done <-chan struct{}) (Result, error) {
 	select {
-	case <-c.done:
-		return c.res, c.err, joined
+	case <-done:
+		return c.res, c.err
 	case <-ctx.Done():
-		return Result{}, ctx.Err(), joined
+		return Result{}, ctx.Err()
 	}
 }
 
-func (f *flights) run(k flightKey, c *call, fill func(c *call) (Result, error)) {
-	growStack(0) // see growStack
+// lead drives the fill c on its first caller's goroutine: it looks in the cache again, starts
+// the slow call, waits for its outcome (the answer, or a timeout at the deadline) and settles
+// it. If ctx ends first, the caller leaves with ctx.Err() and the fill goes on (see await). A
+// panic anywhere in the fill completes it with an error matching ErrLoaderPanic.
+func (f *flights) lead(ctx context.Context, c *call) (res Result, err error) {
+	defer f.recoverFill(c, &res, &err)
+	if res, err, found := f.fill.cached(c.key); found {
+		return f.complete(c, res, err)
+	}
+	f.start(ctx, c)
+	return f.await(ctx, c)
+}
+
+// start makes c's slow call on a goroutine of its own, under a context that keeps ctx's values
+// but not its cancellation and ends at the load timeout.
+func (f *flights) start(ctx context.Context, c *call) {
+	c.started = time.Now()
+	c.ctx.values = context.WithoutCancel(ctx)
+	c.ctx.deadline = c.started.Add(f.timeout)
+	c.answered = make(chan struct{}, 1)
+	f.mu.Lock()
+	f.track(c)
+	f.mu.Unlock()
+	go f.callSlow(c)
+}
+
+// callSlow makes c's slow call and delivers its outcome, a panic included.
+func (f *flights) callSlow(c *call) {
+	var o outcome
 	defer func() {
 		if r := recover(); r != nil {
-			c.res, c.err = Result{}, &panicError{value: r, stack: debug.Stack()}
+			o = outcome{err: newPanicError(r)}
 		}
-		f.mu.Lock()
-		if f.m[k] == c {
-			delete(f.m, k)
-		}
-		f.mu.Unlock()
-		close(c.done)
+		c.ctx.release()
+		c.deliver(o)
 	}()
-	c.res, c.err = fill(c)
+	o.v, o.err = f.fill.slow(&c.ctx, c)
+}
+
+// deliver hands o to whoever drives c, unless an outcome came first.
+func (c *call) deliver(o outcome) {
+	if c.delivered.CompareAndSwap(false, true) {
+		c.outcome = o
+		c.answered <- struct{}{}
+	}
+}
+
+// await waits for the slow call's outcome and settles the fill. A slow call that ignores its
+// context is cut off at the deadline all the same: the deadline timer delivers a timeout, and
+// the call goes on alone, its answer dropped. If ctx ends first, await returns ctx.Err() at
+// once and leaves the wait to a goroutine of its own.
+func (f *flights) await(ctx context.Context, c *call) (Result, error) {
+	select {
+	case <-c.answered:
+		return f.settle(ctx, c, c.outcome)
+	case <-ctx.Done():
+		go f.drive(c)
+		return Result{}, ctx.Err()
+	}
+}
+
+// drive takes over the wait for c's slow call from a first caller that left.
+func (f *flights) drive(c *call) {
+	var res Result
+	var err error
+	defer f.recoverFill(c, &res, &err)
+	res, err = f.await(context.Background(), c)
+}
+
+// settle hands the slow call's outcome to the Group and completes the fill with what it
+// makes of it, or falls back to the key's local fill.
+func (f *flights) settle(ctx context.Context, c *call, o outcome) (Result, error) {
+	res, err, fallback := f.fill.settle(&c.ctx, c, o.v, o.err)
+	if fallback {
+		return f.fallBack(ctx, c)
+	}
+	return f.complete(c, res, err)
+}
+
+// fallBack chains the remote fill c to the local fill of its key, which it joins or starts:
+// c's waiters get that fill's result, and the local load is shared with the local Gets of the
+// key and with the other fetches that fell back. The local fill has its own timeout.
+func (f *flights) fallBack(ctx context.Context, c *call) (Result, error) {
+	k := flightKey{key: c.key.key}
+	f.mu.Lock()
+	f.untrack(c)
+	if lc, ok := f.m[k]; ok {
+		lc.chained = append(lc.chained, c)
+		done := lc.join()
+		f.mu.Unlock()
+		return lc.wait(ctx, done)
+	}
+	lc := f.add(k, nil)
+	lc.chained = append(lc.chained, c)
+	f.mu.Unlock()
+	return f.lead(ctx, lc)
+}
+
+// complete makes res and err c's result and that of the fills chained to it, releases their
+// waiters and forgets them, so that the next caller starts a new fill. Only its first call
+// for c counts; later ones return the result already given.
+func (f *flights) complete(c *call, res Result, err error) (Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.untrack(c)
+	if c.completed {
+		return c.res, c.err
+	}
+	f.release(c, res, err)
+	for _, d := range c.chained {
+		if !d.completed {
+			f.release(d, res, err)
+		}
+	}
+	return res, err
+}
+
+// release gives c its result and wakes its waiters. f.mu must be held.
+func (f *flights) release(c *call, res Result, err error) {
+	if f.m[c.key] == c {
+		delete(f.m, c.key)
+	}
+	c.res, c.err, c.completed = res, err, true
+	if c.done != nil {
+		close(c.done)
+	}
+}
+
+// recoverFill, deferred by whoever drives c, turns a panic in the fill's own steps (looking
+// in the cache, settling, storing) into c's result: every waiter is released with an error
+// matching ErrLoaderPanic and the next caller starts a new fill. A panic in the slow call is
+// the slow call's outcome instead (see callSlow), which the Group counts as a loader panic.
+func (f *flights) recoverFill(c *call, res *Result, err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	pe := newPanicError(r)
+	pe.outsideLoader = true
+	*res, *err = f.complete(c, Result{}, fmt.Errorf("filling %q: %w", c.key.key, pe))
+	f.log.Error("fill panicked", "key", c.key.key, "remote", c.key.remote, "panic", r, "stack", string(pe.stack))
 }
 
 // invalidate marks the fills of key (or of every key, when all is set) stale and forgets
@@ -109,26 +315,21 @@ func (f *flights) cacheUnlessStale(c *call, store func()) {
 	}
 }
 
-// panicError carries a recovered panic. It matches ErrLoaderPanic; the stack is kept for the
-// log, never sent to clients.
+// panicError carries a recovered panic. It matches ErrLoaderPanic, wherever in the fill the
+// panic happened; the stack is kept for the log, never sent to clients.
 type panicError struct {
-	value any
-	stack []byte
+	value         any
+	stack         []byte
+	outsideLoader bool // in the fill's own code, not in the loader's Load or the peer's Fetch
 }
 
-func (e *panicError) Error() string        { return fmt.Sprintf("%v: %v", ErrLoaderPanic, e.value) }
+func newPanicError(r any) *panicError { return &panicError{value: r, stack: debug.Stack()} }
+
+func (e *panicError) Error() string {
+	if e.outsideLoader {
+		return fmt.Sprintf("fill panicked outside the loader: %v", e.value)
+	}
+	return fmt.Sprintf("%v: %v", ErrLoaderPanic, e.value)
+}
+
 func (e *panicError) Is(target error) bool { return target == ErrLoaderPanic }
-
-func debugStack() []byte { return debug.Stack() }
-
-// growStack grows the calling goroutine's stack to about 16 KiB while it is one frame deep.
-// A fill goroutine starts with a small stack and otter's write path is deep: grown there, the
-// stack is copied several times, frame by frame, which was half the cost of a miss
-// (BenchmarkGetMiss: 8.7 µs before, 4.2 µs after).
-//
-//go:noinline
-func growStack(i int) byte {
-	var pad [8 << 10]byte
-	pad[i] = 1
-	return pad[(i+1)%len(pad)]
-}

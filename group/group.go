@@ -2,7 +2,14 @@
 // main cache (keys this node owns), then its hot cache (copies of popular keys other nodes
 // own), and otherwise fills the key exactly once, however many callers ask at the same time.
 // The fill asks the key's owner through a PeerPicker, or calls the group's Loader when this
-// node owns the key or has no peers.
+// node owns the key or has no peers; only an owner that cannot be reached makes it load the
+// key here instead.
+//
+// The first caller to miss drives the fill: it starts that slow call on a separate goroutine,
+// under Config.LoadTimeout and detached from every caller's context, waits for its answer (or
+// for the deadline, if the call ignores its context) and stores it. The others wait
+// for the result, each until its own context ends; if the first caller leaves, the fill goes
+// on without it. A panic in the fill, in the loader or not, becomes an error for every waiter.
 //
 // Compared with golang/groupcache, a Group is a value (no global registry: many groups and many
 // nodes live in one process), entries carry TTLs, ErrNotFound is remembered for a short while,
@@ -23,12 +30,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // Source says where a Get's value came from.
@@ -84,15 +88,16 @@ type Group struct {
 	// peersMu orders SetPeers calls, which move the two caches' bounds in several steps.
 	peersMu sync.Mutex
 
-	// flights folds concurrent misses of one key into one fill, and lets Remove and Purge
-	// stop a fill that is under way from caching what it loaded.
+	// flights folds concurrent misses of one key into one fill, bounds it by LoadTimeout,
+	// and lets Remove and Purge stop a fill that is under way from caching what it loaded.
 	flights flights
 
 	stats counters
 }
 
 // New returns a Group named name that fills misses with loader. logger receives recovered
-// loader panics with their stacks; nil means slog.Default().
+// panics with their stacks, and the fetches that fell back to a local load; nil means
+// slog.Default().
 func New(name string, loader Loader, cfg Config, logger *slog.Logger) (*Group, error) {
 	if name == "" {
 		return nil, errors.New("group: empty name")
@@ -119,6 +124,7 @@ func New(name string, loader Loader, cfg Config, logger *slog.Logger) (*Group, e
 		main:   newCache(cfg.CacheBytes, clk),
 		hot:    newCache(0, clk), // sized by SetPeers: without peers nothing is fetched
 	}
+	g.flights = flights{fill: g, timeout: cfg.LoadTimeout, log: g.log}
 	return g, nil
 }
 
@@ -168,41 +174,40 @@ func (g *Group) SetInvalidator(inv Invalidator) {
 // Errors: ErrInvalidKey, ErrNotFound, ErrLoaderPanic, ErrLoadTimeout, a loader's own error
 // (wrapped), or ctx.Err().
 func (g *Group) Get(ctx context.Context, key string) (Result, error) {
-	if key == "" {
-		return Result{}, ErrInvalidKey
-	}
-	s := g.stats.stripe()
-	var e entry
-	if ttl, src, hit := g.lookup(key, &e); hit {
-		s.get[src].Add(1)
-		return g.answer(s, &e, ttl, src)
-	}
-	s.get[miss].Add(1)
-	if p := g.peers.Load(); p != nil {
-		if peer, ok := (*p).PickPeer(key); ok {
-			res, err, _ := g.flights.do(ctx, flightKey{key: key, remote: true}, func(c *call) (Result, error) {
-				return g.fetch(ctx, c, peer, key)
-			})
-			return res, err
-		}
-	}
-	return g.loadLocally(ctx, key)
+	return g.get(ctx, key, false)
 }
 
 // GetLocal serves a request that came from a peer: like Get, but it never asks another node,
 // whatever this node's view of the ring, so a request crosses the network at most once.
 func (g *Group) GetLocal(ctx context.Context, key string) (Result, error) {
+	return g.get(ctx, key, true)
+}
+
+// get is Get, or GetLocal when fromPeer is set: such a request is counted as a peer's and
+// filled here.
+func (g *Group) get(ctx context.Context, key string, fromPeer bool) (Result, error) {
 	if key == "" {
 		return Result{}, ErrInvalidKey
 	}
 	s := g.stats.stripe()
+	counts := &s.get
+	if fromPeer {
+		counts = &s.local
+	}
 	var e entry
 	if ttl, src, hit := g.lookup(key, &e); hit {
-		s.local[src].Add(1)
+		counts[src].Add(1)
 		return g.answer(s, &e, ttl, src)
 	}
-	s.local[miss].Add(1)
-	return g.loadLocally(ctx, key)
+	counts[miss].Add(1)
+	if !fromPeer {
+		if p := g.peers.Load(); p != nil {
+			if peer, ok := (*p).PickPeer(key); ok {
+				return g.flights.do(ctx, flightKey{key: key, remote: true}, peer)
+			}
+		}
+	}
+	return g.flights.do(ctx, flightKey{key: key}, nil)
 }
 
 // lookup finds key in the main cache, then the hot cache, and stores it in *e. It returns
@@ -211,8 +216,11 @@ func (g *Group) lookup(key string, e *entry) (ttl time.Duration, src Source, hit
 	if ttl, hit = g.main.get(key, e); hit {
 		return ttl, SourceMain, true
 	}
-	if ttl, hit = g.hot.get(key, e); hit {
-		return ttl, SourceHot, true
+	// Unlinked, the hot cache holds nothing (see SetPeers): a miss need not ask it.
+	if g.peers.Load() != nil {
+		if ttl, hit = g.hot.get(key, e); hit {
+			return ttl, SourceHot, true
+		}
 	}
 	return 0, 0, false
 }
@@ -231,162 +239,6 @@ func (e *entry) result(ttl time.Duration, src Source) (Result, error) {
 		return Result{}, ErrNotFound
 	}
 	return Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: src}, nil
-}
-
-// loadLocally joins or starts the one local load of key on this node.
-func (g *Group) loadLocally(ctx context.Context, key string) (Result, error) {
-	res, err, _ := g.flights.do(ctx, flightKey{key: key}, func(c *call) (Result, error) {
-		return g.load(ctx, c, key)
-	})
-	return res, err
-}
-
-// load calls the loader under the group's own timeout and caches what it returns. It runs in
-// the fill's goroutine; ctx is the first caller's, used only for its values.
-func (g *Group) load(ctx context.Context, c *call, key string) (Result, error) {
-	// A fill that ended between this caller's cache miss and its joining the flights has
-	// already cached the key: look again, or the origin pays twice (golang/groupcache does
-	// the same).
-	// Not counted as a hit: the caller has counted its miss.
-	var e entry
-	if ttl, hit := g.main.get(key, &e); hit {
-		return e.result(ttl, SourceMain)
-	}
-	g.stats.loadsDeduped.Add(1)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.LoadTimeout)
-	defer cancel()
-
-	start := time.Now()
-	v, err := g.callLoader(ctx, key)
-	g.stats.loadDuration.observe(time.Since(start))
-
-	switch {
-	case err == nil:
-		g.stats.localLoads.Add(1)
-		ttl := v.TTL
-		if ttl <= 0 {
-			ttl = g.cfg.TTL
-		}
-		e := g.newEntry(v.Bytes, ttl)
-		g.flights.cacheUnlessStale(c, func() { g.main.add(key, e) })
-		return Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: SourceLoader}, nil
-	case errors.Is(err, ErrNotFound):
-		g.stats.localLoads.Add(1)
-		if g.cfg.NegativeTTL > 0 {
-			g.flights.cacheUnlessStale(c, func() { g.main.add(key, g.negativeEntry(g.cfg.NegativeTTL)) })
-		}
-		return Result{}, err
-	default:
-		g.stats.localLoadErrs.Add(1)
-		if errors.Is(err, ErrLoaderPanic) {
-			g.stats.loaderPanics.Add(1)
-			var pe *panicError
-			if errors.As(err, &pe) {
-				g.log.Error("loader panicked", "key", key, "panic", pe.value, "stack", string(pe.stack))
-			}
-		} else if ctx.Err() == context.DeadlineExceeded {
-			err = fmt.Errorf("%w after %v: %w", ErrLoadTimeout, g.cfg.LoadTimeout, err)
-		}
-		return Result{}, fmt.Errorf("loading %q: %w", key, err)
-	}
-}
-
-// callLoader calls the loader under ctx, which carries the group's load timeout.
-func (g *Group) callLoader(ctx context.Context, key string) (Value, error) {
-	return callBounded(ctx, func() (Value, error) { return g.loader.Load(ctx, key) })
-}
-
-// callBounded runs call (a loader or a peer fetch) on its own goroutine and returns its
-// result, or an error wrapping ctx.Err() once ctx ends, whether or not call honours ctx: a
-// loader that ignores its context must not hold every waiter of the key (and the key itself)
-// forever. Such a call goes on alone and its result is dropped. A panic in call becomes an
-// error matching ErrLoaderPanic.
-func callBounded(ctx context.Context, call func() (Value, error)) (Value, error) {
-	type outcome struct {
-		v   Value
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		var o outcome
-		defer func() {
-			if r := recover(); r != nil {
-				o = outcome{err: &panicError{value: r, stack: debugStack()}}
-			}
-			done <- o
-		}()
-		o.v, o.err = call()
-	}()
-	select {
-	case o := <-done:
-		return o.v, o.err
-	case <-ctx.Done():
-		select {
-		case o := <-done: // it finished as the deadline came: keep its answer
-			return o.v, o.err
-		default:
-			return Value{}, fmt.Errorf("no answer: %w", ctx.Err())
-		}
-	}
-}
-
-// fetch asks the owner for key and keeps a copy in the hot cache, for one fetch in
-// HotCacheRate. Only when the owner cannot be reached does it load the key here, once for all
-// the callers sharing the fetch. It runs in the fill's goroutine; ctx is the first caller's,
-// used only for its values.
-func (g *Group) fetch(ctx context.Context, c *call, peer Peer, key string) (Result, error) {
-	var e entry
-	if ttl, src, hit := g.lookup(key, &e); hit { // see load
-		return e.result(ttl, src)
-	}
-	g.stats.loadsDeduped.Add(1)
-	fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.LoadTimeout)
-	defer cancel()
-
-	v, err := callBounded(fetchCtx, func() (Value, error) { return peer.Fetch(fetchCtx, g.name, key) })
-	switch {
-	case err == nil:
-		g.stats.peerLoads.Add(1)
-		e := g.newEntry(v.Bytes, v.TTL)
-		if g.keepHot() {
-			g.flights.cacheUnlessStale(c, func() { g.hot.add(key, e) })
-		}
-		return Result{Bytes: e.value, Hash: e.hash, TTL: v.TTL, Source: SourcePeer}, nil
-	case errors.Is(err, ErrNotFound):
-		g.stats.peerLoads.Add(1)
-		if g.cfg.NegativeTTL > 0 && g.keepHot() {
-			g.flights.cacheUnlessStale(c, func() { g.hot.add(key, g.negativeEntry(g.cfg.NegativeTTL)) })
-		}
-		return Result{}, err
-	case errors.Is(err, ErrPeerUnavailable):
-		g.stats.peerErrors.Add(1)
-		g.stats.fallbackLoads.Add(1)
-		g.log.Warn("owner unreachable; loading locally", "key", key, "err", err)
-		// The local load has its own timeout; waiting for it needs no other bound.
-		return g.loadLocally(context.WithoutCancel(ctx), key)
-	default:
-		g.stats.peerErrors.Add(1)
-		if fetchCtx.Err() == context.DeadlineExceeded && !errors.Is(err, ErrLoadTimeout) {
-			err = fmt.Errorf("%w after %v: %w", ErrLoadTimeout, g.cfg.LoadTimeout, err)
-		}
-		return Result{}, fmt.Errorf("fetching %q from its owner: %w", key, err)
-	}
-}
-
-func (g *Group) keepHot() bool {
-	return g.cfg.HotCacheFraction > 0 && rand.IntN(g.cfg.HotCacheRate) == 0
-}
-
-func (g *Group) newEntry(value []byte, ttl time.Duration) entry {
-	e := entry{value: value, hash: xxhash.Sum64(value)}
-	if ttl > 0 {
-		e.expires = g.clock.deadline(ttl)
-	}
-	return e
-}
-
-func (g *Group) negativeEntry(ttl time.Duration) entry {
-	return entry{negative: true, expires: g.clock.deadline(ttl)}
 }
 
 // RemoveLocal drops key from this node's caches and keeps a fill under way from caching it.
@@ -424,42 +276,4 @@ func (g *Group) Purge(ctx context.Context) (confirmed int, err error) {
 		return (*inv).InvalidateGroup(ctx, g.name)
 	}
 	return 0, nil
-}
-
-// Stats returns a snapshot of the group's counters.
-func (g *Group) Stats() Stats {
-	c := &g.stats
-	// Outcomes before attempts: a Get that lands between two reads is then counted in the
-	// attempt but not yet in its outcome, never the other way round.
-	var st Stats
-	st.FallbackLoads = c.fallbackLoads.Load()
-	st.PeerErrors = c.peerErrors.Load()
-	st.PeerLoads = c.peerLoads.Load()
-	st.LoaderPanics = c.loaderPanics.Load()
-	st.LocalLoadErrs = c.localLoadErrs.Load()
-	st.LocalLoads = c.localLoads.Load()
-	st.LoadsDeduped = c.loadsDeduped.Load()
-	// NegativeHits before the hits that include them; Gets, Loads, CacheHits and
-	// ServerRequests are sums of the same reads, so they agree with each other.
-	for i := range c.stripes {
-		st.NegativeHits += c.stripes[i].negativeHits.Load()
-	}
-	var get, local [3]int64
-	for i := range c.stripes {
-		s := &c.stripes[i]
-		for j := range get {
-			get[j] += s.get[j].Load()
-			local[j] += s.local[j].Load()
-		}
-	}
-	mainHits := get[SourceMain] + local[SourceMain]
-	hotHits := get[SourceHot] + local[SourceHot]
-	st.Gets = get[SourceMain] + get[SourceHot] + get[miss]
-	st.ServerRequests = local[SourceMain] + local[SourceHot] + local[miss]
-	st.CacheHits = mainHits + hotHits
-	st.Loads = get[miss] + local[miss]
-	st.Main = g.main.stats(mainHits)
-	st.Hot = g.hot.stats(hotHits)
-	st.LoadDuration = c.loadDuration.snapshot()
-	return st
 }

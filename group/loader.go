@@ -25,8 +25,9 @@ type Value struct {
 // node of the cluster has it cached. The Group calls Load on the key's owner only, at most once
 // at a time per key on a node, and caches what it returns.
 //
-// Load may block; it must honour ctx, which carries the Group's load timeout. It is called
-// concurrently for different keys. It returns ErrNotFound (possibly wrapped) when the origin has
+// Load may block; it must honour ctx, which carries the Group's load timeout (a Load that
+// outlives it is not waited for: the waiters get ErrLoadTimeout and its answer is dropped). It
+// is called concurrently for different keys. It returns ErrNotFound (possibly wrapped) when the origin has
 // no such key; any other error is a load failure and is never cached. A panic inside Load is
 // recovered by the Group and reported to every waiter as ErrLoaderPanic.
 type Loader interface {

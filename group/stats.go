@@ -119,3 +119,41 @@ func (c *counters) stripe() *stripe {
 	h := uint64(uintptr(unsafe.Pointer(&onStack))>>11) * 0x9e3779b97f4a7c15
 	return &c.stripes[h>>(64-stripeBits)]
 }
+
+// Stats returns a snapshot of the group's counters.
+func (g *Group) Stats() Stats {
+	c := &g.stats
+	// Outcomes before attempts: a Get that lands between two reads is then counted in the
+	// attempt but not yet in its outcome, never the other way round.
+	var st Stats
+	st.FallbackLoads = c.fallbackLoads.Load()
+	st.PeerErrors = c.peerErrors.Load()
+	st.PeerLoads = c.peerLoads.Load()
+	st.LoaderPanics = c.loaderPanics.Load()
+	st.LocalLoadErrs = c.localLoadErrs.Load()
+	st.LocalLoads = c.localLoads.Load()
+	st.LoadsDeduped = c.loadsDeduped.Load()
+	// NegativeHits before the hits that include them; Gets, Loads, CacheHits and
+	// ServerRequests are sums of the same reads, so they agree with each other.
+	for i := range c.stripes {
+		st.NegativeHits += c.stripes[i].negativeHits.Load()
+	}
+	var get, local [3]int64
+	for i := range c.stripes {
+		s := &c.stripes[i]
+		for j := range get {
+			get[j] += s.get[j].Load()
+			local[j] += s.local[j].Load()
+		}
+	}
+	mainHits := get[SourceMain] + local[SourceMain]
+	hotHits := get[SourceHot] + local[SourceHot]
+	st.Gets = get[SourceMain] + get[SourceHot] + get[miss]
+	st.ServerRequests = local[SourceMain] + local[SourceHot] + local[miss]
+	st.CacheHits = mainHits + hotHits
+	st.Loads = get[miss] + local[miss]
+	st.Main = g.main.stats(mainHits)
+	st.Hot = g.hot.stats(hotHits)
+	st.LoadDuration = c.loadDuration.snapshot()
+	return st
+}

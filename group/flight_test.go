@@ -1,0 +1,205 @@
+package group
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// panickyHandler is a log handler with a bug: it panics on a record whose message it is set to
+// panic on, and discards the rest.
+type panickyHandler struct {
+	slog.Handler
+	on atomic.Pointer[string]
+}
+
+func (h *panickyHandler) Handle(ctx context.Context, r slog.Record) error {
+	if msg := h.on.Load(); msg != nil && r.Message == *msg {
+		panic("log handler bug")
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *panickyHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *panickyHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+
+// A fill that panics outside the slow call (here while settling a fetch: logging the
+// fallback, or storing the fetched value) releases every caller sharing it with an error, and
+// the next Get starts a new fill.
+func TestFillPanicOutsideTheLoader(t *testing.T) {
+	const callers = 50
+	tests := []struct {
+		name string
+		// answer is the owner's answer; breakFill makes the fill's own code panic on it, and
+		// mendFill undoes that.
+		answer    func() (Value, error)
+		breakFill func(g *Group, h *panickyHandler)
+		mendFill  func(g *Group, h *panickyHandler)
+		want      Source // what the Get after the panic gets
+	}{
+		{
+			name:   "logging the fallback to a local load",
+			answer: func() (Value, error) { return Value{}, fmt.Errorf("dial: %w", ErrPeerUnavailable) },
+			breakFill: func(_ *Group, h *panickyHandler) {
+				msg := "owner unreachable; loading locally"
+				h.on.Store(&msg)
+			},
+			mendFill: func(_ *Group, h *panickyHandler) { h.on.Store(nil) },
+			want:     SourceLoader,
+		},
+		{
+			name:   "storing the fetched value",
+			answer: func() (Value, error) { return Value{Bytes: []byte("remote")}, nil },
+			// A rate the constructor would reject: rand.IntN panics on it when the fetch
+			// decides whether to keep the value hot.
+			breakFill: func(g *Group, _ *panickyHandler) { g.cfg.HotCacheRate = -1 },
+			mendFill:  func(g *Group, _ *panickyHandler) { g.cfg.HotCacheRate = 1 },
+			want:      SourcePeer,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gt := newGate()
+			var held atomic.Bool
+			held.Store(true)
+			peer := &fakePeer{fn: func(ctx context.Context, _, _ string) (Value, error) {
+				if held.Load() {
+					if err := gt.wait(ctx); err != nil {
+						return Value{}, err
+					}
+				}
+				return tt.answer()
+			}}
+			h := &panickyHandler{Handler: slog.DiscardHandler}
+			l := &countingLoader{}
+			g, err := New(t.Name(), l, testConfig(), slog.New(h))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.SetPeers(&ownerPicker{peer: peer})
+			tt.breakFill(g, h)
+
+			errs := make(chan error, callers)
+			var wg sync.WaitGroup
+			for range callers {
+				wg.Go(func() {
+					_, err := g.Get(context.Background(), "k")
+					errs <- err
+				})
+			}
+			gt.waitEntered(t, 1)
+			eventually(t, 10*time.Second, "every caller joined the fetch", func() bool {
+				return g.flights.waiters(flightKey{key: "k", remote: true}) == callers
+			})
+			gt.release()
+			deadline := time.After(10 * time.Second)
+			for range callers {
+				select {
+				case err := <-errs:
+					if !errors.Is(err, ErrLoaderPanic) || !strings.Contains(err.Error(), "outside the loader") {
+						t.Fatalf("a caller got %v, want the fill's panic", err)
+					}
+				case <-deadline:
+					t.Fatal("callers still waiting for a fill that panicked")
+				}
+			}
+			wg.Wait()
+			if n := g.Stats().LoaderPanics; n != 0 {
+				t.Fatalf("LoaderPanics = %d: the loader did not panic", n)
+			}
+
+			tt.mendFill(g, h)
+			held.Store(false)
+			res, err := g.Get(t.Context(), "k")
+			if err != nil || res.Source != tt.want {
+				t.Fatalf("Get after the panic = %v %v, want a new fill from %v", res.Source, err, tt.want)
+			}
+			if n := peer.calls.Load(); n != 2 {
+				t.Fatalf("owner asked %d times, want 2 (one per fill)", n)
+			}
+		})
+	}
+}
+
+// When the caller that started a fill leaves, the fill goes on for the callers that remain:
+// they get its answer, its timeout or its panic, and what it loads is cached.
+func TestFillGoesOnWithoutItsFirstCaller(t *testing.T) {
+	unblock := make(chan struct{}) // ends the loader that ignores its context, after the test
+	t.Cleanup(func() { close(unblock) })
+	tests := []struct {
+		name    string
+		load    func(ctx context.Context) (Value, error) // called once the first caller left
+		wantErr error                                    // nil: the value
+		cached  bool
+	}{
+		{"answers", func(context.Context) (Value, error) { return Value{Bytes: []byte("late")}, nil }, nil, true},
+		{"ignores its context", func(context.Context) (Value, error) { <-unblock; return Value{}, nil }, ErrLoadTimeout, false},
+		{"panics", func(context.Context) (Value, error) { panic("late bug") }, ErrLoaderPanic, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gt := newGate()
+			l := &countingLoader{fn: func(ctx context.Context, _ string) (Value, error) {
+				if err := gt.wait(ctx); err != nil {
+					return Value{}, err
+				}
+				return tt.load(ctx)
+			}}
+			cfg := testConfig()
+			cfg.LoadTimeout = time.Second
+			g := newTestGroup(t, l, cfg)
+			t.Cleanup(gt.release)
+
+			firstCtx, leave := context.WithCancel(context.Background())
+			first := make(chan error, 1)
+			go func() {
+				_, err := g.Get(firstCtx, "k")
+				first <- err
+			}()
+			gt.waitEntered(t, 1)
+			type answer struct {
+				res Result
+				err error
+			}
+			stayer := make(chan answer, 1)
+			go func() {
+				res, err := g.Get(context.Background(), "k")
+				stayer <- answer{res, err}
+			}()
+			eventually(t, 10*time.Second, "both callers joined", func() bool {
+				return g.flights.waiters(flightKey{key: "k"}) == 2
+			})
+			leave()
+			if err := <-first; !errors.Is(err, context.Canceled) {
+				t.Fatalf("the first caller got %v, want context.Canceled", err)
+			}
+			gt.release()
+			var got answer
+			select {
+			case got = <-stayer:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the caller that stayed is still waiting")
+			}
+			if tt.wantErr == nil {
+				if got.err != nil || string(got.res.Bytes) != "late" {
+					t.Fatalf("the caller that stayed got %q %v", got.res.Bytes, got.err)
+				}
+			} else if !errors.Is(got.err, tt.wantErr) {
+				t.Fatalf("the caller that stayed got %v, want %v", got.err, tt.wantErr)
+			}
+			if st := g.Stats(); (st.Main.Items == 1) != tt.cached {
+				t.Fatalf("Main.Items = %d, want cached = %v", st.Main.Items, tt.cached)
+			}
+			if n := l.calls.Load(); n != 1 {
+				t.Fatalf("loader called %d times, want 1", n)
+			}
+		})
+	}
+}
