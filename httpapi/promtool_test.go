@@ -26,9 +26,17 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		t.Skip(msg)
 	}
 	o := &origin{}
-	a := startClusterNodeWith(t, "node-a", o, func(c *NodeConfig) { c.API.AccessLog = true })
+	gcfg := testGroupConfig()
+	gcfg.Sizing = true
+	a := startClusterNodeGroup(t, "node-a", o, func(c *NodeConfig) { c.API.AccessLog = true }, gcfg)
 	b := startClusterNode(t, "node-b", o, a.Cluster().GossipAddr())
 	waitMembers(t, a, b)
+	// Past the sizing estimator's warm-up, so that its hit ratios are exported too.
+	for i := range 100_000 {
+		if _, err := a.Groups()[0].GetLocal(context.Background(), fmt.Sprintf("sized-%d", i%4000)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i := range 20 {
 		for _, n := range []*clusterNode{a, b} {
 			n.get(t, http.MethodGet, keyPath("g", fmt.Sprintf("key-%d", i)))
@@ -39,7 +47,8 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	}
 	a.get(t, http.MethodDelete, keyPath("g", "key-1"))
 	_, body := a.get(t, http.MethodGet, "/metrics")
-	for _, want := range []string{"groupcached_http_requests_total{", "groupcached_http_request_duration_seconds_bucket{", "groupcached_build_info{", `route="/_peer/v1/fetch"`} {
+	for _, want := range []string{"groupcached_http_requests_total{", "groupcached_http_request_duration_seconds_bucket{",
+		"groupcached_build_info{", `route="/_peer/v1/fetch"`, `groupcached_sizing_hit_ratio{group="g",size="0.5x"}`} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("/metrics lacks %s", want)
 		}

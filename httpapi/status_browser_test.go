@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,10 +50,29 @@ func TestStatusPageInBrowser(t *testing.T) {
 
 	o := &origin{}
 	fast := func(c *NodeConfig) { c.History = HistoryConfig{Interval: 50 * time.Millisecond, Samples: 61} }
-	a := startClusterNodeWith(t, "node-a", o, fast)
-	b := startClusterNodeWith(t, "node-b", o, fast, a.Cluster().GossipAddr())
-	c := startClusterNodeWith(t, "node-c", o, fast, a.Cluster().GossipAddr())
+	gcfg := testGroupConfig()
+	gcfg.Sizing = true
+	a := startClusterNodeGroup(t, "node-a", o, fast, gcfg)
+	b := startClusterNodeGroup(t, "node-b", o, fast, gcfg, a.Cluster().GossipAddr())
+	c := startClusterNodeGroup(t, "node-c", o, fast, gcfg, a.Cluster().GossipAddr())
 	waitMembers(t, a, b, c)
+
+	// Enough requests for node-a's sizing estimator to end its warm-up (512 sampled requests,
+	// at most 1 key in 128 sampled): 100,000 reads of 4,000 keys, served locally as a peer's
+	// requests would be, with a skew so that the sizes differ.
+	g := a.Groups()[0]
+	for i := range 100_000 {
+		n := i % 4000
+		if i%3 != 0 {
+			n %= 400
+		}
+		if _, err := g.GetLocal(context.Background(), fmt.Sprintf("sized-%d", n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if est, _ := g.Sizing(); est.Warming {
+		t.Fatalf("sizing still warming after %d sampled requests", est.Sampled)
+	}
 
 	// Traffic over several samples, so that the charts have lines: a burst per sample, of 20
 	// keys read three times each from node-a (hits after the first read), some missing.
@@ -132,6 +152,19 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	if len(charts) != 3 || slices.Contains(charts, 0) {
 		t.Errorf("charts (width of each, 0 when it has no line): %v, want 3 drawn", charts)
+	}
+
+	// The sizing curve: a point and a label per size, 1x marked as now.
+	sizes, err := chromedp.Run(browser, chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll('section.group[data-group="g"] .sizing-table tbody tr')).map(r => r.cells[0].textContent + " " + r.cells[2].textContent)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sizes) != 5 || !strings.HasPrefix(sizes[2], "1x (now) ") || !strings.HasSuffix(sizes[4], "%") {
+		t.Errorf("sizing table in the DOM: %q, want 5 sizes with hit ratios, 1x marked", sizes)
+	}
+	if dots, err := chromedp.Run(browser, chromedp.Evaluate[int](`document.querySelectorAll(".sizing-curve circle").length`)); err != nil || dots != 5 {
+		t.Errorf("sizing curve: %d points (%v), want 5", dots, err)
 	}
 
 	shot, err := chromedp.Run(browser, chromedp.FullScreenshot(100))

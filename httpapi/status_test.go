@@ -175,7 +175,7 @@ func TestSizingView(t *testing.T) {
 	if labels != "¼x ½x 1x 2x 4x " || v.Points[1].Bytes != "32.0 MiB" || v.Points[4].HitRatio != "78.0%" {
 		t.Errorf("points %+v", v.Points)
 	}
-	if strings.Count(v.Path, "L") != 4 || !strings.HasPrefix(v.Path, "M28.0 ") {
+	if strings.Count(v.Path, "L") != 4 || !strings.HasPrefix(v.Path, "M52.0 ") {
 		t.Errorf("path %q", v.Path)
 	}
 	if v.Top != "80%" || v.Bottom != "45%" {

@@ -17,8 +17,11 @@ type sizingView struct {
 	Points   []sizingPoint
 	Path     string // SVG path data through the points
 	W, H     int
-	Top      string // the hit ratio at the top of the chart
-	Bottom   string // and at the bottom
+	Top      string // the hit ratio at the top of the plot
+	Bottom   string // and at its bottom
+	TopY     int    // y of the plot's top
+	BottomY  int    // and of its bottom
+	PlotX    int    // x where the plot starts, right of the y labels
 	AxisY    int    // y of the x axis's labels
 }
 
@@ -31,11 +34,13 @@ type sizingPoint struct {
 	Current  bool // the configured size
 }
 
-// sizing chart geometry.
+// sizing chart geometry: y labels left of sizingPlotX, the points between sizingPadL and
+// sizingW-sizingPadR, from sizingTop to sizingB, the sizes' labels below.
 const (
-	sizingW, sizingH   = 360, 150
-	sizingPadX         = 28
-	sizingTop, sizingB = 18, 118 // the plot's top and bottom
+	sizingW, sizingH       = 380, 150
+	sizingPlotX            = 34
+	sizingPadL, sizingPadR = 52, 24
+	sizingTop, sizingB     = 22, 118
 )
 
 // newSizingView returns g's sizing curve, or nil when g does not estimate sizing.
@@ -48,7 +53,8 @@ func newSizingView(g *group.Group) *sizingView {
 }
 
 func sizingViewOf(est group.SizingEstimate) *sizingView {
-	v := &sizingView{Warming: est.Warming, Sampled: est.Sampled, Requests: est.Requests, W: sizingW, H: sizingH, AxisY: sizingB + 22}
+	v := &sizingView{Warming: est.Warming, Sampled: est.Sampled, Requests: est.Requests, W: sizingW, H: sizingH,
+		TopY: sizingTop, BottomY: sizingB, PlotX: sizingPlotX, AxisY: sizingB + 22}
 	if len(est.Sizes) == 0 {
 		return v
 	}
@@ -66,9 +72,9 @@ func sizingViewOf(est group.SizingEstimate) *sizingView {
 	v.Top, v.Bottom = pctLabel(hi), pctLabel(lo)
 	var d strings.Builder
 	for i, s := range est.Sizes {
-		x := float64(sizingW) / 2
+		x := float64(sizingPadL+sizingW-sizingPadR) / 2
 		if maxX > minX {
-			x = sizingPadX + (sizingW-2*sizingPadX)*(math.Log2(s.Ratio)-minX)/(maxX-minX)
+			x = sizingPadL + (sizingW-sizingPadL-sizingPadR)*(math.Log2(s.Ratio)-minX)/(maxX-minX)
 		}
 		p := sizingPoint{
 			Label:   ratioLabel(s.Ratio),
