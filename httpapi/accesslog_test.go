@@ -36,7 +36,7 @@ func TestAccessLog(t *testing.T) {
 	get(http.MethodGet, "/groups/g/keys/dir%2F"+secret)
 	get(http.MethodGet, keyPath("nope", secret))
 	get(http.MethodGet, "/cluster")
-	get(http.MethodGet, "/_peer/v1/fetch?group=g&key="+secret, "Groupcached-Peer", "node-b")
+	get(http.MethodGet, "/_peer/v2/conn?key="+secret, "Groupcached-Peer", "node-b")
 
 	if strings.Contains(logs.String(), "alice") {
 		t.Errorf("a key reached the access log:\n%s", logs)
@@ -56,7 +56,7 @@ func TestAccessLog(t *testing.T) {
 		{"method": "GET", "route": "/groups/{group}/keys/{key}", "group": "g", "key_bytes": float64(len(secret) + 4), "status": float64(200)},
 		{"route": "/groups/{group}/keys/{key}", "group": "nope", "status": float64(404)},
 		{"route": "/cluster", "status": float64(200)},
-		{"route": "/_peer/v1/fetch", "peer": "node-b", "status": float64(200), "bytes": float64(4)},
+		{"route": "/_peer/v2/conn", "peer": "node-b", "status": float64(200), "bytes": float64(4)},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("%d access log lines, want %d:\n%s", len(lines), len(want), logs)

@@ -48,7 +48,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	a.get(t, http.MethodDelete, keyPath("g", "key-1"))
 	_, body := a.get(t, http.MethodGet, "/metrics")
 	for _, want := range []string{"groupcached_http_requests_total{", "groupcached_http_request_duration_seconds_bucket{",
-		"groupcached_build_info{", `route="/_peer/v1/fetch"`, `groupcached_sizing_hit_ratio{group="g",size="0.5x"}`} {
+		"groupcached_build_info{", `route="/groups/{group}/keys/{key}"`, `groupcached_sizing_hit_ratio{group="g",size="0.5x"}`} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -77,7 +77,7 @@ func TestRequestMetricsCountEveryRoute(t *testing.T) {
 	n.do(t, http.MethodGet, "/groups/g")
 	n.do(t, http.MethodGet, "/cluster")
 	n.do(t, http.MethodGet, "/"+secret)
-	n.do(t, http.MethodGet, "/_peer/v1/fetch?group=g&key="+secret, "Groupcached-Peer", "node-b")
+	n.do(t, http.MethodGet, "/_peer/v2/conn?key="+secret, "Groupcached-Peer", "node-b")
 
 	reg := n.api.Registry()
 	for _, tt := range []struct {
@@ -93,7 +93,7 @@ func TestRequestMetricsCountEveryRoute(t *testing.T) {
 		{"GET", "/groups/{group}", "2xx", 1},
 		{"GET", "/cluster", "2xx", 1},
 		{"GET", "unmatched", "4xx", 1},
-		{"GET", "/_peer/v1/fetch", "2xx", 1},
+		{"GET", "/_peer/v2/conn", "2xx", 1},
 	} {
 		got, timed := requestCount(t, reg, tt.method, tt.route, tt.code)
 		if got != tt.want || float64(timed) != tt.want {
@@ -146,7 +146,7 @@ func TestRequestMetricsHijack(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || string(body) != "up" {
 		t.Fatalf("hijacked answer: %d %q", resp.StatusCode, body)
 	}
-	got, timed := requestCount(t, reg, "GET", "/_peer/*", "1xx")
+	got, timed := requestCount(t, reg, "GET", "/_peer/v2/conn", "1xx")
 	if got != 1 || timed != 0 {
 		t.Errorf("hijacked request: counted %v, timed %d; want counted once, not timed", got, timed)
 	}

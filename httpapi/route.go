@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/groupcached/groupcached/peers"
+	"github.com/groupcached/groupcached/peers/wire"
 )
 
 // route is the endpoint a request asked for, as the request metrics and the access log name
@@ -14,20 +15,18 @@ import (
 type route uint8
 
 const (
-	routeKey        route = iota // /groups/{group}/keys/{key}
-	routeKeyMany                 // /groups/{group}/keys/* (a key in several segments: 400)
-	routeGroup                   // /groups/{group}
-	routeGroups                  // /groups
-	routeCluster                 // /cluster
-	routeHealthz                 // /healthz
-	routeReadyz                  // /readyz
-	routeMetrics                 // /metrics
-	routeStatus                  // / (the status page)
-	routePeerFetch               // /_peer/v1/fetch
-	routePeerRemove              // /_peer/v1/remove
-	routePeerPurge               // /_peer/v1/purge
-	routePeerOther               // any other path under /_peer (the peer wire's upgrade among them)
-	routeUnmatched               // no endpoint: 404
+	routeKey       route = iota // /groups/{group}/keys/{key}
+	routeKeyMany                // /groups/{group}/keys/* (a key in several segments: 400)
+	routeGroup                  // /groups/{group}
+	routeGroups                 // /groups
+	routeCluster                // /cluster
+	routeHealthz                // /healthz
+	routeReadyz                 // /readyz
+	routeMetrics                // /metrics
+	routeStatus                 // / (the status page)
+	routePeerConn               // /_peer/v2/conn: the peer wire's upgrade (one request per connection)
+	routePeerOther              // any other path under /_peer
+	routeUnmatched              // no endpoint: 404
 	numRoutes
 )
 
@@ -52,12 +51,8 @@ func (rt route) pattern() string {
 		return "/metrics"
 	case routeStatus:
 		return "/"
-	case routePeerFetch:
-		return peers.PathPrefix + "/v1/fetch"
-	case routePeerRemove:
-		return peers.PathPrefix + "/v1/remove"
-	case routePeerPurge:
-		return peers.PathPrefix + "/v1/purge"
+	case routePeerConn:
+		return wire.DefaultPath
 	case routePeerOther:
 		return peers.PathPrefix + "/*"
 	}
@@ -65,7 +60,7 @@ func (rt route) pattern() string {
 }
 
 // isPeer reports whether the route is one of the peer endpoints.
-func (rt route) isPeer() bool { return rt >= routePeerFetch && rt <= routePeerOther }
+func (rt route) isPeer() bool { return rt == routePeerConn || rt == routePeerOther }
 
 // classifyRoute returns the route of a request for path (routingPath of its URL, as dispatch
 // reads it), with the group segment for the routes that have one (still escaped when the
@@ -92,13 +87,8 @@ func classifyRoute(path string) (rt route, groupSeg string) {
 		}
 	}
 	if rest, ok := strings.CutPrefix(path, peers.PathPrefix); ok && (rest == "" || rest[0] == '/') {
-		switch rest {
-		case "/v1/fetch":
-			return routePeerFetch, ""
-		case "/v1/remove":
-			return routePeerRemove, ""
-		case "/v1/purge":
-			return routePeerPurge, ""
+		if path == wire.DefaultPath {
+			return routePeerConn, ""
 		}
 		return routePeerOther, ""
 	}

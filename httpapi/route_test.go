@@ -30,10 +30,8 @@ func TestClassifyRoute(t *testing.T) {
 		{"/", "/", ""},
 		{"", "unmatched", ""},
 		{"/favicon.ico", "unmatched", ""},
-		{peers.PathPrefix + "/v1/fetch", "/_peer/v1/fetch", ""},
-		{peers.PathPrefix + "/v1/remove", "/_peer/v1/remove", ""},
-		{peers.PathPrefix + "/v1/purge", "/_peer/v1/purge", ""},
-		{peers.PathPrefix + "/v2/conn", "/_peer/*", ""},
+		{peers.PathPrefix + "/v2/conn", "/_peer/v2/conn", ""},
+		{peers.PathPrefix + "/v1/fetch", "/_peer/*", ""},
 		{peers.PathPrefix, "/_peer/*", ""},
 		{peers.PathPrefix + "x/v1/fetch", "unmatched", ""},
 	}
