@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/maypok86/otter/v2"
 )
 
 // Sizing answers "what would the hit ratio be if the cache were half as big, or twice?" from
@@ -179,29 +178,6 @@ type sizer struct {
 // warmupSamples is how many sampled requests choose the rates: 8 KiB while they wait.
 const warmupSamples = 512
 
-// sample is one sampled request.
-type sample struct {
-	hash      uint64
-	weight    uint32
-	cacheable bool
-}
-
-// miniature simulates one cache size on the keys whose hash is at most its threshold.
-type miniature struct {
-	ratio     float64
-	shift     uint    // the miniature samples a share 2^-shift of the keys
-	threshold uint64  // MaxUint64 >> shift: a key is sampled when its hash is at most this
-	scale     float64 // 2^shift: the real requests one sampled request stands for
-	bound     uint64  // the miniature's bytes: its size's bytes times its rate
-	cache     *otter.Cache[uint64, uint32]
-	// writing is set while the miniature stores or drops keys: otter's maintenance runs only
-	// then, never on a read, as in the group's own cache (cache.go), so that the miniature's
-	// policy sees reads the way the real one does.
-	writing bool
-	misses  int64   // sampled misses
-	scaled  float64 // sum of scale over sampled misses: the estimated real misses
-}
-
 // newSizer returns an estimator for a cache of baseBytes. requests must return the number of
 // calls of observe so far (for a group: the sum of its Get and GetLocal counters); estimate
 // calls it under the estimator's lock, so it must not call back into the sizer.
@@ -232,40 +208,6 @@ func newSizer(cfg SizingConfig, baseBytes int64, requests func() int64) (*sizer,
 	}
 	s.limit.Store(math.MaxUint64 >> s.maxShift)
 	return s, nil
-}
-
-// rateShift is the k of the largest rate 2^-k that is at most rate. Rates are powers of two
-// so that a miniature's entry count sits where the real cache's does between two powers of
-// two, which is where otter grows its frequency sketch (and so sets how fast it ages).
-func rateShift(rate float64) uint {
-	k := uint(0)
-	for k < 62 && math.Ldexp(1, -int(k)) > rate {
-		k++
-	}
-	return k
-}
-
-// setShift sets the miniature's rate to 2^-shift and its bytes to those of its size at that
-// rate for a cache of base bytes; the caller applies the bound to the cache.
-func (m *miniature) setShift(shift uint, base int64) {
-	m.shift = shift
-	m.threshold = math.MaxUint64 >> shift
-	m.scale = math.Ldexp(1, int(shift))
-	m.bound = max(uint64(m.ratio*float64(base)/m.scale), 1)
-}
-
-// newCache returns an empty cache of m's bound, on the group's policy as the group's cache
-// (cache.go) configures it.
-func (m *miniature) newCache() *otter.Cache[uint64, uint32] {
-	return otter.Must(&otter.Options[uint64, uint32]{
-		MaximumWeight: m.bound,
-		Weigher:       func(_ uint64, w uint32) uint32 { return w },
-		Executor: func(maintain func()) {
-			if m.writing {
-				maintain()
-			}
-		},
-	})
 }
 
 // sampleHash is the key's position in the sample: xxhash with the seed mixed in, its halves
@@ -388,52 +330,6 @@ func (s *sizer) start() {
 	}
 }
 
-// access looks the key up as the group's cache would and stores it on a miss, as the group's
-// fill would (unless the request failed, or the entry alone exceeds the bound, which the
-// group's cache refuses too). It returns the number of entries after a store, 0 otherwise.
-func (m *miniature) access(r sample) int {
-	if _, hit := m.cache.GetIfPresent(r.hash); hit {
-		return 0
-	}
-	m.misses++
-	m.scaled += m.scale
-	if !r.cacheable || uint64(r.weight) > m.bound {
-		return 0
-	}
-	m.writing = true
-	m.cache.Set(r.hash, r.weight)
-	// As in cache.add: a Set may leave its write in otter's buffer; CleanUp replays it and
-	// evicts what the bound requires.
-	m.cache.CleanUp()
-	m.writing = false
-	return m.cache.EstimatedSize()
-}
-
-// halve halves m's rate and its bytes, so that it models the same size on half the keys
-// (SHARDS' fixed-size variant): the keys above the new threshold leave it. The survivors are
-// moved to a new cache, inserted from the coldest to the hottest: otter's frequency sketch
-// grows with the entries but never shrinks, and a sketch sized for twice the entries would age
-// the frequencies at half the pace of the real cache's. Their frequencies start again.
-func (s *sizer) halve(m *miniature) {
-	if m.shift >= 62 {
-		return
-	}
-	m.setShift(m.shift+1, s.base)
-	survivors := make([]sample, 0, s.maxEntries)
-	for e := range m.cache.Coldest() {
-		if e.Key <= m.threshold {
-			survivors = append(survivors, sample{hash: e.Key, weight: e.Value})
-		}
-	}
-	m.cache = m.newCache()
-	m.writing = true
-	for _, r := range survivors {
-		m.cache.Set(r.hash, r.weight)
-	}
-	m.cache.CleanUp()
-	m.writing = false
-}
-
 // resize changes the configured bytes that the ratios multiply, for a group whose cache bound
 // moves (the main cache shrinks by the hot cache's share when the group joins a cluster). The
 // counts so far are kept.
@@ -496,4 +392,26 @@ func (s *sizer) estimate() SizingEstimate {
 		est.Sizes[i] = z
 	}
 	return est
+}
+
+// Sizing returns what the group's sizing estimator has learnt (Config.Sizing): the hit ratio
+// estimated at each simulated size over the requests since the group was made. ok is false
+// when the group does not estimate sizing.
+func (g *Group) Sizing() (est SizingEstimate, ok bool) {
+	if g.sizer == nil {
+		return SizingEstimate{}, false
+	}
+	return g.sizer.estimate(), true
+}
+
+// observedLen is what a miss tells the sizer once its fill is over (see observe): the value's
+// length, 0 for ErrNotFound (remembered like a value), -1 for a failure (nothing cached).
+func observedLen(res Result, err error) int {
+	switch {
+	case err == nil:
+		return len(res.Bytes)
+	case errors.Is(err, ErrNotFound):
+		return 0
+	}
+	return -1
 }

@@ -192,9 +192,15 @@ func TestInvalidationOnCommit(t *testing.T) {
 		all = append(all, slices.Max(took))
 		each = append(each, took...)
 	}
-	if loads := count(t, db, "SELECT count(*) FROM load_log WHERE k = $1", key) - loadsBefore; loads != updates {
-		t.Errorf("%d committed changes of %s read by %d nodes: the database logged %d loads of it, want one per change", updates, key, nodes, loads)
+	// One load per change, not one per node (that would be nodes × updates). A fill racing the
+	// notification can be discarded by the removal it races (a removal marks fills under way
+	// stale, so that no fill caches a row read before the commit) and loaded once more: allow
+	// that for one change in twenty, far below a load per node.
+	loads := count(t, db, "SELECT count(*) FROM load_log WHERE k = $1", key) - loadsBefore
+	if loads < updates || loads > updates+updates/20 {
+		t.Errorf("%d committed changes of %s read by %d nodes: the database logged %d loads of it, want one per change (at most %d)", updates, key, nodes, loads, updates+updates/20)
 	}
+	t.Logf("%d changes, %d loads", updates, loads)
 	t.Logf("commit → fresh read, %d updates, %d nodes: on every node p50 %v, p99 %v, max %v; per node p50 %v, p99 %v",
 		updates, nodes, percentile(all, 50), percentile(all, 99), slices.Max(all), percentile(each, 50), percentile(each, 99))
 
