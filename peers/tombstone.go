@@ -284,7 +284,8 @@ func (c *Cluster) resendBeforeSwap(prev, next *view) {
 }
 
 // retryLoop re-sends the tombstones of the alive members whose retry time has come, until
-// Leave or Shutdown.
+// Leave or Shutdown. It polls every tombstoneFirstRetry while some are kept, and sleeps
+// until a new one is recorded otherwise.
 func (c *Cluster) retryLoop() {
 	timer := time.NewTimer(tombstoneFirstRetry)
 	defer timer.Stop()
@@ -298,7 +299,8 @@ func (c *Cluster) retryLoop() {
 		v := c.view.Load()
 		now := time.Now()
 		var wg sync.WaitGroup
-		for _, name := range c.tombs.members() {
+		members := c.tombs.members()
+		for _, name := range members {
 			p := v.peer(name)
 			items := c.tombs.pending(name, now, true)
 			if p == nil || len(items) == 0 {
@@ -311,13 +313,10 @@ func (c *Cluster) retryLoop() {
 			})
 		}
 		wg.Wait()
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
+		timer.Stop()
+		if len(members) > 0 {
+			timer.Reset(tombstoneFirstRetry)
 		}
-		timer.Reset(tombstoneFirstRetry)
 	}
 }
 
