@@ -126,6 +126,10 @@ type NodeConfig struct {
 	// groups' cache_bytes plus 32MiB. The GOMEMLIMIT variable, when set, wins (GOMEMLIMIT=off
 	// removes the limit).
 	MemoryLimit group.ByteSize `yaml:"memory_limit"`
+	// TombstoneTTL is how long this node keeps a DELETE that a member did not confirm (it
+	// was cut off or down), to apply it when the member is back (peers.Config.TombstoneTTL).
+	// Negative: none kept. Zero: 10m.
+	TombstoneTTL time.Duration `yaml:"tombstone_ttl"`
 }
 
 // TLSFilesConfig is the `node.tls:` block: PEM files (httpapi.TLSConfig documents each).
@@ -255,6 +259,9 @@ func (c *Config) peersConfig(httpAddr string, logger *slog.Logger) peers.Config 
 	pc.Seeds = c.Node.Join
 	pc.SecretKey = c.SecretKey
 	pc.Label = c.Node.Label
+	if c.Node.TombstoneTTL != 0 {
+		pc.TombstoneTTL = c.Node.TombstoneTTL
+	}
 	pc.Logger = logger
 	return pc
 }

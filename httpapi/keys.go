@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/groupcached/groupcached/group"
+	"github.com/groupcached/groupcached/peers"
 )
 
 // Header values that never change, shared by every response. net/http only reads them.
@@ -137,8 +139,10 @@ func (a *API) purgeGroup(w http.ResponseWriter, r *http.Request) {
 	a.answerInvalidation(w, r, invalidation{Group: g.Name(), PeersConfirmed: confirmed}, err)
 }
 
-// invalidation is the answer to a DELETE. Peers is how many other members were alive when
-// the answer was written; Error and Code are set when some of them did not confirm.
+// invalidation is the answer to a DELETE. Peers is how many other members the removal was
+// meant for: the alive ones, and, when some did not confirm, those this node holds as dead
+// (cut off or crashed in the last five minutes); Error and Code are set when some of them did
+// not confirm (the removal is then sent to them again when they are back).
 type invalidation struct {
 	Group          string `json:"group"`
 	Key            string `json:"key,omitempty"`
@@ -149,7 +153,11 @@ type invalidation struct {
 }
 
 func (a *API) answerInvalidation(w http.ResponseWriter, r *http.Request, inv invalidation, err error) {
-	if a.cluster != nil {
+	var incomplete *peers.IncompleteError
+	switch {
+	case errors.As(err, &incomplete):
+		inv.Peers = incomplete.Peers() // the dead members it was meant for count too
+	case a.cluster != nil:
 		inv.Peers = max(a.cluster.Stats().Members-1, 0)
 	}
 	status := http.StatusOK

@@ -63,4 +63,6 @@ type Stats struct {
 	// ClockSkewRefused counts those of AuthRefused whose timestamp was outside the window
 	// (±30 s): the two nodes' clocks disagree; check NTP.
 	ClockSkewRefused uint64
+	// Tombstones counts the removals members did not confirm, kept to be sent again.
+	Tombstones TombstoneStats
 }

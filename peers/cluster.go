@@ -43,6 +43,10 @@ type Cluster struct {
 	// events carries memberlist's node events to rebuild.
 	events *eventQueue
 
+	// tombs are the removals members did not confirm, sent again when they are back
+	// (tombstone.go).
+	tombs *tombstones
+
 	// server answers the peer wire's connections (serve.go); Handler mounts it.
 	server *wire.Server
 
@@ -118,6 +122,7 @@ func New(cfg Config) (*Cluster, error) {
 		cfg:    cfg,
 		log:    cfg.Logger.With("node", cfg.NodeName),
 		events: newEventQueue(),
+		tombs:  newTombstones(cfg.TombstoneTTL),
 		ident:  newIdentity(),
 
 		leaveQueued: make(chan struct{}),
@@ -233,7 +238,9 @@ func (c *Cluster) PickPeer(key string) (group.Peer, bool) {
 }
 
 // InvalidateKey asks every other member to drop key from group's caches, in parallel, each
-// call bounded by FetchTimeout, and reports how many confirmed.
+// call bounded by FetchTimeout, and reports how many confirmed. When some did not, or the
+// view holds some as dead, the error is an *IncompleteError naming them, and the removal is
+// sent to them again when they are back (Config.TombstoneTTL).
 func (c *Cluster) InvalidateKey(ctx context.Context, groupName, key string) (int, error) {
 	return c.invalidateAll(ctx, false, groupName, key)
 }
@@ -269,6 +276,7 @@ func (c *Cluster) Stats() Stats {
 	// The kind before the total: a snapshot never shows more clock skews than refusals.
 	st.ClockSkewRefused = c.skewRefused.Load()
 	st.AuthRefused = c.authRefused.Load()
+	st.Tombstones = c.tombs.stats()
 	for _, p := range v.peers {
 		if p != nil {
 			st.PeerConns += p.conns()

@@ -160,6 +160,16 @@ type Config struct {
 	// to be merged; shorter merges sooner and sends more connection attempts to a seed that
 	// is down for good. Values under 100 ms count as 100 ms. Zero: DefaultConfig's.
 	SeedRetryInterval time.Duration
+
+	// TombstoneTTL is how long this node remembers a Remove or Purge that a member did not
+	// confirm (it was dead, cut off, or did not answer): the removal is sent again when the
+	// member is back, before it re-enters this node's ring, and retried with a backoff
+	// (100 ms doubling to 5 s) until it confirms or this time has passed. Longer covers
+	// longer partitions; a member cut off for more than this may serve a removed value
+	// after the heal, until its TTL. At most 1024 key removals (1 MiB of keys) are kept per
+	// member, more collapse into a purge of their group. Negative keeps none. Zero:
+	// DefaultConfig's, 10 minutes.
+	TombstoneTTL time.Duration
 }
 
 // DefaultConfig returns production values for a LAN: memberlist's DefaultLANConfig timings
@@ -184,6 +194,7 @@ func DefaultConfig() Config {
 		GossipToTheDeadTime:     30 * time.Second,
 		DeadNodeReclaimTime:     30 * time.Second,
 		SeedRetryInterval:       time.Second,
+		TombstoneTTL:            10 * time.Minute,
 	}
 }
 
@@ -232,6 +243,7 @@ func (c Config) withDefaults() Config {
 		{&c.TCPTimeout, &d.TCPTimeout},
 		{&c.GossipToTheDeadTime, &d.GossipToTheDeadTime},
 		{&c.SeedRetryInterval, &d.SeedRetryInterval},
+		{&c.TombstoneTTL, &d.TombstoneTTL},
 	} {
 		if *f.v == 0 {
 			*f.v = *f.def

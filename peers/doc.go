@@ -93,6 +93,29 @@
 // where values must not travel in clear. Without a secret nothing is authenticated: anyone
 // who reaches the port may fetch (loopback, or a network trusted as a whole).
 //
+// Removals and partitions. Remove and Purge go to every alive member in parallel and wait
+// for each to confirm; the members this node holds as dead (cut off or crashed, listed for
+// five minutes after) and the alive ones whose call fails count as unconfirmed, and the
+// answer is an *IncompleteError (httpapi: 502 invalidation_incomplete). A member cut off by a
+// partition keeps serving what it owned, and would serve a removed value again after the
+// heal, for good when the group has no TTL. So the issuing node keeps every unconfirmed
+// removal as a tombstone, per member name (tombstone.go), for Config.TombstoneTTL (10
+// minutes by default), and sends it to the member when it comes back: during the rebuild
+// that brings it back into this node's ring, before that view is swapped in (up to 2 s), then
+// with a backoff from 100 ms to 5 s until the member confirms or the tombstone expires. In
+// network namespaces (partition_test.go, local preset) a DELETE at the cut answers 502 in
+// about 1.5 s (the wire's ping timeout), the owner leaves the other rings in about 2.5 s,
+// and the removals are re-sent about 1.5 s after the link comes back, as the ring takes the
+// owner back. Bounds: 1024 key removals (1 MiB of keys) per member, beyond which a group's
+// keys collapse into a purge of the group; 1024 members, beyond which the oldest member's are
+// dropped. What it does not cover: a member cut off for longer than TombstoneTTL; the
+// issuing node dying or restarting before the member is back (tombstones live in its
+// memory only; another node's DELETE of the key after the heal fixes it); a member that
+// another node routes to before this one has re-sent (a Get through a node that saw the
+// member come back a moment earlier may still be answered the old value, until the
+// re-send); and a member that left gracefully is not counted (it has stopped, and its cache
+// with it).
+//
 // Upgrading from the v1 HTTP wire: the two do not talk. During a rolling upgrade a v1 node
 // gets 404 without an error code from /_peer/v1/* on a v2 node, and a v2 node a refused
 // upgrade from a v1 node; both count the owner unreachable and load the key themselves, so

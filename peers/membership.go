@@ -59,6 +59,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.firstJoin(ctx, ml, answered)
 	c.rebuild()
 	c.wg.Go(c.rebuildLoop)
+	c.wg.Go(c.retryLoop)
 	c.wg.Go(func() { c.seedLoop(ml, answered) })
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -228,17 +229,25 @@ func (p *wirePeer) invalidate(ctx context.Context, purge bool, groupName, key st
 	}
 }
 
-// invalidateAll sends a remove (or a purge) to every other member in parallel and reports
-// how many confirmed.
+// invalidateAll sends a remove (or a purge) to every other alive member in parallel and
+// reports how many confirmed. The members the view holds as dead (cut off or crashed, still
+// listed) count as unconfirmed, as do the alive ones whose call fails: the error is then an
+// *IncompleteError, and each of them gets a tombstone, sent again when it is back.
 func (c *Cluster) invalidateAll(ctx context.Context, purge bool, groupName, key string) (int, error) {
 	c.invalidations.Add(1)
 	v := c.view.Load()
 	var (
-		mu        sync.Mutex
-		confirmed int
-		errs      []error
-		wg        sync.WaitGroup
+		mu          sync.Mutex
+		confirmed   int
+		errs        []error
+		unconfirmed []string
+		wg          sync.WaitGroup
 	)
+	for _, m := range v.members {
+		if m.State == Dead && !m.Self {
+			unconfirmed = append(unconfirmed, m.Name)
+		}
+	}
 	for _, p := range v.peers {
 		if p == nil {
 			continue // this node
@@ -249,16 +258,26 @@ func (c *Cluster) invalidateAll(ctx context.Context, purge bool, groupName, key 
 			defer mu.Unlock()
 			if err != nil {
 				errs = append(errs, err)
+				unconfirmed = append(unconfirmed, p.name)
 				return
 			}
 			confirmed++
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return confirmed, fmt.Errorf("%d of %d peers did not confirm: %w", len(errs), len(errs)+confirmed, err)
+	if len(unconfirmed) == 0 {
+		return confirmed, nil
 	}
-	return confirmed, nil
+	if purge {
+		key = ""
+	}
+	now := time.Now()
+	for _, name := range unconfirmed {
+		c.tombs.record(name, groupName, key, now)
+	}
+	c.tombs.signal()
+	slices.Sort(unconfirmed)
+	return confirmed, &IncompleteError{Confirmed: confirmed, Unconfirmed: unconfirmed, Err: errors.Join(errs...)}
 }
 
 // retire closes the peers of prev that next no longer holds (their member left or died, or
