@@ -23,6 +23,11 @@ type SetPeer interface {
 	Set(ctx context.Context, group, key string, v Value) error
 }
 
+// ErrNotStored is returned (wrapped, with its cause) by Set when the key's owner did not store
+// the value: it could not be reached, or it cannot store values. Any other error from Set is
+// the Invalidator's: the value is stored, but some node may still serve an older copy.
+var ErrNotStored = errors.New("value not stored on the key's owner")
+
 // ErrSetUnsupported is returned (wrapped) by Set when the key's owner is a Peer that cannot
 // store values (it does not implement SetPeer).
 var ErrSetUnsupported = errors.New("the key's owner cannot store values")
@@ -58,10 +63,10 @@ func (g *Group) SetValue(ctx context.Context, key string, v Value) (confirmed in
 		if peer, ok := (*p).PickPeer(key); ok {
 			sp, ok := peer.(SetPeer)
 			if !ok {
-				return confirmed, fmt.Errorf("setting %q: %w", key, ErrSetUnsupported)
+				return confirmed, fmt.Errorf("setting %q: %w: %w", key, ErrNotStored, ErrSetUnsupported)
 			}
 			if serr := sp.Set(ctx, g.name, key, v); serr != nil {
-				return confirmed, errors.Join(fmt.Errorf("setting %q on its owner: %w", key, serr), err)
+				return confirmed, fmt.Errorf("setting %q: %w: %w", key, ErrNotStored, serr)
 			}
 			return confirmed, err
 		}
@@ -83,6 +88,7 @@ func (g *Group) SetLocal(key string, v Value) {
 		ttl = g.cfg.TTL
 	}
 	e := g.newEntry(v.Bytes, ttl)
+	e.meta = newMeta(v)
 	// Under the flights' lock, so that a fill settling at the same moment either stores
 	// before (and is overwritten) or is marked stale first (and stores nothing).
 	g.flights.supersede(key, func() { g.main.add(key, e) })
@@ -102,4 +108,10 @@ func (f *flights) supersede(key string, store func()) {
 		}
 	}
 	store()
+}
+
+// MaxValueBytes is the largest value this group's main cache can hold for a short key: a
+// larger one would be dropped as soon as it is stored. The HTTP API refuses a PUT above it.
+func (g *Group) MaxValueBytes() int64 {
+	return max(g.cfg.CacheBytes-hotBytes(g.cfg)-EntryOverhead, 0)
 }
