@@ -82,12 +82,13 @@ type outcome struct {
 // every fill by the load timeout whether or not the slow call honours its context, and lets
 // each caller stop waiting when its own context ends.
 //
-// A fill costs one goroutine, for the slow call, which may block past every deadline; and no
-// timer of its own (see deadlines). The first caller waits for the slow call's outcome
+// A fill costs one goroutine, for the slow call, which may block past every deadline (none for
+// a fetch from an AsyncPeer, see below); and no timer of its own (see deadlines). The first
+// caller waits for the slow call's outcome
 // directly and settles the fill on its own goroutine, whose stack the deep cache write finds
 // already grown. If that caller leaves, a goroutine takes over the wait, so that the fill
-// goes on for the others. A slow call that signals its completion instead of blocking (a
-// multiplexed peer transport) could deliver its outcome the same way without a goroutine.
+// goes on for the others. A fetch from an AsyncPeer (a multiplexed peer transport) signals its
+// completion instead of blocking, and delivers its outcome the same way without a goroutine.
 type flights struct {
 	fill    filler
 	timeout time.Duration // Config.LoadTimeout
@@ -156,7 +157,8 @@ func (f *flights) lead(ctx context.Context, c *call) (res Result, err error) {
 }
 
 // start makes c's slow call on a goroutine of its own, under a context that keeps ctx's values
-// but not its cancellation and ends at the load timeout.
+// but not its cancellation and ends at the load timeout; or, for a fetch from an AsyncPeer,
+// sends it without a goroutine (asyncpeer.go).
 func (f *flights) start(ctx context.Context, c *call) {
 	c.started = time.Now()
 	c.ctx.values = context.WithoutCancel(ctx)
@@ -165,6 +167,9 @@ func (f *flights) start(ctx context.Context, c *call) {
 	f.mu.Lock()
 	f.track(c)
 	f.mu.Unlock()
+	if f.startAsync(c) {
+		return
+	}
 	go f.callSlow(c)
 }
 

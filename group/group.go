@@ -5,8 +5,9 @@
 // node owns the key or has no peers; only an owner that cannot be reached makes it load the
 // key here instead.
 //
-// The first caller to miss drives the fill: it starts that slow call on a separate goroutine,
-// under Config.LoadTimeout and detached from every caller's context, waits for its answer (or
+// The first caller to miss drives the fill: it starts that slow call on a separate goroutine
+// (or, for an owner that is an AsyncPeer, sends the fetch and is called back, with no
+// goroutine), under Config.LoadTimeout and detached from every caller's context, waits for its answer (or
 // for the deadline, if the call ignores its context) and stores it. The others wait
 // for the result, each until its own context ends; if the first caller leaves, the fill goes
 // on without it. A panic in the fill, in the loader or not, becomes an error for every waiter.

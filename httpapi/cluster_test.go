@@ -119,9 +119,14 @@ func TestRealCluster(t *testing.T) {
 	if sources["peer"] == 0 || sources["loader"] == 0 || sources["loader"]+sources["peer"]+sources["main"] != 40 {
 		t.Errorf("sources %v: want some loads here, some fetches from the owner, and nothing else", sources)
 	}
-	// Every fetch from the owner is a peer request, and passed the owner's middleware chain.
-	if seen := a.peerRequests.Load() + b.peerRequests.Load(); seen < int64(sources["peer"]) {
-		t.Errorf("the middleware saw %d peer requests, want at least the %d fetches from an owner", seen, sources["peer"])
+	// Every fetch from the owner travelled on a peer wire connection, whose upgrade passed the
+	// owner's middleware chain: at least one upgrade, and no more than the connections the
+	// nodes may hold to each other (MaxConnsPerPeer each way), however many fetches.
+	held := a.Cluster().Stats().PeerConns + b.Cluster().Stats().PeerConns
+	maxConns := 2 * LocalNodeConfig().Cluster.MaxConnsPerPeer
+	if seen := a.peerRequests.Load() + b.peerRequests.Load(); seen < 1 || seen < int64(held) || seen > int64(maxConns) {
+		t.Errorf("the middleware saw %d peer upgrades for %d fetches from an owner and %d connections held, want 1 to %d and at least the connections",
+			seen, sources["peer"], held, maxConns)
 	}
 
 	resp, body := b.get(t, http.MethodGet, keyPath("g", "missing-x"))

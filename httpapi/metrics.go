@@ -52,6 +52,7 @@ type statsCollector struct {
 	cacheBytes, cacheItems, evictions, expirations, capacity   *prometheus.Desc
 
 	members, ringRebuilds, fetchErrors, unreachable, invalidations, rebuildLatency *prometheus.Desc
+	peerConns, peerAuthRefused                                                     *prometheus.Desc
 }
 
 func newStatsCollector(groups []*group.Group, cluster Cluster) *statsCollector {
@@ -86,6 +87,9 @@ func newStatsCollector(groups []*group.Group, cluster Cluster) *statsCollector {
 		unreachable:    desc("peer_unreachable_total", "Peer fetches that failed because the owner could not be reached."),
 		invalidations:  desc("invalidations_sent_total", "Remove and Purge broadcasts sent to the cluster."),
 		rebuildLatency: desc("ring_rebuild_latency_seconds", "Time from the last membership event to the ring swap."),
+		peerConns:      desc("peer_connections", "Peer wire connections this node holds to its peers."),
+		peerAuthRefused: desc("peer_auth_refused_total", "Peer connections refused by the authentication checks, by reason: clock_skew (the nodes' clocks disagree) or other (no or a bad MAC, not a member, a replay).",
+			"reason"),
 	}
 }
 
@@ -96,6 +100,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.loadErrors, c.loaderPanics, c.peerErrors, c.serverRequests, c.loadDuration,
 		c.cacheBytes, c.cacheItems, c.evictions, c.expirations, c.capacity,
 		c.members, c.ringRebuilds, c.fetchErrors, c.unreachable, c.invalidations, c.rebuildLatency,
+		c.peerConns, c.peerAuthRefused,
 	} {
 		ch <- d
 	}
@@ -148,6 +153,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.unreachable, int64(cs.Unreachable))
 	counter(c.invalidations, int64(cs.Invalidations))
 	gauge(c.rebuildLatency, cs.RebuildLatency.Seconds())
+	gauge(c.peerConns, float64(cs.PeerConns))
+	counter(c.peerAuthRefused, int64(cs.ClockSkewRefused), "clock_skew")
+	counter(c.peerAuthRefused, int64(cs.AuthRefused-cs.ClockSkewRefused), "other")
 }
 
 // constHistogram turns group's per-bucket counts into Prometheus's cumulative buckets.

@@ -92,10 +92,6 @@ func (n *Node) build(groups []*group.Group) (err error) {
 		if n.tls, err = newNodeTLS(*n.cfg.TLS, n.log); err != nil {
 			return fmt.Errorf("httpapi: TLS: %w", err)
 		}
-		if n.cfg.Cluster != nil {
-			n.log.Warn("TLS with a cluster: until the peer transport dials TLS, fetches from peers fail over to local loads",
-				"node", n.cfg.Name)
-		}
 	}
 	if n.listener, err = n.listen(n.cfg.HTTPAddr); err != nil {
 		return err
@@ -107,7 +103,11 @@ func (n *Node) build(groups []*group.Group) (err error) {
 	}
 	var cluster Cluster // a nil *peers.Cluster must stay a nil interface
 	if n.cfg.Cluster != nil {
-		if n.cluster, err = peers.New(n.cfg.clusterConfig(n.PeerAddr())); err != nil {
+		pc := n.cfg.clusterConfig(n.PeerAddr())
+		if n.tls != nil && pc.TLS == nil {
+			pc.TLS = n.tls.client.Clone() // peers serve TLS too: dial them with the node's roots and certificate
+		}
+		if n.cluster, err = peers.New(pc); err != nil {
 			return fmt.Errorf("httpapi: %w", err)
 		}
 		cluster = n.cluster

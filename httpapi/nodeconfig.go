@@ -34,10 +34,9 @@ type NodeConfig struct {
 	PeerAddr string
 
 	// TLS, when set, serves HTTPAddr (and PeerAddr) over TLS, with certificates re-read when
-	// their files change; Node.ClientTLS is then the configuration for dialling peers. Until
-	// the peers package dials TLS itself, a node of a cluster cannot fetch from a peer that
-	// serves TLS (the fetch counts as unreachable and the node loads the key itself), so
-	// NewNode warns when TLS is set with a Cluster. Nil: plain HTTP.
+	// their files change; Node.ClientTLS is then the configuration for dialling peers, and
+	// NewNode gives it to the cluster (Cluster.TLS, unless set) so that the peer wire dials
+	// its peers over TLS: every node of a cluster serves TLS, or none. Nil: plain HTTP.
 	TLS *TLSConfig
 
 	// MaxConnections caps the connections open at once on each of the node's listeners. At
@@ -63,9 +62,10 @@ type NodeConfig struct {
 
 	// Cluster tunes the node's membership and peer transport. NewNode sets its NodeName from
 	// Name, its HTTPAddr to the address the node serves peers on (PeerAddr, else HTTPAddr;
-	// as bound, so port 0 works; an unspecified
-	// host is advertised as described at peers.Config.HTTPAddr), and its Logger to Logger
-	// when it has none; the caller's value is not modified. Nil: the node serves alone,
+	// as bound, so port 0 works; an unspecified host is advertised as described at
+	// peers.Config.HTTPAddr), its Logger to Logger when it has none, and its MaxKeyBytes to
+	// API.MaxKeyBytes when it has none (peers get the key limit clients get); the caller's
+	// value is not modified. Nil: the node serves alone,
 	// owns every key and has no peer endpoints.
 	Cluster *peers.Config
 
@@ -219,6 +219,12 @@ func (c NodeConfig) clusterConfig(httpAddr string) peers.Config {
 	pc.HTTPAddr = httpAddr
 	if pc.Logger == nil {
 		pc.Logger = c.Logger
+	}
+	if pc.MaxKeyBytes == 0 {
+		pc.MaxKeyBytes = c.API.MaxKeyBytes
+		if pc.MaxKeyBytes == 0 {
+			pc.MaxKeyBytes = DefaultMaxKeyBytes
+		}
 	}
 	return pc
 }

@@ -27,9 +27,9 @@ type TLSConfig struct {
 	// ClientCAFile is a PEM bundle of the CAs whose client certificates the node accepts.
 	// Set: a client that presents a certificate must present one of theirs, or the handshake
 	// fails; a client without one is served, and the admin token decides what it may do.
-	// Peer connections will require a certificate of theirs once the peer wire lands (peers
-	// authenticate with the cluster secret meanwhile). Read once, by NewNode. Zero: clients
-	// are not asked for certificates.
+	// Peers present the node's certificate and are verified the same way; what admits them
+	// to the peer wire is the cluster secret (peers.Config.SecretKey). Read once, by
+	// NewNode. Zero: clients are not asked for certificates.
 	ClientCAFile string
 
 	// CAFile is a PEM bundle of the CAs this node trusts when it dials peers over TLS

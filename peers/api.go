@@ -6,7 +6,8 @@ import "time"
 // its accessors live in cluster.go.
 
 // PathPrefix is where the peer endpoints live on a node's HTTP server. Cluster.Handler serves
-// every path below it (the full request path, not a stripped one).
+// every path below it (the full request path, not a stripped one): today one, the peer wire's
+// upgrade at PathPrefix + "/v2/conn" (wire.DefaultPath).
 const PathPrefix = "/_peer"
 
 // Member is one node as this node sees it.
@@ -51,4 +52,15 @@ type Stats struct {
 	Unreachable    uint64        // peer fetches that failed because the owner could not be reached
 	Invalidations  uint64        // Remove/Purge broadcasts sent
 	RebuildLatency time.Duration // last membership event to ring swap
+
+	// PeerConns is the peer wire connections this node holds to its peers now: at most
+	// MaxConnsPerPeer per peer, however many fetches are in flight.
+	PeerConns int
+	// AuthRefused counts peer connections this node refused because they failed the
+	// authentication checks (no or a bad MAC, another receiver, a stale or future timestamp,
+	// not a member, a replayed nonce). Each kind is also logged, at most once per 10 s.
+	AuthRefused uint64
+	// ClockSkewRefused counts those of AuthRefused whose timestamp was outside the window
+	// (±30 s): the two nodes' clocks disagree; check NTP.
+	ClockSkewRefused uint64
 }

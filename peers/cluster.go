@@ -13,12 +13,14 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/groupcached/groupcached/group"
+	"github.com/groupcached/groupcached/peers/wire"
 )
 
 var (
 	_ group.PeerPicker  = (*Cluster)(nil)
 	_ group.Invalidator = (*Cluster)(nil)
-	_ group.Peer        = (*httpPeer)(nil)
+	_ group.AsyncPeer   = (*wirePeer)(nil)
+	_ wire.Handler      = wireHandler{}
 )
 
 // Cluster is this node's membership in a groupcached cluster: it gossips with the other
@@ -27,9 +29,9 @@ var (
 // serve Handler on the HTTP server at HTTPAddr, then Start. It is safe for concurrent use.
 //
 // Its jobs live in one file each: membership.go starts and stops memberlist, seeds.go joins
-// the seeds, view.go turns membership events into the ring, transport.go is the peer wire,
-// readiness.go says whether the node should get traffic, identity.go tells which process
-// holds a name.
+// the seeds, view.go turns membership events into the ring, transport.go asks peers over the
+// peer wire (peers/wire), serve.go answers them and checks who may connect, readiness.go says
+// whether the node should get traffic, identity.go tells which process holds a name.
 type Cluster struct {
 	cfg Config
 	log *slog.Logger
@@ -41,12 +43,17 @@ type Cluster struct {
 	// events carries memberlist's node events to rebuild.
 	events *eventQueue
 
-	client    *http.Client
-	transport *http.Transport
+	// server answers the peer wire's connections (serve.go); Handler mounts it.
+	server *wire.Server
 
-	// groupsMu guards groups: Register may add a group while the handler looks groups up.
-	groupsMu sync.RWMutex
-	groups   map[string]*group.Group
+	// groups is read on every fetch and every request served, without a lock: Register
+	// replaces the whole map (under groupsMu, which orders Register calls).
+	groupsMu sync.Mutex
+	groups   atomic.Pointer[map[string]*servedGroup]
+
+	// refusals rate-limits the log lines of refused peer connections, each kind on its own
+	// (a clock skew is not drowned by a flood of unauthenticated attempts).
+	refusals refusalLogs
 
 	// meta is this node's memberlist metadata (nodeMeta as JSON); memberlist asks for it from
 	// its own goroutines, under its own lock.
@@ -91,6 +98,8 @@ type Cluster struct {
 	fetchErrors    atomic.Uint64
 	unreachable    atomic.Uint64
 	invalidations  atomic.Uint64
+	authRefused    atomic.Uint64
+	skewRefused    atomic.Uint64
 }
 
 // New validates cfg (zero fields take DefaultConfig's values) and returns a Cluster that knows
@@ -102,18 +111,23 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	cfg.Seeds = slices.Clone(cfg.Seeds)
 	cfg.SecretKey = slices.Clone(cfg.SecretKey)
-	transport := newTransport(cfg)
+	if len(cfg.SecretKey) == 0 {
+		cfg.SecretKey = nil // the wire authenticates when its secret is not nil
+	}
 	c := &Cluster{
-		cfg:       cfg,
-		log:       cfg.Logger.With("node", cfg.NodeName),
-		events:    newEventQueue(),
-		transport: transport,
-		client:    &http.Client{Transport: transport},
-		groups:    make(map[string]*group.Group),
-		ident:     newIdentity(),
+		cfg:    cfg,
+		log:    cfg.Logger.With("node", cfg.NodeName),
+		events: newEventQueue(),
+		ident:  newIdentity(),
 
 		leaveQueued: make(chan struct{}),
 	}
+	c.groups.Store(&map[string]*servedGroup{})
+	server, err := c.newServer()
+	if err != nil {
+		return nil, fmt.Errorf("peers: %w", err)
+	}
+	c.server = server
 	c.life, c.stop = context.WithCancel(context.Background())
 	c.setMeta(nodeMeta{HTTPAddr: cfg.HTTPAddr})
 	c.view.Store(startView(Member{Name: cfg.NodeName, HTTPAddr: cfg.HTTPAddr}))
@@ -136,29 +150,76 @@ func (c *Cluster) GossipAddr() string {
 }
 
 // Register serves g to the peers and links it to the cluster: g.SetPeers(c) and
-// g.SetInvalidator(c). Every member must register the same groups. Registering a second,
-// different Group under a name already registered is a wiring mistake and panics.
+// g.SetInvalidator(c). Every member must register the same groups, before Start: the largest
+// value a peer may send is derived from the groups registered when it is first seen (see
+// Config.MaxValueBytes). Registering a second, different Group under a name already
+// registered is a wiring mistake and panics.
 func (c *Cluster) Register(g *group.Group) {
 	c.groupsMu.Lock()
-	if old, ok := c.groups[g.Name()]; ok && old != g {
+	old := *c.groups.Load()
+	if s, ok := old[g.Name()]; ok && s.g != g {
 		c.groupsMu.Unlock()
 		panic(fmt.Sprintf("peers: two groups named %q registered on node %s", g.Name(), c.cfg.NodeName))
 	}
-	c.groups[g.Name()] = g
+	groups := make(map[string]*servedGroup, len(old)+1)
+	for name, s := range old {
+		groups[name] = s
+	}
+	groups[g.Name()] = c.newServedGroup(g)
+	c.groups.Store(&groups)
 	c.groupsMu.Unlock()
 	g.SetPeers(c)
 	g.SetInvalidator(c)
 }
 
-func (c *Cluster) group(name string) *group.Group {
-	c.groupsMu.RLock()
-	defer c.groupsMu.RUnlock()
-	return c.groups[name]
+// servedGroup is a registered group with the bounds the peer wire applies to it.
+type servedGroup struct {
+	g        *group.Group
+	ttl      time.Duration // the group's TTL: a peer's TTL is capped at it (0: no cap)
+	maxValue int64         // the largest value sent or accepted for it
 }
 
-// Handler returns the peer endpoints. It serves full request paths under PathPrefix, so mount
-// it there without stripping the prefix.
-func (c *Cluster) Handler() http.Handler { return handler{c} }
+func (c *Cluster) newServedGroup(g *group.Group) *servedGroup {
+	gc := g.Config()
+	maxValue := c.cfg.MaxValueBytes
+	if maxValue == 0 {
+		maxValue = min(gc.CacheBytes, maxWireValue)
+	}
+	return &servedGroup{g: g, ttl: gc.TTL, maxValue: maxValue}
+}
+
+// served returns the registered group of that name, or nil.
+func (c *Cluster) served(name string) *servedGroup { return (*c.groups.Load())[name] }
+
+// maxValueBytes is the bound of a new peer connection: the largest value of any group.
+func (c *Cluster) maxValueBytes() int {
+	maxValue := c.cfg.MaxValueBytes
+	for _, s := range *c.groups.Load() {
+		maxValue = max(maxValue, s.maxValue)
+	}
+	if maxValue == 0 {
+		return 0 // no group yet: the wire's default
+	}
+	return int(maxValue)
+}
+
+// maxKeyBytes is the longest key served to peers, and sent to them.
+func (c *Cluster) maxKeyBytes() int {
+	if c.cfg.MaxKeyBytes > 0 {
+		return c.cfg.MaxKeyBytes
+	}
+	return defaultMaxKeyBytes
+}
+
+// defaultMaxKeyBytes is MaxKeyBytes' zero value: httpapi's default limit.
+const defaultMaxKeyBytes = 1 << 10
+
+// Handler returns the peer endpoints: the peer wire's upgrade at wire.DefaultPath
+// (PathPrefix + "/v2/conn"), and 404 below PathPrefix otherwise (without the wire's error
+// code, so that a node still on the v1 HTTP wire counts the owner unreachable and loads the
+// key itself). It serves full request paths, so mount it at PathPrefix without stripping
+// the prefix, behind the node's middleware chain: the upgrade passes it like any request.
+func (c *Cluster) Handler() http.Handler { return peerHandler{c} }
 
 // PickPeer returns the owner of key, or ok == false when this node owns it. It never blocks
 // and does not allocate.
@@ -174,12 +235,12 @@ func (c *Cluster) PickPeer(key string) (group.Peer, bool) {
 // InvalidateKey asks every other member to drop key from group's caches, in parallel, each
 // call bounded by FetchTimeout, and reports how many confirmed.
 func (c *Cluster) InvalidateKey(ctx context.Context, groupName, key string) (int, error) {
-	return c.invalidateAll(ctx, pathRemove, groupName, key)
+	return c.invalidateAll(ctx, false, groupName, key)
 }
 
 // InvalidateGroup asks every other member to purge group, like InvalidateKey.
 func (c *Cluster) InvalidateGroup(ctx context.Context, groupName string) (int, error) {
-	return c.invalidateAll(ctx, pathPurge, groupName, "")
+	return c.invalidateAll(ctx, true, groupName, "")
 }
 
 // Members returns every member this node knows, sorted by name: the Alive ones with their
@@ -196,13 +257,22 @@ func (c *Cluster) RingMembers() []string { return slices.Clone(c.view.Load().rin
 
 // Stats returns a snapshot of the cluster's counters.
 func (c *Cluster) Stats() Stats {
+	v := c.view.Load()
 	st := Stats{
-		Members:        c.view.Load().ring.Len(),
+		Members:        v.ring.Len(),
 		RingRebuilds:   c.rebuilds.Load(),
 		FetchErrors:    c.fetchErrors.Load(),
 		Unreachable:    c.unreachable.Load(),
 		Invalidations:  c.invalidations.Load(),
 		RebuildLatency: time.Duration(c.rebuildLatency.Load()),
+	}
+	// The kind before the total: a snapshot never shows more clock skews than refusals.
+	st.ClockSkewRefused = c.skewRefused.Load()
+	st.AuthRefused = c.authRefused.Load()
+	for _, p := range v.peers {
+		if p != nil {
+			st.PeerConns += p.conns()
+		}
 	}
 	if ns := c.lastRebuild.Load(); ns != 0 {
 		st.LastRebuild = time.Unix(0, ns)

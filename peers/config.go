@@ -1,6 +1,7 @@
 package peers
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +17,8 @@ import (
 // Start from DefaultConfig (production LAN) or LocalConfig (loopback tests).
 type Config struct {
 	// NodeName names this node in the cluster; it must be unique, because the ring is built
-	// from names. Required.
+	// from names, and 1 to 255 bytes of printable ASCII without spaces, because the peer wire
+	// carries it in its upgrade. Required.
 	NodeName string
 
 	// GossipAddr is the host:port memberlist binds (TCP and UDP on the same port) and
@@ -39,9 +41,20 @@ type Config struct {
 	// join it.
 	Seeds []string
 
-	// SecretKey, when set, encrypts and authenticates gossip with AES-GCM; it must be 16, 24
-	// or 32 bytes (AES-128/192/256), and the same on every member. Zero: gossip in clear.
+	// SecretKey, when set, encrypts and authenticates gossip with AES-GCM, and authenticates
+	// the peer wire: every peer connection starts with an HMAC-signed upgrade from a current
+	// member, the owner proves it holds the key too, and every frame carries a MAC (keyed
+	// by HKDF-SHA256 of this key under a label of its own, so the gossip key never keys a MAC
+	// directly). It must be 16, 24 or 32 bytes (AES-128/192/256), and the same on every
+	// member. Zero: gossip in clear, and anyone who reaches the HTTP port may use the peer
+	// wire (loopback, or a network trusted as a whole).
 	SecretKey []byte
+
+	// TLS, when set, is the client side of TLS for the peer wire: every connection to a peer
+	// is dialled over TLS with it (the peers serve their HTTP port over TLS), verifying the
+	// peer's certificate as it says; its ServerName defaults to the peer's host. Nil: plain
+	// TCP.
+	TLS *tls.Config
 
 	// Label is memberlist's cluster label: packets from a cluster with another label are
 	// dropped, so two clusters on one network cannot merge by mistake. Zero: no label.
@@ -61,12 +74,13 @@ type Config struct {
 	// more; shorter converges sooner. Negative rebuilds at once.
 	RebuildQuiet time.Duration
 
-	// FetchTimeout bounds one peer HTTP call: a fetch, a remove or a purge. A fetch that
+	// FetchTimeout bounds one peer call: a fetch, a remove or a purge. A fetch that
 	// times out before the owner answers counts as "owner unreachable", after which the
 	// asking Group loads the key itself: so that a slow origin is not asked twice, keep it
 	// at or above the groups' LoadTimeout (the Group's own deadline then ends the wait first
-	// and reports ErrLoadTimeout). Connecting is bounded separately by min(FetchTimeout, 5 s),
-	// so a peer that is gone is detected quickly whatever this value.
+	// and reports ErrLoadTimeout). Connecting is bounded separately by min(FetchTimeout, 2 s),
+	// and a connection with calls in flight that stops answering pings for 1.5 s is closed,
+	// so a peer that is gone or frozen is detected quickly whatever this value.
 	FetchTimeout time.Duration
 
 	// LeaveTimeout bounds how long Leave waits for its departure to be gossiped; the
@@ -74,9 +88,24 @@ type Config struct {
 	// departure has gone out, or no other member is alive to hear it.
 	LeaveTimeout time.Duration
 
-	// MaxIdleConnsPerPeer is how many idle HTTP connections to each peer are kept for reuse.
-	// More keeps bursts of concurrent fetches off the TCP handshake; each costs a socket.
-	MaxIdleConnsPerPeer int
+	// MaxConnsPerPeer bounds the peer wire's TCP connections from this node to each peer,
+	// whatever the number of concurrent fetches: they are multiplexed (up to 256 in flight
+	// per connection, then callers wait for a slot within their deadline). More spreads the
+	// work over more reader goroutines; fewer coalesce more requests per write. Default 2.
+	MaxConnsPerPeer int
+
+	// MaxKeyBytes is the longest key this node serves to its peers; longer ones are answered
+	// invalid_key. Set it to the node's client limit (httpapi's MaxKeyBytes; a Node does).
+	// At most 1 MiB. Zero: 1 KiB, httpapi's default.
+	MaxKeyBytes int
+
+	// MaxValueBytes is the largest value a peer may send or be sent, for every group. A
+	// reply declaring more is refused before anything is allocated for it (the connection
+	// closes, the fetch counts as unreachable and the asking node loads the key itself);
+	// the owner answers a fetch of a larger value load_failed. At most 2 GiB. Zero: per
+	// group, its CacheBytes (no larger value can be cached), and for the connections the
+	// largest of the groups registered when a peer is first seen (so Register before Start).
+	MaxValueBytes int64
 
 	// ProbeInterval is memberlist's failure-detection period: every interval one random
 	// member is probed. Shorter detects a crashed node sooner and costs more packets.
@@ -144,7 +173,7 @@ func DefaultConfig() Config {
 		RebuildQuiet:            500 * time.Millisecond,
 		FetchTimeout:            30 * time.Second,
 		LeaveTimeout:            5 * time.Second,
-		MaxIdleConnsPerPeer:     64,
+		MaxConnsPerPeer:         2,
 		ProbeInterval:           time.Second,
 		ProbeTimeout:            500 * time.Millisecond,
 		GossipInterval:          200 * time.Millisecond,
@@ -209,7 +238,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	for _, f := range []struct{ v, def *int }{
-		{&c.MaxIdleConnsPerPeer, &d.MaxIdleConnsPerPeer},
+		{&c.MaxConnsPerPeer, &d.MaxConnsPerPeer},
 		{&c.SuspicionMult, &d.SuspicionMult},
 		{&c.SuspicionMaxTimeoutMult, &d.SuspicionMaxTimeoutMult},
 	} {
@@ -234,6 +263,8 @@ func (c Config) validate() error {
 	}
 	if c.NodeName == "" {
 		fail("NodeName", "required")
+	} else if err := checkNodeName(c.NodeName); err != nil {
+		fail("NodeName", "%q: %w", c.NodeName, err)
 	}
 	if _, _, err := splitHostPort(c.GossipAddr); err != nil {
 		fail("GossipAddr", "%w", err)
@@ -275,13 +306,19 @@ func (c Config) validate() error {
 		name string
 		v    int
 	}{
-		{"MaxIdleConnsPerPeer", c.MaxIdleConnsPerPeer},
+		{"MaxConnsPerPeer", c.MaxConnsPerPeer},
 		{"SuspicionMult", c.SuspicionMult},
 		{"SuspicionMaxTimeoutMult", c.SuspicionMaxTimeoutMult},
 	} {
 		if f.v <= 0 {
 			fail(f.name, "must be > 0, got %d", f.v)
 		}
+	}
+	if c.MaxKeyBytes < 0 || c.MaxKeyBytes > 1<<20 {
+		fail("MaxKeyBytes", "must be between 0 (1 KiB) and 1 MiB, got %d", c.MaxKeyBytes)
+	}
+	if c.MaxValueBytes < 0 || c.MaxValueBytes > maxWireValue {
+		fail("MaxValueBytes", "must be between 0 (each group's CacheBytes) and 2 GiB, got %d", c.MaxValueBytes)
 	}
 	if c.DeadNodeReclaimTime < 0 {
 		fail("DeadNodeReclaimTime", "must be >= 0s, got %v", c.DeadNodeReclaimTime)
@@ -290,6 +327,23 @@ func (c Config) validate() error {
 		fail("ProbeTimeout", "must not exceed ProbeInterval (%v), got %v", c.ProbeInterval, c.ProbeTimeout)
 	}
 	return errors.Join(errs...)
+}
+
+// maxWireValue is the largest value the peer wire carries.
+const maxWireValue = 1 << 31
+
+// checkNodeName accepts what the peer wire can carry in a header: 1 to 255 bytes of printable
+// ASCII without spaces.
+func checkNodeName(name string) error {
+	if len(name) > 255 {
+		return errors.New("longer than 255 bytes")
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] <= ' ' || name[i] >= 0x7f {
+			return errors.New("only printable ASCII without spaces (the peer wire carries it in a header)")
+		}
+	}
+	return nil
 }
 
 // splitHostPort parses host:port with a numeric port (the host may be empty). Its errors

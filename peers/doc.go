@@ -21,24 +21,79 @@
 // table read. BENCHMARKS.md compares its balance, movement and speed with golang/groupcache's
 // consistenthash.
 //
-// The transport is plain HTTP on the node's own server, under PathPrefix (see transport.go for
-// the endpoints). It is not groupcachepb over protobuf: the value travels as the raw response
-// body (no protobuf dependency, no copy into a message, and Content-Length lets the reader
-// allocate once), the remaining TTL travels as a Groupcached-Ttl header in time.Duration
-// syntax (so no clock synchronisation is needed), and a failure travels as a status with a
-// Groupcached-Error code, which is all the structure the messages had. Group and key are
-// query-escaped, so keys of any bytes round-trip and no path cleaning can touch them.
+// The transport is the peer wire of peers/wire: a framed binary protocol, multiplexed on a few
+// persistent TCP connections per peer, that starts as an HTTP/1.1 Upgrade (GET
+// /_peer/v2/conn) on the node's own HTTP port, so that it passes the node's middleware chain
+// and its TLS before the connection is hijacked. Each member of the view has one wire.Client,
+// made when the member enters the view and closed (its fetches in flight failing as
+// unavailable) when it leaves it or moves to another address; the Cluster's wire.Server
+// answers through a Handler over the groups' GetLocal, RemoveLocal and PurgeLocal. A fetch is
+// a 10-byte header and the group and key; the answer a header, the remaining TTL in
+// nanoseconds (no clock synchronisation needed) and the raw value, which the reader allocates
+// once at its declared, bounded length; a failure is a one-byte code and a short message.
+//
+// Why not the v1 HTTP wire (net/http, one request per fetch), h2c or gRPC (measured in
+// peers/wire/doc.go and BENCHMARKS.md, 1 KiB values on a shared 2-core VM): net/http spends
+// about 68 µs of the asking node's CPU and 35 µs of the owner's per hop, with 81 allocations,
+// and issue 9 measured the hop at 0.23x the requests/s of a local hit, close to what net/http
+// allows (0.26–0.32x for a bare net/http hop). h2c multiplexes (which bounds the sockets, why
+// Thanos enabled it between its groupcache peers) but keeps net/http's machinery per request
+// and adds HPACK and flow control: 84 µs and 57 µs. gRPC puts protobuf and its own streams on
+// the same HTTP/2. The framed wire costs 31–33 µs on the asking node (20–22 µs of which are
+// the client's own request) and 8 µs on the owner, 6–8 allocations per fetch; with 32
+// concurrent callers its writes coalesce 12–16 frames per syscall without a timer (a sender
+// that finds no write in progress yields once before writing). A bare two-process hop over it
+// reaches 0.94x a local answer (0.76x with MACs) against 0.36x over net/http;
+// BENCHMARKS.md's "Peer hop (issue 9)" has the whole node's figures before and after. A
+// batch of 50 keys to one owner travels in one message (0.12 ms against 1.7 ms for 50
+// serial fetches).
 //
 // The rules that make "fill once per cluster" hold on a changing cluster:
-//   - a fetch carries the Groupcached-Peer header and the receiver answers it with
-//     group.GetLocal, never asking another node, whatever its own ring says;
+//   - a request that arrives on the wire is answered with group.GetLocal, never asking
+//     another node, whatever this node's own ring says (the hop guard is the wire itself: it
+//     carries nothing else);
 //   - the owner's ErrNotFound and its load failures (ErrLoaderPanic, ErrLoadTimeout and plain
 //     errors, as *RemoteError) come back as such, and the asking Group does not load again;
-//   - only an owner that cannot be reached (refused, reset, no answer within FetchTimeout, or
-//     answering "shutting down") yields group.ErrPeerUnavailable, after which the asking Group
-//     loads the key itself and counts it;
-//   - connections are pooled per Cluster (never http.DefaultTransport) and every call has a
-//     deadline.
+//   - only an owner that cannot be reached yields group.ErrPeerUnavailable, after which the
+//     asking Group loads the key itself and counts it: refused, reset, a refused upgrade, no
+//     answer within FetchTimeout, a connection that stops answering pings (a frozen owner is
+//     detected in 1.5 s, however long a legitimate load runs), a protocol violation, an answer
+//     above the value bound, or the owner "shutting down";
+//   - a caller whose own deadline (the group's LoadTimeout) ends first gets that timeout, not
+//     ErrPeerUnavailable, so that a slow origin is not asked twice.
+//
+// Bounds. At most MaxConnsPerPeer (2) connections per peer, whatever the number of fetches
+// (500 concurrent fetches use 2 sockets; beyond 256 per connection callers wait for a slot).
+// A reply's header is checked before anything is allocated for its payload: a value above
+// MaxValueBytes (each group's CacheBytes unless configured, the largest of them for a
+// connection) closes the connection and the key is loaded here. A received TTL is cut to the
+// asking group's TTL when it has one. Keys longer than MaxKeyBytes (the node's max_key_bytes)
+// are refused by both sides. When a member leaves or dies, every group drops its hot cache:
+// entries do not record the member they came from (a tag per entry would cost memory on
+// every entry, or a scan of the hot cache per departure to find them), departures are rare,
+// and the hot cache refills with popular keys at one fetch in HotCacheRate, so a coarse drop
+// is cheap and leaves nothing a departed (perhaps rogue) member served.
+//
+// Authentication. With Config.SecretKey (the gossip key) set, the wire authenticates every
+// connection (peers/wire/auth.go): the upgrade carries the sender, the receiver, a Unix time
+// and a nonce under an HMAC-SHA256 keyed by HKDF(secret, "groupcached peer auth v1"), a label
+// of its own, so the AES key of gossip never keys a MAC directly; the owner refuses (401/403,
+// before anything is served) a missing or bad MAC, another receiver, a time more than 30 s
+// from its clock, a replayed nonce, and a sender that is not an alive member of its view
+// (or joining it) connecting from an address that member advertises; it proves it holds the
+// secret in its answer, and every frame then carries a 16-byte MAC (1.4 µs per 1 KiB fetch
+// on each side). Refusals are counted (Stats.AuthRefused, ClockSkewRefused) and logged at
+// most once per 10 s per kind. A shared secret rather than mutual TLS: the cluster already
+// shares the gossip key, identity stays the membership the cluster has (a node a member
+// joined with the key), and there are no certificates to distribute and rotate; TLS can be
+// layered under it (Config.TLS on the dialling side, the node's TLS listener on the other)
+// where values must not travel in clear. Without a secret nothing is authenticated: anyone
+// who reaches the port may fetch (loopback, or a network trusted as a whole).
+//
+// Upgrading from the v1 HTTP wire: the two do not talk. During a rolling upgrade a v1 node
+// gets 404 without an error code from /_peer/v1/* on a v2 node, and a v2 node a refused
+// upgrade from a v1 node; both count the owner unreachable and load the key themselves, so
+// the cluster serves throughout, each mixed pair loading twice.
 //
 // Readiness and identity. Ready says whether the node should get traffic and why: not before
 // it has joined a seed (or has none but itself and its members), not while another live node
@@ -80,8 +135,11 @@
 //   - seeds: name 3 to 5 (or one DNS name); retries of a missing seed are capped at about 8
 //     per SeedRetryInterval for the whole cluster, so a seed that is gone for good costs
 //     little, but drop it from the list;
-//   - connections: every node may keep MaxIdleConnsPerPeer idle HTTP connections to every
-//     other; lower it (8 is plenty) so that 300 nodes do not each hold 19,000 sockets.
+//   - connections: every node holds at most MaxConnsPerPeer (2) peer wire connections to
+//     every other it fetches from, dialled on demand and closed after 90 s idle: 300 nodes
+//     hold at most 598 each way, whatever the load; each node's wire server accepts at most
+//     1024 peer connections in all, so keep MaxConnsPerPeer at 2 or lower it to 1 above
+//     500 nodes.
 //
 // The package never parses configuration files and never registers on a global mux: a node
 // is the values main.go builds, so many nodes live in one test process.

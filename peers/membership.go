@@ -307,6 +307,7 @@ func (c *Cluster) Shutdown() error {
 			err = fmt.Errorf("peers: stopping memberlist: %w", err)
 		}
 	}
-	c.transport.CloseIdleConnections()
+	_ = c.server.Close()
+	c.closePeers()
 	return err
 }

@@ -4,49 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/groupcached/groupcached/group"
+	"github.com/groupcached/groupcached/peers/wire"
 )
 
-// The peer wire. Requests:
-//
-//	GET  {PathPrefix}/v1/fetch?group=G&key=K   the value of K, served by GetLocal
-//	POST {PathPrefix}/v1/remove?group=G&key=K  RemoveLocal(K)
-//	POST {PathPrefix}/v1/purge?group=G         PurgeLocal()
-//
-// each carrying headerPeer with the asking node's name. A fetch answers 200 with the raw
-// value as the body and headerTTL; every failure answers a status with headerError naming
-// the failure (the codes below) and a one-line message as the body. Group and key travel
-// query-escaped, which round-trips every byte and is immune to path cleaning.
-const (
-	pathFetch  = PathPrefix + "/v1/fetch"
-	pathRemove = PathPrefix + "/v1/remove"
-	pathPurge  = PathPrefix + "/v1/purge"
-
-	headerPeer  = "Groupcached-Peer"  // the asking node's name: marks a peer request
-	headerTTL   = "Groupcached-Ttl"   // remaining lifetime, time.Duration syntax; absent: none
-	headerError = "Groupcached-Error" // one of the codes below
-)
-
-// Error codes on the peer wire, each with one status.
-const (
-	codeNotFound     = "not_found"     // 404: the origin has no such key (group.ErrNotFound)
-	codeUnknownGroup = "unknown_group" // 404: the peer has no group of that name
-	codeBadRequest   = "bad_request"   // 400, 404, 405: not a request of this wire
-	codeInvalidKey   = "invalid_key"   // 400: group.ErrInvalidKey
-	codeLoaderPanic  = "loader_panic"  // 500: group.ErrLoaderPanic
-	codeLoadFailed   = "load_failed"   // 502: the owner's loader returned an error
-	codeLoadTimeout  = "load_timeout"  // 504: group.ErrLoadTimeout
-	codeShuttingDown = "shutting_down" // 503: the peer is leaving; ask someone else
-)
+// The asking side of the peer wire: one wire.Client per member, created when the member
+// enters this node's view and closed when it leaves it (or moves to another address), and
+// the mapping of the wire's answers onto the group's errors. serve.go is the answering side.
 
 // ErrUnknownGroup is returned (wrapped) when a peer has no group of the requested name: the
 // nodes of the cluster were configured with different groups.
@@ -55,10 +22,11 @@ var ErrUnknownGroup = errors.New("group not registered on the peer")
 // RemoteError is a failure that a peer reported after it received the request: its load
 // failed, panicked or timed out. It is not ErrPeerUnavailable, so the asking Group returns it
 // instead of loading the key again. errors.Is sees through it to group.ErrLoaderPanic,
-// group.ErrLoadTimeout, group.ErrNotFound or ErrUnknownGroup when the code says so.
+// group.ErrLoadTimeout, group.ErrNotFound, group.ErrInvalidKey or ErrUnknownGroup when the
+// code says so.
 type RemoteError struct {
 	Peer    string // the peer's node name
-	Code    string // the wire code, such as "load_failed"
+	Code    string // the wire code, such as "load_failed" (wire.Code's String)
 	Message string // the peer's error message
 	kind    error
 }
@@ -71,245 +39,198 @@ func (e *RemoteError) Error() string {
 func (e *RemoteError) Unwrap() error { return e.kind }
 
 // codeError returns the sentinel a wire code stands for, or nil.
-func codeError(code string) error {
+func codeError(code wire.Code) error {
 	switch code {
-	case codeNotFound:
+	case wire.CodeNotFound:
 		return group.ErrNotFound
-	case codeUnknownGroup:
+	case wire.CodeUnknownGroup:
 		return ErrUnknownGroup
-	case codeInvalidKey:
+	case wire.CodeInvalidKey:
 		return group.ErrInvalidKey
-	case codeLoaderPanic:
+	case wire.CodeLoaderPanic:
 		return group.ErrLoaderPanic
-	case codeLoadTimeout:
+	case wire.CodeLoadTimeout:
 		return group.ErrLoadTimeout
 	}
 	return nil
 }
 
-// errorCode maps an error of GetLocal to its wire code and status: the one place where the
-// peer wire turns errors into statuses.
-func errorCode(err error) (code string, status int) {
-	switch {
-	case errors.Is(err, group.ErrNotFound):
-		return codeNotFound, http.StatusNotFound
-	case errors.Is(err, ErrUnknownGroup):
-		return codeUnknownGroup, http.StatusNotFound
-	case errors.Is(err, group.ErrInvalidKey):
-		return codeInvalidKey, http.StatusBadRequest
-	case errors.Is(err, group.ErrLoaderPanic):
-		return codeLoaderPanic, http.StatusInternalServerError
-	case errors.Is(err, group.ErrLoadTimeout):
-		return codeLoadTimeout, http.StatusGatewayTimeout
-	default:
-		return codeLoadFailed, http.StatusBadGateway
+// wirePeer is one member seen through the peer wire, at its HTTP address. It implements
+// group.Peer (and group's asynchronous fetch, see FetchFunc).
+type wirePeer struct {
+	c      *Cluster
+	name   string
+	addr   string       // host:port
+	client *wire.Client // nil when the member's name or address cannot be dialled (err says why)
+	err    error
+}
+
+// newWirePeer returns the peer of member name at addr. It dials nothing: the first fetch does.
+func newWirePeer(c *Cluster, name, addr string) *wirePeer {
+	p := &wirePeer{c: c, name: name, addr: addr}
+	cfg := wire.DefaultClientConfig()
+	cfg.Addr, cfg.Self, cfg.Peer = addr, c.cfg.NodeName, name
+	cfg.Secret, cfg.TLS = c.cfg.SecretKey, c.cfg.TLS
+	cfg.MaxConns = c.cfg.MaxConnsPerPeer
+	cfg.MaxValueBytes = c.maxValueBytes()
+	cfg.MaxKeyBytes = c.maxKeyBytes()
+	cfg.RequestTimeout = c.cfg.FetchTimeout
+	cfg.DialTimeout = min(c.cfg.FetchTimeout, cfg.DialTimeout)
+	p.client, p.err = wire.NewClient(cfg)
+	if p.err != nil {
+		c.log.Warn("member cannot be reached over the peer wire", "member", name, "addr", addr, "err", p.err)
+	}
+	return p
+}
+
+// close fails the fetches in flight to the peer as unavailable (their callers load the keys
+// themselves) and closes its connections.
+func (p *wirePeer) close() {
+	if p.client != nil {
+		_ = p.client.Close()
 	}
 }
 
-// handler serves the peer wire for one Cluster.
-type handler struct{ c *Cluster }
-
-func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get(headerPeer) == "" {
-		writeError(w, codeBadRequest, http.StatusBadRequest, "missing "+headerPeer+" header: peer endpoints serve cluster members only")
-		return
+// conns returns the number of open connections to the peer.
+func (p *wirePeer) conns() int {
+	if p.client == nil {
+		return 0
 	}
-	if h.c.life.Err() != nil {
-		writeError(w, codeShuttingDown, http.StatusServiceUnavailable, "node "+h.c.cfg.NodeName+" is shutting down")
-		return
-	}
-	var method string
-	switch r.URL.Path {
-	case pathFetch:
-		method = http.MethodGet
-	case pathRemove, pathPurge:
-		method = http.MethodPost
-	default:
-		writeError(w, codeBadRequest, http.StatusNotFound, "no peer endpoint "+r.URL.Path)
-		return
-	}
-	if r.Method != method {
-		w.Header().Set("Allow", method)
-		writeError(w, codeBadRequest, http.StatusMethodNotAllowed, r.Method+" not allowed on "+r.URL.Path)
-		return
-	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		writeError(w, codeBadRequest, http.StatusBadRequest, "bad query: "+err.Error())
-		return
-	}
-	name := q.Get("group")
-	g := h.c.group(name)
-	if g == nil {
-		writeError(w, codeUnknownGroup, http.StatusNotFound, fmt.Sprintf("%v: %q on node %s", ErrUnknownGroup, name, h.c.cfg.NodeName))
-		return
-	}
-	switch r.URL.Path {
-	case pathFetch:
-		h.fetch(w, r, g, q.Get("key"))
-	case pathRemove:
-		g.RemoveLocal(q.Get("key"))
-		w.WriteHeader(http.StatusNoContent)
-	case pathPurge:
-		g.PurgeLocal()
-		w.WriteHeader(http.StatusNoContent)
-	}
-}
-
-// fetch answers from GetLocal, never from another node. The request ends when the asker goes
-// away or this node shuts down; the fill itself goes on for its other waiters.
-func (h handler) fetch(w http.ResponseWriter, r *http.Request, g *group.Group, key string) {
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	stop := context.AfterFunc(h.c.life, cancel)
-	defer stop()
-
-	res, err := g.GetLocal(ctx, key)
-	if err != nil {
-		if h.c.life.Err() != nil {
-			writeError(w, codeShuttingDown, http.StatusServiceUnavailable, "node "+h.c.cfg.NodeName+" is shutting down")
-			return
-		}
-		if r.Context().Err() != nil {
-			return // the asker is gone: nobody reads an answer
-		}
-		code, status := errorCode(err)
-		writeError(w, code, status, err.Error())
-		return
-	}
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/octet-stream")
-	hdr.Set("Content-Length", strconv.Itoa(len(res.Bytes)))
-	if res.TTL > 0 {
-		hdr.Set(headerTTL, res.TTL.String())
-	}
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(res.Bytes)
-}
-
-func writeError(w http.ResponseWriter, code string, status int, msg string) {
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/plain; charset=utf-8")
-	hdr.Set(headerError, code)
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, msg)
-}
-
-// httpPeer is one member seen through the peer wire. It implements group.Peer.
-type httpPeer struct {
-	c    *Cluster
-	name string
-	addr string // host:port
-	base string // "http://" + addr
-}
-
-func newHTTPPeer(c *Cluster, name, addr string) *httpPeer {
-	return &httpPeer{c: c, name: name, addr: addr, base: "http://" + addr}
+	return p.client.Stats().Conns
 }
 
 // Fetch asks the peer for key: see group.Peer for how errors keep their meaning.
-func (p *httpPeer) Fetch(ctx context.Context, groupName, key string) (group.Value, error) {
-	v, err := p.fetch(ctx, groupName, key)
-	if err != nil && !errors.Is(err, group.ErrNotFound) {
+func (p *wirePeer) Fetch(ctx context.Context, groupName, key string) (group.Value, error) {
+	if p.client == nil {
+		return p.result(groupName, key, wire.Value{}, p.unusable(), false)
+	}
+	v, err := p.client.Fetch(ctx, groupName, key)
+	expired := ctx.Err() != nil
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		expired = true // the wire's timer may fire a moment before the context's own
+	}
+	return p.result(groupName, key, v, err, expired)
+}
+
+// FetchFunc is Fetch without a goroutine waiting for the answer (group.AsyncPeer, which the
+// Group's fill uses): done receives it exactly once, on the wire connection's reader goroutine
+// (or on the caller's, when the request cannot be sent), and must not block. The fetch ends
+// at deadline (and at FetchTimeout); an answer that did not arrive by the caller's own
+// deadline is reported as that deadline's end, not as an unreachable owner, as Fetch does for
+// its context.
+func (p *wirePeer) FetchFunc(groupName, key string, deadline time.Time, done func(group.Value, error)) {
+	if p.client == nil {
+		v, err := p.result(groupName, key, wire.Value{}, p.unusable(), false)
+		done(v, err)
+		return
+	}
+	wireDeadline := time.Now().Add(p.c.cfg.FetchTimeout)
+	if !deadline.IsZero() && deadline.Before(wireDeadline) {
+		wireDeadline = deadline
+	}
+	p.client.FetchFunc(groupName, key, wireDeadline, func(v wire.Value, err error) {
+		expired := err != nil && !deadline.IsZero() && !time.Now().Before(deadline)
+		gv, err := p.result(groupName, key, v, err, expired)
+		done(gv, err)
+	})
+}
+
+func (p *wirePeer) unusable() error {
+	return fmt.Errorf("%w: %w", wire.ErrUnavailable, p.err)
+}
+
+// result turns the wire's answer into the group's: the value with its TTL capped at the
+// group's, or an error that keeps its meaning (see fetchError). It counts the failures.
+func (p *wirePeer) result(groupName, key string, v wire.Value, err error, expired bool) (group.Value, error) {
+	if err == nil {
+		var gv group.Value
+		if gv, err = p.c.received(groupName, v); err == nil {
+			return gv, nil
+		}
+	}
+	err = p.fetchError(key, err, expired)
+	if !errors.Is(err, group.ErrNotFound) {
 		p.c.fetchErrors.Add(1)
 		if errors.Is(err, group.ErrPeerUnavailable) {
 			p.c.unreachable.Add(1)
 		}
 	}
-	return v, err
+	return group.Value{}, err
 }
 
-func (p *httpPeer) fetch(ctx context.Context, groupName, key string) (group.Value, error) {
-	callCtx, cancel := context.WithTimeout(ctx, p.c.cfg.FetchTimeout)
-	defer cancel()
-	u := p.base + pathFetch + "?group=" + url.QueryEscape(groupName) + "&key=" + url.QueryEscape(key)
-	resp, err := p.do(callCtx, http.MethodGet, u)
-	if err != nil {
-		return group.Value{}, p.transportError(ctx, "fetching "+strconv.Quote(key), err)
+// received applies the asking group's bounds to a value a peer sent: a TTL beyond the
+// group's TTL (none counts as beyond) is cut to it, and a value above the group's limit,
+// which an owner under the same configuration never sends, is refused as if the owner had
+// not answered.
+func (c *Cluster) received(groupName string, v wire.Value) (group.Value, error) {
+	s := c.served(groupName)
+	if s == nil {
+		return group.Value(v), nil
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return group.Value{}, p.statusError(ctx, "fetching "+strconv.Quote(key), resp)
+	if int64(len(v.Bytes)) > s.maxValue {
+		return group.Value{}, fmt.Errorf("%w: a value of %d bytes, above group %q's limit of %d",
+			wire.ErrUnavailable, len(v.Bytes), groupName, s.maxValue)
 	}
-	var ttl time.Duration
-	if s := resp.Header.Get(headerTTL); s != "" {
-		if ttl, err = time.ParseDuration(s); err != nil || ttl < 0 {
-			return group.Value{}, fmt.Errorf("fetching %q from peer %s: bad %s header %q", key, p.name, headerTTL, s)
+	if s.ttl > 0 && (v.TTL == 0 || v.TTL > s.ttl) {
+		v.TTL = s.ttl
+	}
+	return group.Value(v), nil
+}
+
+// fetchError classifies a failed fetch. The peer's verdict (a wire code) becomes a
+// *RemoteError; a peer that did not answer becomes group.ErrPeerUnavailable, unless the
+// caller's own deadline ended first (expired), which is the caller's timeout and not the
+// peer's fault; a caller that left gets its context's error.
+func (p *wirePeer) fetchError(key string, err error, expired bool) error {
+	switch {
+	case errors.Is(err, wire.ErrUnavailable): // first: shutting_down also carries a code
+		if expired {
+			return fmt.Errorf("fetching %q from peer %s: no answer: %w", key, p.name, context.DeadlineExceeded)
 		}
-	}
-	body, err := readBody(resp)
-	if err != nil {
-		// The owner went away halfway through its answer: as good as no answer.
-		return group.Value{}, p.transportError(ctx, "reading "+strconv.Quote(key), err)
-	}
-	return group.Value{Bytes: body, TTL: ttl}, nil
-}
-
-// readBody reads the whole body in one allocation when its length is known.
-func readBody(resp *http.Response) ([]byte, error) {
-	if n := resp.ContentLength; n >= 0 {
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(resp.Body, buf); err != nil {
-			return nil, err
+		if errors.Is(err, wire.ErrAuth) {
+			p.c.refusals.logRefusedByPeer(p.c.log, p.name, p.addr, err)
 		}
-		return buf, nil
+		return fmt.Errorf("fetching %q from peer %s at %s: %w: %w", key, p.name, p.addr, group.ErrPeerUnavailable, err)
+	case wire.CodeOf(err) != 0:
+		return p.remoteError(err)
+	default:
+		return fmt.Errorf("fetching %q from peer %s: %w", key, p.name, err)
 	}
-	return io.ReadAll(resp.Body)
 }
 
-func (p *httpPeer) do(ctx context.Context, method, u string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set(headerPeer, p.c.cfg.NodeName)
-	return p.c.client.Do(req)
+func (p *wirePeer) remoteError(err error) *RemoteError {
+	var we *wire.Error
+	errors.As(err, &we)
+	return &RemoteError{Peer: p.name, Code: we.Code.String(), Message: we.Message, kind: codeError(we.Code)}
 }
 
-// transportError classifies a failure before a complete answer arrived. If the caller's own
-// context ended, that is the caller's deadline, not the peer's fault; anything else (refused,
-// reset, FetchTimeout before the answer) means the peer is unavailable.
-func (p *httpPeer) transportError(ctx context.Context, what string, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return fmt.Errorf("%s from peer %s: %w", what, p.name, ctxErr)
+// invalidate sends one remove (or a purge, when purge is set) to the peer and waits for its
+// confirmation, within FetchTimeout.
+func (p *wirePeer) invalidate(ctx context.Context, purge bool, groupName, key string) error {
+	if p.client == nil {
+		return fmt.Errorf("peer %s at %s: %w", p.name, p.addr, p.unusable())
 	}
-	return fmt.Errorf("%s from peer %s at %s: %w: %w", what, p.name, p.addr, group.ErrPeerUnavailable, err)
-}
-
-// statusError turns an answer that is not a success into an error. Answers that carry our
-// error code are the peer's verdict; a 503 shutting_down, or any answer without a code (a
-// proxy, a node whose peer endpoints are not mounted), means the peer is unavailable.
-func (p *httpPeer) statusError(ctx context.Context, what string, resp *http.Response) error {
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	code := resp.Header.Get(headerError)
-	if code == "" || code == codeShuttingDown {
-		return p.transportError(ctx, what, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg))))
-	}
-	return &RemoteError{Peer: p.name, Code: code, Message: string(msg), kind: codeError(code)}
-}
-
-// invalidate sends one remove or purge to the peer and waits for its confirmation.
-func (p *httpPeer) invalidate(ctx context.Context, path, groupName, key string) error {
 	ctx, cancel := context.WithTimeout(ctx, p.c.cfg.FetchTimeout)
 	defer cancel()
-	u := p.base + path + "?group=" + url.QueryEscape(groupName)
-	if path == pathRemove {
-		u += "&key=" + url.QueryEscape(key)
+	var err error
+	if purge {
+		err = p.client.Purge(ctx, groupName)
+	} else {
+		err = p.client.Remove(ctx, groupName, key)
 	}
-	resp, err := p.do(ctx, http.MethodPost, u)
-	if err != nil {
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, wire.ErrUnavailable) && wire.CodeOf(err) != 0:
+		return p.remoteError(err)
+	default:
 		return fmt.Errorf("peer %s at %s: %w", p.name, p.addr, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		return p.statusError(ctx, "invalidating", resp)
-	}
-	return nil
 }
 
-// invalidateAll sends a remove (or a purge, when path is pathPurge) to every other member in
-// parallel and reports how many confirmed.
-func (c *Cluster) invalidateAll(ctx context.Context, path, groupName, key string) (int, error) {
+// invalidateAll sends a remove (or a purge) to every other member in parallel and reports
+// how many confirmed.
+func (c *Cluster) invalidateAll(ctx context.Context, purge bool, groupName, key string) (int, error) {
 	c.invalidations.Add(1)
 	v := c.view.Load()
 	var (
@@ -323,7 +244,7 @@ func (c *Cluster) invalidateAll(ctx context.Context, path, groupName, key string
 			continue // this node
 		}
 		wg.Go(func() {
-			err := p.invalidate(ctx, path, groupName, key)
+			err := p.invalidate(ctx, purge, groupName, key)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -340,17 +261,32 @@ func (c *Cluster) invalidateAll(ctx context.Context, path, groupName, key string
 	return confirmed, nil
 }
 
-// newTransport returns the pooled HTTP transport of one Cluster: never DefaultTransport, so a
-// node's connections and limits are its own.
-func newTransport(cfg Config) *http.Transport {
-	dialer := &net.Dialer{Timeout: min(cfg.FetchTimeout, 5*time.Second), KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerPeer,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: cfg.FetchTimeout,
-		DisableCompression:    true,
+// retire closes the peers of prev that next no longer holds (their member left or died, or
+// moves to another address): fetches in flight to them fail as unavailable. The hot copies
+// taken from them go too: every group drops its hot cache, since an entry does not record
+// which member it came from (see doc.go for why that is the trade chosen).
+func (c *Cluster) retire(prev, next *view) {
+	var gone []string
+	for _, p := range prev.peers {
+		if p != nil && next.peer(p.name) != p {
+			p.close()
+			gone = append(gone, p.name)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	for _, s := range *c.groups.Load() {
+		s.g.PurgeHot()
+	}
+	c.log.Info("peers retired; hot copies dropped", "members", gone)
+}
+
+// closePeers closes every peer of the current view, at Shutdown.
+func (c *Cluster) closePeers() {
+	for _, p := range c.view.Load().peers {
+		if p != nil {
+			p.close()
+		}
 	}
 }

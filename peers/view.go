@@ -33,7 +33,7 @@ type nodeEvent struct {
 // seed joins read, and what the next rebuild starts from.
 type view struct {
 	ring     *Ring
-	peers    []*httpPeer          // by ring index; nil for this node
+	peers    []*wirePeer          // by ring index; nil for this node
 	members  []Member             // every known member, sorted by name, Share filled
 	departed map[string]time.Time // when each listed member that is not Alive left or died
 	boots    map[string]string    // the boot identifier each listed member gossips, if any
@@ -64,7 +64,7 @@ func startView(self Member) *view {
 // A member that left or died is listed for departedRetention after its last event, then
 // forgotten. memberlist delivers its events one at a time, in the order it applied them to its
 // own table; no event ever says "suspect" (see MemberState).
-func (v *view) next(events []nodeEvent, now time.Time, newPeer func(name, addr string) *httpPeer) (
+func (v *view) next(events []nodeEvent, now time.Time, newPeer func(name, addr string) *wirePeer) (
 	next *view, changed bool, rejected []error,
 ) {
 	known := make(map[string]Member, len(v.members)+len(events))
@@ -131,7 +131,7 @@ func (v *view) next(events []nodeEvent, now time.Time, newPeer func(name, addr s
 	if !slices.Equal(alive, ring.Names()) {
 		ring, changed = NewRing(alive), true
 	}
-	next = &view{ring: ring, peers: make([]*httpPeer, ring.Len()), departed: departed, boots: boots}
+	next = &view{ring: ring, peers: make([]*wirePeer, ring.Len()), departed: departed, boots: boots}
 	for i, name := range ring.Names() {
 		m := known[name]
 		if m.Self {
@@ -167,7 +167,7 @@ func decodeMeta(b []byte) (nodeMeta, error) {
 }
 
 // peer returns the view's peer of that name, or nil.
-func (v *view) peer(name string) *httpPeer {
+func (v *view) peer(name string) *wirePeer {
 	if i, ok := slices.BinarySearch(v.ring.Names(), name); ok {
 		return v.peers[i]
 	}
@@ -249,13 +249,15 @@ func (c *Cluster) rebuildLoop() {
 func (c *Cluster) rebuild() {
 	events, last := c.events.take()
 	now := time.Now()
-	next, changed, rejected := c.view.Load().next(events, now, func(name, addr string) *httpPeer {
-		return newHTTPPeer(c, name, addr)
+	prev := c.view.Load()
+	next, changed, rejected := prev.next(events, now, func(name, addr string) *wirePeer {
+		return newWirePeer(c, name, addr)
 	})
 	for _, err := range rejected {
 		c.log.Warn("membership event", "err", err)
 	}
 	c.view.Store(next)
+	c.retire(prev, next)
 	if !changed {
 		return
 	}

@@ -66,9 +66,9 @@ func (r *viewRun) apply(t *testing.T, after time.Duration, events []nodeEvent) {
 	t.Helper()
 	r.now = r.now.Add(after)
 	before := slices.Clone(r.v.members)
-	next, changed, rejected := r.v.next(events, r.now, func(name, addr string) *httpPeer {
+	next, changed, rejected := r.v.next(events, r.now, func(name, addr string) *wirePeer {
 		r.built++
-		return &httpPeer{name: name, addr: addr}
+		return &wirePeer{name: name, addr: addr}
 	})
 	if !slices.Equal(r.v.members, before) {
 		t.Fatalf("next modified the view it started from: %+v, was %+v", r.v.members, before)

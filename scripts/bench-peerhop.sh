@@ -9,6 +9,8 @@
 #   ROUNDS=5 DURATION=5s CONNECTIONS=64 scripts/bench-peerhop.sh
 #   GROUPCACHED_BIN=/path/to/groupcached scripts/bench-peerhop.sh   # measure another build
 #   NICE=-10 scripts/bench-peerhop.sh               # as root: keep other work off the cores
+#   SECRET=1 scripts/bench-peerhop.sh               # with a cluster secret: authenticated peer
+#                                                   # wire, every frame MAC'd (and gossip encrypted)
 #
 # The three nodes use ports 127.0.0.1:0 chosen by the kernel; traffic goes to 127.0.0.1 only,
 # every wrk run is bounded in time and every node stops by itself (SIGTERM at exit).
@@ -23,6 +25,7 @@ VALUE_BYTES="${VALUE_BYTES:-1024}"
 KEYS="${KEYS:-300}"
 WARMUP="${WARMUP:-2s}"
 NICE="${NICE:-0}"
+SECRET="${SECRET:-0}"
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "== installing wrk"
@@ -74,6 +77,13 @@ groups:
     loader: {type: file, root: $work/data}
 EOF
 done
+if [ "$SECRET" = 1 ]; then
+  GROUPCACHED_SECRET_KEY="$(head -c 32 /dev/urandom | base64)"
+  export GROUPCACHED_SECRET_KEY
+  echo "== with a cluster secret"
+else
+  unset GROUPCACHED_SECRET_KEY
+fi
 for i in 1 2 3; do
   nice -n "$NICE" "$BIN" -config "$work/node-$i.yaml" 2>"$work/node-$i.log" &
   pids+=("$!")

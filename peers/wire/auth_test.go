@@ -14,7 +14,7 @@ import (
 func authServer(t *testing.T) *testServer {
 	scfg := testServerConfig()
 	scfg.Secret = testSecret
-	scfg.IsMember = func(name string) bool { return name == "asker" || name == "other" }
+	scfg.IsMember = func(name, _ string) bool { return name == "asker" || name == "other" }
 	return startServer(t, scfg, &fakeHandler{}, serverOptions{})
 }
 
@@ -222,5 +222,78 @@ func TestNonceCacheIsBounded(t *testing.T) {
 	}
 	if len(c.seen) != 1 || len(c.order) != 1 {
 		t.Errorf("cache holds %d/%d nonces, want 1", len(c.seen), len(c.order))
+	}
+}
+
+// TestRefusalsSayWhy: each authentication refusal matches ErrAuth and its own cause, so that
+// the node counts and logs them by kind (clock skew with the skew itself).
+func TestRefusalsSayWhy(t *testing.T) {
+	scfg := testServerConfig()
+	scfg.Secret = testSecret
+	var remote string
+	scfg.IsMember = func(name, remoteAddr string) bool { remote = remoteAddr; return name == "asker" }
+	s, err := NewServer(scfg, &fakeHandler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cfg := authClientConfig("127.0.0.1:1").withDefaults()
+	key := authKey(testSecret)
+	now := time.Unix(1_800_000_000, 0)
+	request := func(key []byte, edit func(*upgradeClaim)) *http.Request {
+		c := newClaim(&cfg, now)
+		c.nonce = newNonce()
+		if edit != nil {
+			edit(&c)
+		}
+		sent := cfg
+		sent.Self, sent.Peer = c.sender, c.receiver
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(upgradeRequest(&sent, key, c))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.RemoteAddr = "192.0.2.1:4242"
+		return r
+	}
+	replayed := request(key, nil)
+	for _, tt := range []struct {
+		name   string
+		r      *http.Request
+		cause  error
+		status int
+	}{
+		{"unauthenticated", request(nil, nil), ErrUnauthenticated, http.StatusUnauthorized},
+		{"wrong secret", request(authKey([]byte("another")), nil), ErrBadMAC, http.StatusForbidden},
+		{"another receiver", request(key, func(c *upgradeClaim) { c.receiver = "other" }), ErrOtherReceiver, http.StatusForbidden},
+		{"clock behind", request(key, func(c *upgradeClaim) { c.unix -= 45 }), ErrClockSkew, http.StatusForbidden},
+		{"not a member", request(key, func(c *upgradeClaim) { c.sender = "mallory" }), ErrNotMember, http.StatusForbidden},
+		{"first use", replayed, nil, 0},
+		{"replay", replayed, ErrReplay, http.StatusForbidden},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, ref := s.checkUpgrade(tt.r, now)
+			if tt.cause == nil {
+				if ref != nil {
+					t.Fatalf("refused: %v", ref)
+				}
+				return
+			}
+			if ref == nil {
+				t.Fatal("accepted")
+			}
+			var err error = ref
+			if !errors.Is(err, ErrAuth) || !errors.Is(err, tt.cause) || ref.Status != tt.status {
+				t.Errorf("refusal %v (status %d): want ErrAuth, %v and %d", err, ref.Status, tt.cause, tt.status)
+			}
+			if tt.cause == ErrClockSkew && ref.Skew != -45*time.Second {
+				t.Errorf("Skew = %v, want -45s", ref.Skew)
+			}
+		})
+	}
+	if remote != "192.0.2.1:4242" {
+		t.Errorf("IsMember saw remote address %q", remote)
+	}
+	if err := error(refuse(http.StatusServiceUnavailable, CodeOverloaded, "full")); errors.Is(err, ErrAuth) {
+		t.Error("an overload refusal matches ErrAuth")
 	}
 }

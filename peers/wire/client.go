@@ -56,7 +56,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // deadline (ctx's, or RequestTimeout). The error is an *Error (the peer's verdict), an error
 // wrapping ErrUnavailable, or ctx's error when the caller left first.
 func (c *Client) Fetch(ctx context.Context, group, key string) (Value, error) {
-	if err := checkRequest(group, key, true); err != nil {
+	if err := c.checkRequest(group, key, true); err != nil {
 		return Value{}, err
 	}
 	cl := &call{typ: typeFetch, done: make(chan struct{})}
@@ -73,7 +73,7 @@ func (c *Client) Fetch(ctx context.Context, group, key string) (Value, error) {
 // not block. This lets a singleflight be completed by the transport, with no goroutine
 // waiting per fetch.
 func (c *Client) FetchFunc(group, key string, deadline time.Time, done func(Value, error)) {
-	if err := checkRequest(group, key, true); err != nil {
+	if err := c.checkRequest(group, key, true); err != nil {
 		done(Value{}, err)
 		return
 	}
@@ -114,7 +114,7 @@ func (c *Client) newBatch(group string, keys []string) (*call, error) {
 		return cl, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("batch of %d keys, limit %d", len(keys), c.cfg.MaxBatchKeys)}
 	}
 	for i, k := range keys {
-		if err := checkRequest(group, k, true); err != nil {
+		if err := c.checkRequest(group, k, true); err != nil {
 			return cl, err
 		}
 		cl.results[i].Err = errPending
@@ -124,7 +124,7 @@ func (c *Client) newBatch(group string, keys []string) (*call, error) {
 
 // Remove asks the peer to drop key from its caches and waits for its acknowledgement.
 func (c *Client) Remove(ctx context.Context, group, key string) error {
-	if err := checkRequest(group, key, true); err != nil {
+	if err := c.checkRequest(group, key, true); err != nil {
 		return err
 	}
 	cl := &call{typ: typeRemove, done: make(chan struct{})}
@@ -136,7 +136,7 @@ func (c *Client) Remove(ctx context.Context, group, key string) error {
 
 // Purge asks the peer to drop every key of group and waits for its acknowledgement.
 func (c *Client) Purge(ctx context.Context, group string) error {
-	if err := checkRequest(group, "", false); err != nil {
+	if err := c.checkRequest(group, "", false); err != nil {
 		return err
 	}
 	cl := &call{typ: typePurge, done: make(chan struct{})}
@@ -192,12 +192,12 @@ func (c *Client) Close() error {
 }
 
 // checkRequest refuses, before sending, what the peer would refuse.
-func checkRequest(group, key string, withKey bool) error {
+func (c *Client) checkRequest(group, key string, withKey bool) error {
 	if len(group) > MaxGroupBytes {
 		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("group name of %d bytes, limit %d", len(group), MaxGroupBytes)}
 	}
-	if withKey && (key == "" || len(key) > 1<<20) {
-		return &Error{Code: CodeInvalidKey, Message: fmt.Sprintf("key of %d bytes, refused before sending", len(key))}
+	if withKey && (key == "" || len(key) > c.cfg.MaxKeyBytes) {
+		return &Error{Code: CodeInvalidKey, Message: fmt.Sprintf("key of %d bytes: must be 1 to %d, refused before sending", len(key), c.cfg.MaxKeyBytes)}
 	}
 	return nil
 }

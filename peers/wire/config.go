@@ -72,6 +72,11 @@ type ClientConfig struct {
 	// batches are refused before sending. Default 256.
 	MaxBatchKeys int
 
+	// MaxKeyBytes is the longest key sent: a longer one is answered CodeInvalidKey without
+	// being sent. Set it to the peer's ServerConfig.MaxKeyBytes, which closes the connection
+	// on a request longer than its bound. At most 1 MiB. Default 1 MiB.
+	MaxKeyBytes int
+
 	// DialTimeout bounds connecting: TCP, TLS and the upgrade. Default 2 s.
 	DialTimeout time.Duration
 
@@ -113,6 +118,7 @@ func DefaultClientConfig() ClientConfig {
 		MaxStreams:      256,
 		MaxValueBytes:   16 << 20,
 		MaxBatchKeys:    256,
+		MaxKeyBytes:     1 << 20,
 		DialTimeout:     2 * time.Second,
 		RequestTimeout:  30 * time.Second,
 		PingAfter:       500 * time.Millisecond,
@@ -133,6 +139,7 @@ func (c ClientConfig) withDefaults() ClientConfig {
 	orDefault(&c.MaxStreams, d.MaxStreams)
 	orDefault(&c.MaxValueBytes, d.MaxValueBytes)
 	orDefault(&c.MaxBatchKeys, d.MaxBatchKeys)
+	orDefault(&c.MaxKeyBytes, d.MaxKeyBytes)
 	orDefault(&c.DialTimeout, d.DialTimeout)
 	orDefault(&c.RequestTimeout, d.RequestTimeout)
 	orDefault(&c.PingAfter, d.PingAfter)
@@ -166,6 +173,8 @@ func (c ClientConfig) Validate() error {
 		return errors.New("wire: MaxStreams must be at most 65536")
 	case c.MaxBatchKeys > 1<<16-1:
 		return errors.New("wire: MaxBatchKeys must be at most 65535")
+	case c.MaxKeyBytes < 1 || c.MaxKeyBytes > 1<<20:
+		return errors.New("wire: MaxKeyBytes must be between 1 and 1 MiB")
 	case c.MaxValueBytes < 1 || c.MaxValueBytes > 1<<31:
 		return errors.New("wire: MaxValueBytes must be between 1 and 2 GiB")
 	case c.DialTimeout < 0 || c.RequestTimeout < 0 || c.PingAfter < 0 || c.PingTimeout < 0 ||
@@ -188,10 +197,11 @@ type ServerConfig struct {
 	// authenticated, so anyone who reaches the port is served (loopback, insecure mode).
 	Secret []byte
 
-	// IsMember reports whether a node name is a current member. An authenticated upgrade
-	// from anyone else is refused 403. It may be called concurrently and must not block.
-	// Zero: every holder of the secret is accepted.
-	IsMember func(name string) bool
+	// IsMember reports whether a node name, connecting from remoteAddr (the request's
+	// RemoteAddr, ip:port), is a current member. An authenticated upgrade from anyone else
+	// is refused 403. It may be called concurrently and must not block. Zero: every holder
+	// of the secret is accepted.
+	IsMember func(name, remoteAddr string) bool
 
 	// AuthWindow is how far an upgrade's timestamp may be from this node's clock; nonces are
 	// remembered this long, so a captured upgrade cannot be replayed. Default 30 s.

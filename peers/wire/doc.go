@@ -63,7 +63,8 @@
 // HKDF-SHA256(secret, "groupcached peer auth v1") (auth.go). The server refuses (401 without
 // it, 403 otherwise, before hijacking) a wrong MAC, another receiver, a time outside
 // ±AuthWindow (30 s), a nonce seen inside the window (bounded cache, filled only by valid MACs)
-// and a sender that IsMember rejects. It proves itself in the 101 with a MAC over both nonces,
+// and a sender that IsMember rejects (by name and source address); Accept returns the
+// refusal as a *Refusal matching ErrAuth and its cause, so the node counts and logs it. It proves itself in the 101 with a MAC over both nonces,
 // so the client never sends a frame to an impostor. Then every frame carries HMAC-SHA256
 // truncated to 16 bytes, keyed per connection and direction from both nonces, over an implicit
 // sequence number, the header and the payload: an injected, altered, replayed, dropped or

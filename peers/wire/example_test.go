@@ -103,7 +103,7 @@ func Example() {
 	// middleware chain.
 	scfg := wire.DefaultServerConfig()
 	scfg.Name, scfg.Secret = "node-a", secret
-	scfg.IsMember = func(name string) bool { return name == "node-b" }
+	scfg.IsMember = func(name, _ string) bool { return name == "node-b" }
 	srv, err := wire.NewServer(scfg, groupHandler{"greetings": g})
 	if err != nil {
 		panic(err)

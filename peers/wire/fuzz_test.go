@@ -138,7 +138,7 @@ func FuzzUpgradeRequest(f *testing.F) {
 		defer s.Close()
 		got, _, ref := s.checkUpgrade(r, now)
 		if ref != nil {
-			if ref.status < 400 || ref.code == 0 {
+			if ref.Status < 400 || ref.Code == 0 {
 				t.Fatalf("refusal %+v", ref)
 			}
 			return

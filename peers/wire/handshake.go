@@ -207,25 +207,61 @@ func readAccept(br *bufio.Reader, cfg *ClientConfig, key []byte, claim upgradeCl
 	return s, nil
 }
 
-// refusal is an upgrade the server does not accept: an HTTP status, a wire code and a reason
-// for the asker (which names no secret).
-type refusal struct {
-	status int
-	code   Code
-	msg    string
+// Refusal is an upgrade a Server did not accept, as Accept returns it: the HTTP status and
+// wire code it was answered with, and the reason told to the asker (which names no secret).
+// Refusals by the authentication checks (401, 403) match ErrAuth and their cause
+// (ErrUnauthenticated, ErrBadMAC, ErrOtherReceiver, ErrClockSkew, ErrNotMember, ErrReplay),
+// so that the node can count and log them by kind.
+type Refusal struct {
+	Status int
+	Code   Code
+	Msg    string
+	// Skew is, for ErrClockSkew, the asker's clock minus this node's, to the second.
+	Skew  time.Duration
+	cause error
 }
 
-func (r *refusal) Error() string { return fmt.Sprintf("HTTP %d %s: %s", r.status, r.code, r.msg) }
+func (r *Refusal) Error() string { return fmt.Sprintf("HTTP %d %s: %s", r.Status, r.Code, r.Msg) }
 
-func refuse(status int, code Code, format string, args ...any) *refusal {
-	return &refusal{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+// Unwrap returns ErrAuth and the cause for an authentication refusal, nothing otherwise.
+func (r *Refusal) Unwrap() []error {
+	if r.cause == nil {
+		return nil
+	}
+	return []error{ErrAuth, r.cause}
+}
+
+// Causes of authentication refusals, which a Refusal matches with errors.Is.
+var (
+	ErrUnauthenticated = errors.New("upgrade without authentication")
+	ErrBadMAC          = errors.New("upgrade MAC does not verify")
+	ErrOtherReceiver   = errors.New("upgrade addressed to another node")
+	ErrClockSkew       = errors.New("upgrade timestamp outside the window")
+	ErrNotMember       = errors.New("sender is not a member")
+	ErrReplay          = errors.New("replayed upgrade")
+)
+
+func refuse(status int, code Code, format string, args ...any) *Refusal {
+	return &Refusal{Status: status, Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// refuseAuth is a refusal by the authentication checks: 401 without authentication, 403
+// otherwise.
+func refuseAuth(cause error, format string, args ...any) *Refusal {
+	status := http.StatusForbidden
+	if cause == ErrUnauthenticated {
+		status = http.StatusUnauthorized
+	}
+	r := refuse(status, CodeUnauthorized, format, args...)
+	r.cause = cause
+	return r
 }
 
 // checkUpgrade validates an upgrade request and, with a secret, its authentication. It
 // returns the claim (for the answer's MAC and the session keys) and the version to speak.
 // Replays are checked last, once the MAC has shown the request comes from a holder of the
 // secret, so that nobody else can fill the nonce cache.
-func (s *Server) checkUpgrade(r *http.Request, now time.Time) (upgradeClaim, int, *refusal) {
+func (s *Server) checkUpgrade(r *http.Request, now time.Time) (upgradeClaim, int, *Refusal) {
 	var claim upgradeClaim
 	if r.Method != http.MethodGet {
 		return claim, 0, refuse(http.StatusMethodNotAllowed, CodeBadRequest, "the peer upgrade is a GET")
@@ -248,7 +284,7 @@ func (s *Server) checkUpgrade(r *http.Request, now time.Time) (upgradeClaim, int
 	}
 	ts, nonce, mac := r.Header.Get(hdrTime), r.Header.Get(hdrNonce), r.Header.Get(hdrAuth)
 	if claim.receiver == "" || ts == "" || nonce == "" || mac == "" {
-		return claim, 0, refuse(http.StatusUnauthorized, CodeUnauthorized, "peer authentication required")
+		return claim, 0, refuseAuth(ErrUnauthenticated, "peer authentication required")
 	}
 	var err1, err2, err3 error
 	claim.unix, err1 = strconv.ParseInt(ts, 10, 64)
@@ -256,24 +292,26 @@ func (s *Server) checkUpgrade(r *http.Request, now time.Time) (upgradeClaim, int
 	sum, err3 := b64.DecodeString(mac)
 	if err1 != nil || err2 != nil || err3 != nil || len(claim.nonce) != nonceLen ||
 		!hmac.Equal(sum, claim.mac(s.key)) {
-		return claim, 0, refuse(http.StatusForbidden, CodeUnauthorized, "bad peer authentication")
+		return claim, 0, refuseAuth(ErrBadMAC, "bad peer authentication")
 	}
 	if claim.receiver != s.cfg.Name {
-		return claim, 0, refuse(http.StatusForbidden, CodeUnauthorized, "upgrade addressed to another node")
+		return claim, 0, refuseAuth(ErrOtherReceiver, "upgrade addressed to another node")
 	}
 	window := int64(s.cfg.AuthWindow / time.Second)
 	if d := now.Unix() - claim.unix; d > window || d < -window {
-		return claim, 0, refuse(http.StatusForbidden, CodeUnauthorized, "timestamp outside the window of ±%v", s.cfg.AuthWindow)
+		ref := refuseAuth(ErrClockSkew, "timestamp outside the window of ±%v", s.cfg.AuthWindow)
+		ref.Skew = time.Duration(-d) * time.Second
+		return claim, 0, ref
 	}
-	if s.cfg.IsMember != nil && !s.cfg.IsMember(claim.sender) {
-		return claim, 0, refuse(http.StatusForbidden, CodeUnauthorized, "not a member of the cluster")
+	if s.cfg.IsMember != nil && !s.cfg.IsMember(claim.sender, r.RemoteAddr) {
+		return claim, 0, refuseAuth(ErrNotMember, "not a member of the cluster")
 	}
 	fresh, full := s.nonces.add(claim.nonce, claim.unix+window, now)
 	if full {
 		return claim, 0, refuse(http.StatusServiceUnavailable, CodeOverloaded, "too many upgrades inside the window")
 	}
 	if !fresh {
-		return claim, 0, refuse(http.StatusForbidden, CodeUnauthorized, "replayed upgrade")
+		return claim, 0, refuseAuth(ErrReplay, "replayed upgrade")
 	}
 	return claim, version, nil
 }
@@ -299,19 +337,19 @@ func (s *Server) acceptResponse(claim upgradeClaim, version int) (resp []byte, s
 }
 
 // writeRefusal answers a refused upgrade before anything was hijacked.
-func writeRefusal(w http.ResponseWriter, r *refusal) {
+func writeRefusal(w http.ResponseWriter, r *Refusal) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set(hdrError, r.code.String())
-	if r.status == http.StatusUpgradeRequired {
+	h.Set(hdrError, r.Code.String())
+	if r.Status == http.StatusUpgradeRequired {
 		h.Set("Upgrade", UpgradeToken)
 		h.Set("Connection", "Upgrade")
 	}
-	if r.status == http.StatusUnauthorized {
+	if r.Status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", "Groupcached-Peer")
 	}
-	w.WriteHeader(r.status)
-	_, _ = io.WriteString(w, r.msg+"\n")
+	w.WriteHeader(r.Status)
+	_, _ = io.WriteString(w, r.Msg+"\n")
 }
 
 // headerHasToken reports whether a comma-separated header contains token, case-insensitively.

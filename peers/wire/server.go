@@ -103,7 +103,7 @@ func (s *Server) Accept(w http.ResponseWriter, r *http.Request) error {
 }
 
 // full refuses an upgrade when the Server is closed or serves MaxConns connections.
-func (s *Server) full() *refusal {
+func (s *Server) full() *Refusal {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
