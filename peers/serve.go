@@ -223,6 +223,23 @@ func (h wireHandler) Remove(_ context.Context, groupName, key string) error {
 	return nil
 }
 
+// Set stores a value a peer sent with SetLocal, which never forwards it: the sender found
+// this node the key's owner. A value above the group's limit is refused.
+func (h wireHandler) Set(_ context.Context, groupName, key string, v wire.Value) error {
+	s, err := h.group(groupName)
+	if err != nil {
+		return err
+	}
+	if int64(len(v.Bytes)) > s.maxValue {
+		return &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf(
+			"value of %d bytes is above group %q's limit for peers (%d bytes)", len(v.Bytes), groupName, s.maxValue)}
+	}
+	s.g.SetLocal(key, group.Value{Bytes: v.Bytes, TTL: v.TTL})
+	return nil
+}
+
+var _ wire.SetHandler = wireHandler{}
+
 func (h wireHandler) Purge(_ context.Context, groupName string) error {
 	s, err := h.group(groupName)
 	if err != nil {

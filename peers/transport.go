@@ -165,7 +165,7 @@ func (p *wirePeer) result(groupName, key string, v wire.Value, err error, expire
 func (c *Cluster) received(groupName string, v wire.Value) (group.Value, error) {
 	s := c.served(groupName)
 	if s == nil {
-		return group.Value(v), nil
+		return group.Value{Bytes: v.Bytes, TTL: v.TTL}, nil
 	}
 	if int64(len(v.Bytes)) > s.maxValue {
 		return group.Value{}, fmt.Errorf("%w: a value of %d bytes, above group %q's limit of %d",
@@ -174,7 +174,7 @@ func (c *Cluster) received(groupName string, v wire.Value) (group.Value, error) 
 	if s.ttl > 0 && (v.TTL == 0 || v.TTL > s.ttl) {
 		v.TTL = s.ttl
 	}
-	return group.Value(v), nil
+	return group.Value{Bytes: v.Bytes, TTL: v.TTL}, nil
 }
 
 // fetchError classifies a failed fetch. The peer's verdict (a wire code) becomes a
@@ -202,6 +202,27 @@ func (p *wirePeer) remoteError(err error) *RemoteError {
 	var we *wire.Error
 	errors.As(err, &we)
 	return &RemoteError{Peer: p.name, Code: we.Code.String(), Message: we.Message, kind: codeError(we.Code)}
+}
+
+var _ group.SetPeer = (*wirePeer)(nil)
+
+// Set sends the value to the peer, the key's owner, with the wire's set message, and waits
+// for its acknowledgement within FetchTimeout. Errors keep their meaning as for a fetch.
+func (p *wirePeer) Set(ctx context.Context, groupName, key string, v group.Value) error {
+	if p.client == nil {
+		return fmt.Errorf("setting %q on peer %s: %w: %w", key, p.name, group.ErrPeerUnavailable, p.unusable())
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.c.cfg.FetchTimeout)
+	defer cancel()
+	err := p.client.Set(ctx, groupName, key, wire.Value{Bytes: v.Bytes, TTL: v.TTL})
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, wire.ErrUnavailable) && wire.CodeOf(err) != 0:
+		return p.remoteError(err)
+	default:
+		return fmt.Errorf("setting %q on peer %s at %s: %w: %w", key, p.name, p.addr, group.ErrPeerUnavailable, err)
+	}
 }
 
 // invalidate sends one remove (or a purge, when purge is set) to the peer and waits for its

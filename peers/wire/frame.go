@@ -28,7 +28,7 @@ const (
 	typePurge  msgType = 0x04 // [u8 glen][group]               → purgeReply: ack
 	typePeek   msgType = 0x05 // reserved: ask a previous owner's memory only (hand-off issue)
 	typePush   msgType = 0x06 // reserved: hand a value to its new owner (hand-off issue)
-	typeSet    msgType = 0x07 // reserved: writes (writes-and-batches issue)
+	typeSet    msgType = 0x07 // [u8 glen][group][u32 klen][key][u64 ttl][value] → setAck: ack
 	// 0x08–0x3f: reserved requests. A server answers an unknown request type with
 	// CodeBadRequest, so a newer client learns the feature is missing without a hang.
 	maxRequestType msgType = 0x3f
@@ -41,6 +41,7 @@ const (
 	typeBatchItem  = typeBatch | replyBit  // [u32 index] result; index allItems: the whole batch
 	typeRemoveAck  = typeRemove | replyBit // result without TTL and value
 	typePurgeAck   = typePurge | replyBit  // result without TTL and value
+	typeSetAck     = typeSet | replyBit    // result without TTL and value
 	typePong       = typePing | replyBit   // empty
 )
 
@@ -119,7 +120,7 @@ func (h header) checkReply(maxValue int) error {
 		max = ttlLen + int64(maxValue)
 	case typeBatchItem:
 		max = indexLen + ttlLen + int64(maxValue)
-	case typeRemoveAck, typePurgeAck:
+	case typeRemoveAck, typePurgeAck, typeSetAck:
 		max = 0
 	case typePong:
 		max = 0
@@ -164,6 +165,36 @@ func parseKeyRequest(p []byte) (group, key []byte, err error) {
 	}
 	n := 1 + int(p[0])
 	return p[1:n], p[n:], nil
+}
+
+// appendSetRequest appends the payload of a set. The caller has checked the bounds.
+func appendSetRequest(b []byte, group, key string, ttl time.Duration) []byte {
+	b = append(b, byte(len(group)))
+	b = append(b, group...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(key)))
+	b = append(b, key...)
+	return appendTTL(b, ttl)
+}
+
+// parseSetRequest splits a set payload; value aliases p.
+func parseSetRequest(p []byte) (group, key []byte, v Value, err error) {
+	if len(p) < 1 || len(p) < 1+int(p[0])+4 {
+		return nil, nil, Value{}, protocolError("set of %d bytes too short for its group and key length", len(p))
+	}
+	n := 1 + int(p[0])
+	group = p[1:n]
+	klen := int64(binary.BigEndian.Uint32(p[n:]))
+	n += 4
+	if int64(len(p)-n) < klen+ttlLen {
+		return nil, nil, Value{}, protocolError("set of %d bytes too short for a %d-byte key and a TTL", len(p), klen)
+	}
+	key = p[n : n+int(klen)]
+	n += int(klen)
+	ttl := time.Duration(binary.BigEndian.Uint64(p[n:]))
+	if ttl < 0 {
+		return nil, nil, Value{}, protocolError("set with a negative TTL")
+	}
+	return group, key, Value{Bytes: p[n+ttlLen:], TTL: ttl}, nil
 }
 
 // appendBatchRequest appends the payload of a batch fetch. The caller has checked the bounds.

@@ -35,3 +35,10 @@ type Handler interface {
 	Remove(ctx context.Context, group, key string) error
 	Purge(ctx context.Context, group string) error
 }
+
+// SetHandler is a Handler that also stores values sent with Client.Set: the peers package
+// implements it with the group's SetLocal, which never forwards. Set owns v.Bytes (a copy
+// made for it). A Handler without it answers a set with CodeBadRequest.
+type SetHandler interface {
+	Set(ctx context.Context, group, key string, v Value) error
+}
