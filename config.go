@@ -113,6 +113,13 @@ type NodeConfig struct {
 	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
 	// LogLevel is debug, info, warn or error. Empty: info.
 	LogLevel string `yaml:"log_level"`
+	// LogFormat is text (logfmt: key=value) or json (one JSON object per line, for a log
+	// collector). Empty: text.
+	LogFormat string `yaml:"log_format"`
+	// AccessLog logs one line per HTTP request, peers' included, at info: method, route
+	// pattern, group, the key's length (never the key), status, bytes, duration, client and,
+	// from a peer, its name (httpapi.Config.AccessLog). Default false.
+	AccessLog bool `yaml:"access_log"`
 	// MemoryLimit is the soft limit given to Go's garbage collector (debug.SetMemoryLimit).
 	// Without one the collector lets the heap grow to twice the live data between cycles, so
 	// a node whose caches evict can reach about twice their bound. Zero: 1.25x the sum of the
@@ -179,6 +186,7 @@ const (
 	defaultMaxKeyBytes   = group.ByteSize(1 << 10)
 	defaultShutdownDelay = time.Second
 	defaultLogLevel      = "info"
+	defaultLogFormat     = "text"
 
 	// maxShutdownDelay keeps delay + leave + drain within the 10s a stop may take.
 	maxShutdownDelay = 5 * time.Second
@@ -201,6 +209,7 @@ func defaultConfig() Config {
 			MaxKeyBytes:   defaultMaxKeyBytes,
 			ShutdownDelay: defaultShutdownDelay,
 			LogLevel:      defaultLogLevel,
+			LogFormat:     defaultLogFormat,
 		},
 	}
 }
@@ -218,6 +227,7 @@ func (n *NodeConfig) fillZeros() {
 		{&n.SecretKeyEnv, defaultSecretKeyEnv},
 		{&n.AdminTokenEnv, defaultAdminTokenEnv},
 		{&n.LogLevel, defaultLogLevel},
+		{&n.LogFormat, defaultLogFormat},
 	} {
 		if *f.v == "" {
 			*f.v = f.def
@@ -255,6 +265,7 @@ func (c *Config) apiConfig() httpapi.Config {
 	ac.NodeName = c.Node.Name
 	ac.MaxKeyBytes = int(c.Node.MaxKeyBytes)
 	ac.AdminToken = c.AdminToken
+	ac.AccessLog = c.Node.AccessLog
 	ac.PurgeRate = c.Node.PurgeRate
 	ac.PurgeBurst = c.Node.PurgeBurst
 	// A cold Get may wait a whole load: the response deadline must outlast it, or a slow

@@ -78,6 +78,9 @@ func (c *Config) validate(f Flags, lookupEnv func(string) (string, bool)) error 
 	if _, err := parseLogLevel(n.LogLevel); err != nil {
 		fail(source{"node.log_level", "", "GROUPCACHED_LOG_LEVEL"}, "%v", err)
 	}
+	if n.LogFormat != logText && n.LogFormat != logJSON {
+		fail(source{"node.log_format", "", "GROUPCACHED_LOG_FORMAT"}, "unknown log format %q: want %q or %q", n.LogFormat, logText, logJSON)
+	}
 	nodeSources := map[string]source{
 		"NodeName":    {"node.name", "name", "GROUPCACHED_NAME"},
 		"HTTPAddr":    {"node.http_addr", "http", "GROUPCACHED_HTTP"},

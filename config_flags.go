@@ -17,6 +17,8 @@ type Flags struct {
 	Gossip string // -gossip: node.gossip_addr
 	Join   string // -join: node.join, comma-separated
 
+	Version bool // -version: print the build's version and exit
+
 	// set holds the names of the flags given on the command line: an empty value given
 	// explicitly (-join "") still overrides, a flag not given does not.
 	set map[string]bool
@@ -32,6 +34,7 @@ func parseFlags(args []string, out io.Writer) (Flags, error) {
 	fs.StringVar(&f.HTTP, "http", "", "HTTP listen `host:port`; port 0 picks one (env GROUPCACHED_HTTP)")
 	fs.StringVar(&f.Gossip, "gossip", "", "gossip listen `host:port`; port 0 picks one (env GROUPCACHED_GOSSIP)")
 	fs.StringVar(&f.Join, "join", "", "comma-separated `seeds` to join, host:port or DNS names (env GROUPCACHED_JOIN)")
+	fs.BoolVar(&f.Version, "version", false, "print the version (module version, VCS revision, Go version) and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: groupcached [flags]\n\nA peer-filling read-through cache node. Flags override GROUPCACHED_* environment\nvariables, which override the config file, which overrides the defaults.\n\n")
 		fs.PrintDefaults()
@@ -81,6 +84,7 @@ func (c *Config) override(f Flags, lookupEnv func(string) (string, bool)) []erro
 		{"GROUPCACHED_PRESET", &n.Preset},
 		{"GROUPCACHED_LABEL", &n.Label},
 		{"GROUPCACHED_LOG_LEVEL", &n.LogLevel},
+		{"GROUPCACHED_LOG_FORMAT", &n.LogFormat},
 	} {
 		if v, ok := lookupEnv(env.name); ok && v != "" {
 			*env.dst = v

@@ -191,6 +191,18 @@ func TestConfigEnvironmentSettings(t *testing.T) {
 					t.Errorf("SecretKey = %x, want none", c.SecretKey)
 				}
 			}},
+		{"log format and access log", "node: {log_format: json, access_log: true}\n", nil,
+			func(t *testing.T, c Config) {
+				if c.Node.LogFormat != "json" || !c.apiConfig().AccessLog {
+					t.Errorf("log format %q, access log %v; want json and on", c.Node.LogFormat, c.apiConfig().AccessLog)
+				}
+			}},
+		{"text logs and no access log by default", "", nil,
+			func(t *testing.T, c Config) {
+				if c.Node.LogFormat != "text" || c.apiConfig().AccessLog {
+					t.Errorf("log format %q, access log %v; want text and off", c.Node.LogFormat, c.apiConfig().AccessLog)
+				}
+			}},
 		{"label, preset and log level from the environment", "node: {label: file, preset: lan}\n",
 			envMap{"GROUPCACHED_LABEL": "env", "GROUPCACHED_PRESET": "local", "GROUPCACHED_LOG_LEVEL": "debug"},
 			func(t *testing.T, c Config) {
@@ -284,6 +296,12 @@ func TestConfigErrors(t *testing.T) {
 			nil, nil, []string{`FILE:2: node.shutdown_delay: must be at least 0s and under 5s`}},
 		{"bad log level", "node:\n  log_level: loud\n" + okGroup,
 			nil, nil, []string{`FILE:2: node.log_level: unknown log level "loud"`}},
+		{"bad log format", "node:\n  name: n\n  log_format: xml\n" + okGroup,
+			nil, nil, []string{`FILE:3: node.log_format: unknown log format "xml": want "text" or "json"`}},
+		{"bad log format from the environment", okGroup, nil, envMap{"GROUPCACHED_LOG_FORMAT": "logfmt"},
+			[]string{`environment GROUPCACHED_LOG_FORMAT: unknown log format "logfmt"`}},
+		{"access log that is not a boolean", "node:\n  access_log: sometimes\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.access_log:`}},
 		{"bad address from a flag", okGroup, []string{"-http", "nonsense"}, nil,
 			[]string{`flag -http: invalid address "nonsense"`}},
 		{"bad address from the environment", okGroup, nil, envMap{"GROUPCACHED_GOSSIP": "x:y"},

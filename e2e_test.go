@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/groupcached/groupcached/peers"
 )
 
 // TestBinary runs the real binary, built once into a temporary directory, as separate
@@ -33,6 +35,7 @@ func TestBinary(t *testing.T) {
 		run  func(*testing.T, string)
 	}{
 		{"three nodes fill once and survive a SIGKILL", testClusterSurvivesKill},
+		{"a SIGSTOPped owner: fetches fall back within the deadline", testFrozenOwner},
 		{"SIGTERM stops gracefully", testGracefulStop},
 		{"bad config exits 2 with file and line", testBadConfig},
 		{"embedded config serves examples/data", testEmbeddedConfig},
@@ -142,6 +145,50 @@ func testClusterSurvivesKill(t *testing.T, bin string) {
 			}
 		}
 	}
+}
+
+// testFrozenOwner stops (SIGSTOP) the owner of a key while another node holds a peer wire
+// connection to it: the kernel still accepts the fetch, nobody answers, and the asking node
+// must give up on the owner (no pong for 1.5 s) and load the key itself, long before the
+// group's load timeout.
+func testFrozenOwner(t *testing.T, bin string) {
+	origin := newCountingOrigin(t)
+	// The lan preset: a stopped process stays in the ring for 4 s or more (its suspicion), so
+	// the fetch meets a frozen owner, not a ring without it.
+	cfg := nodeConfig(t, origin.loaderURL(), presetLAN, 0)
+	n1 := startProc(t, bin, "f1", nodeArgs(cfg, "f1")...)
+	n2 := startProc(t, bin, "f2", nodeArgs(cfg, "f2", n1.gossip)...)
+	waitMembers(t, []*proc{n1, n2}, "f1", "f2")
+	ring := peers.NewRing([]string{"f1", "f2"})
+	var owned []string
+	for i := 0; len(owned) < 2; i++ {
+		if k := fmt.Sprintf("frozen %d", i); ring.OwnerName(k) == "f2" {
+			owned = append(owned, k)
+		}
+	}
+	// The first fetch opens f1's connection to f2.
+	status, body, hdr, err := get(n1.http, "items", owned[0])
+	if err != nil || status != http.StatusOK || body != originValue(owned[0]) || hdr.Get("X-Groupcached-Source") != "peer" {
+		t.Fatalf("GET on f1 of a key f2 owns = %d %q from %q, %v; want 200 from the peer", status, body, hdr.Get("X-Groupcached-Source"), err)
+	}
+
+	n2.signal(syscall.SIGSTOP)
+	t.Cleanup(func() { _ = n2.cmd.Process.Signal(syscall.SIGCONT) })
+	start := time.Now()
+	status, body, hdr, err = get(n1.http, "items", owned[1])
+	took := time.Since(start)
+	if err != nil || status != http.StatusOK || body != originValue(owned[1]) || hdr.Get("X-Groupcached-Source") != "loader" {
+		t.Fatalf("GET on f1 while f2 is stopped = %d %q from %q, %v; want 200 loaded by f1", status, body, hdr.Get("X-Groupcached-Source"), err)
+	}
+	// 0.5 s of silence, then 1 s without a pong; the group's load_timeout is 20 s.
+	if took > 5*time.Second {
+		t.Errorf("the fallback took %v, want under 5 s", took)
+	}
+	t.Logf("with the owner stopped, the fetch fell back to a local load after %v", took.Round(time.Millisecond))
+	if n := origin.count(owned[1]); n != 1 {
+		t.Errorf("the origin saw %d requests for the key, want 1", n)
+	}
+	n2.signal(syscall.SIGCONT)
 }
 
 func testGracefulStop(t *testing.T, bin string) {

@@ -15,21 +15,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
 
 	"github.com/groupcached/groupcached/group"
+	"github.com/groupcached/groupcached/httpapi"
 )
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.LookupEnv, os.Stderr))
+	os.Exit(run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 
 // run runs the node until SIGINT, SIGTERM or the end of ctx, and returns the exit status.
-func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
+// Only -version writes to stdout; logs and errors go to stderr.
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
 	flags, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -37,13 +38,17 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return 2
 	}
+	if flags.Version {
+		fmt.Fprintln(stdout, httpapi.ReadBuildInfo())
+		return 0
+	}
 	cfg, err := loadConfig(flags, lookupEnv)
 	if err != nil {
 		fmt.Fprintf(stderr, "groupcached: invalid configuration:\n%v\n", err)
 		return 2
 	}
 	level, _ := parseLogLevel(cfg.Node.LogLevel)
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := newLogger(stderr, cfg.Node.LogFormat, level)
 	logger.Info("configuration loaded", "config", cfg.File)
 	if msg, attrs := cfg.insecureWarning(); msg != "" {
 		logger.Warn(msg, attrs...)

@@ -142,7 +142,7 @@ func TestRunExitStatus(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out strings.Builder
-			status := run(context.Background(), tt.args, envMap{}.lookup, &out)
+			status := run(context.Background(), tt.args, envMap{}.lookup, &out, &out)
 			if status != tt.status || !strings.Contains(out.String(), tt.output) {
 				t.Errorf("run(%q) = %d, output:\n%s\nwant %d and output containing %q", tt.args, status, out.String(), tt.status, tt.output)
 			}

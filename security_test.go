@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -67,7 +68,7 @@ func startRun(t *testing.T, env envMap, args ...string) *runningNode {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	rn := &runningNode{out: &lockedBuffer{}, cancel: cancel, status: make(chan int, 1)}
-	go func() { rn.status <- run(ctx, args, quietEnv(env).lookup, rn.out) }()
+	go func() { rn.status <- run(ctx, args, quietEnv(env).lookup, io.Discard, rn.out) }()
 	t.Cleanup(func() { rn.stop(t) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -148,7 +149,7 @@ func TestProtectedModeRefusesToStart(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var out lockedBuffer
 			args := append([]string{"-config", testFiles(t, tt.node)}, tt.args...)
-			status := run(context.Background(), args, quietEnv(tt.env).lookup, &out)
+			status := run(context.Background(), args, quietEnv(tt.env).lookup, &out, &out)
 			if status != 2 {
 				t.Fatalf("run(%q) = %d, want 2; output:\n%s", args, status, out.String())
 			}

@@ -80,20 +80,41 @@ func BenchmarkGetHit(b *testing.B) {
 	}
 
 	b.Run("groupcached", func(b *testing.B) {
-		for _, ttl := range []time.Duration{0, time.Hour} {
-			b.Run("ttl="+fmt.Sprint(ttl), func(b *testing.B) {
+		// DefaultConfig with and without a TTL; then sizing off and on, both set, so that one
+		// run gives the sizing hook's cost whatever the default.
+		off, on := false, true
+		for _, tc := range []struct {
+			name   string
+			ttl    time.Duration
+			sizing *bool
+		}{
+			{"ttl=0s", 0, nil},
+			{"ttl=1h0m0s", time.Hour, nil},
+			{"ttl=0s,sizing=off", 0, &off},
+			{"ttl=0s,sizing=on", 0, &on},
+		} {
+			b.Run(tc.name, func(b *testing.B) {
 				cfg := DefaultConfig()
-				cfg.TTL = ttl
+				cfg.TTL = tc.ttl
+				if tc.sizing != nil {
+					cfg.Sizing = *tc.sizing
+				}
 				g, err := New(b.Name(), LoaderFunc(func(context.Context, string) (Value, error) {
 					return Value{Bytes: value}, nil
 				}), cfg, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
-				for _, k := range keys {
-					if _, err := g.Get(context.Background(), k); err != nil {
-						b.Fatal(err)
+				// Enough passes for a sizer's warm-up (512 sampled requests) to end.
+				for range 10 {
+					for _, k := range keys {
+						if _, err := g.Get(context.Background(), k); err != nil {
+							b.Fatal(err)
+						}
 					}
+				}
+				if est, ok := g.Sizing(); ok && est.Warming {
+					b.Fatal("the sizer is still warming up")
 				}
 				run(b, func(ctx context.Context, key string) int {
 					res, err := g.Get(ctx, key)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -169,4 +170,48 @@ func ExampleWatcher() {
 	// Output:
 	// apple: 1.00
 	// apple: 1.20
+}
+
+// A group with Config.Sizing estimates, from its own traffic, the hit ratio it would have
+// with a smaller or larger cache. Here 200,000 reads of a skewed set of 20,000 keys go through
+// a 1 MiB group, which holds about a fifth of them.
+func ExampleGroup_Sizing() {
+	cfg := group.DefaultConfig()
+	cfg.CacheBytes = 1 << 20
+	cfg.Sizing = true
+	g, err := group.New("sized", group.LoaderFunc(func(context.Context, string) (group.Value, error) {
+		return group.Value{Bytes: make([]byte, 100)}, nil
+	}), cfg, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 200_000 {
+		n := i % 20_000
+		if i%2 == 0 {
+			n %= 2_000 // half the reads go to a tenth of the keys
+		}
+		if _, err := g.Get(ctx, fmt.Sprintf("key-%d", n)); err != nil {
+			log.Fatal(err)
+		}
+	}
+	est, _ := g.Sizing()
+	st := g.Stats()
+	real := float64(st.CacheHits) / float64(st.CacheHits+st.Loads)
+	fmt.Println("warming up:", est.Warming, "requests:", est.Requests)
+	for _, s := range est.Sizes {
+		fmt.Printf("%vx = %d bytes\n", s.Ratio, s.Bytes)
+	}
+	// The estimates rest on a small sample of a small cache: read them as a curve.
+	fmt.Println("4x hits more than ¼x:", est.Sizes[4].HitRatio > est.Sizes[0].HitRatio)
+	fmt.Println("1x within 0.1 of the real hit ratio:", math.Abs(est.Sizes[2].HitRatio-real) < 0.1)
+	// Output:
+	// warming up: false requests: 200000
+	// 0.25x = 262144 bytes
+	// 0.5x = 524288 bytes
+	// 1x = 1048576 bytes
+	// 2x = 2097152 bytes
+	// 4x = 4194304 bytes
+	// 4x hits more than ¼x: true
+	// 1x within 0.1 of the real hit ratio: true
 }

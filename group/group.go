@@ -97,6 +97,10 @@ type Group struct {
 	flights flights
 
 	stats counters
+
+	// sizer estimates the hit ratio at other cache sizes (Config.Sizing; sizing.go). Nil when
+	// sizing is off: the Get path then pays one nil check.
+	sizer *sizer
 }
 
 // New returns a Group named name that fills misses with loader. logger receives recovered
@@ -129,6 +133,15 @@ func New(name string, loader Loader, cfg Config, logger *slog.Logger) (*Group, e
 		hot:    newCache(0, clk), // sized by SetPeers: without peers nothing is fetched
 	}
 	g.flights = flights{fill: g, timeout: cfg.LoadTimeout, log: g.log}
+	if cfg.Sizing {
+		// Every Get and GetLocal is counted on the stripes before the sizer sees it: their sum
+		// is the sizer's request count, and the hot path pays for no counter of its own.
+		s, err := newSizer(DefaultSizingConfig(), cfg.CacheBytes, g.stats.requests)
+		if err != nil {
+			return nil, fmt.Errorf("group %q: %w", name, err)
+		}
+		g.sizer = s
+	}
 	return g, nil
 }
 
@@ -155,10 +168,12 @@ func (g *Group) SetPeers(p PeerPicker) {
 		g.hot.setMaxBytes(0)
 		g.hot.purge()
 		g.main.setMaxBytes(g.cfg.CacheBytes)
+		g.sizer.resize(g.cfg.CacheBytes)
 		return
 	}
 	g.main.setMaxBytes(g.cfg.CacheBytes - hotBytes(g.cfg))
 	g.hot.setMaxBytes(hotBytes(g.cfg))
+	g.sizer.resize(g.cfg.CacheBytes - hotBytes(g.cfg))
 	g.peers.Store(&p)
 }
 
@@ -201,9 +216,18 @@ func (g *Group) get(ctx context.Context, key string, fromPeer bool) (Result, err
 	var e entry
 	if ttl, src, hit := g.lookup(key, &e); hit {
 		counts[src].Add(1)
+		g.sizer.observe(key, len(e.value)) // a negative entry has no value: 0
 		return g.answer(s, &e, ttl, src)
 	}
 	counts[miss].Add(1)
+	res, err := g.fillMiss(ctx, key, fromPeer)
+	g.sizer.observe(key, observedLen(res, err))
+	return res, err
+}
+
+// fillMiss fills a key that both caches missed: from its owner, or from this node's loader
+// when this node owns it, has no peers, or serves a peer's request.
+func (g *Group) fillMiss(ctx context.Context, key string, fromPeer bool) (Result, error) {
 	if !fromPeer {
 		if p := g.peers.Load(); p != nil {
 			if peer, ok := (*p).PickPeer(key); ok {

@@ -497,3 +497,25 @@ func (s *sizer) estimate() SizingEstimate {
 	}
 	return est
 }
+
+// Sizing returns what the group's sizing estimator has learnt (Config.Sizing): the hit ratio
+// estimated at each simulated size over the requests since the group was made. ok is false
+// when the group does not estimate sizing.
+func (g *Group) Sizing() (est SizingEstimate, ok bool) {
+	if g.sizer == nil {
+		return SizingEstimate{}, false
+	}
+	return g.sizer.estimate(), true
+}
+
+// observedLen is what a miss tells the sizer once its fill is over (see observe): the value's
+// length, 0 for ErrNotFound (remembered like a value), -1 for a failure (nothing cached).
+func observedLen(res Result, err error) int {
+	switch {
+	case err == nil:
+		return len(res.Bytes)
+	case errors.Is(err, ErrNotFound):
+		return 0
+	}
+	return -1
+}

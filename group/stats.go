@@ -120,6 +120,19 @@ func (c *counters) stripe() *stripe {
 	return &c.stripes[h>>(64-stripeBits)]
 }
 
+// requests is the number of Get and GetLocal calls that reached a cache lookup: the sum of
+// every stripe's outcomes. The sizer divides by it.
+func (c *counters) requests() int64 {
+	var n int64
+	for i := range c.stripes {
+		s := &c.stripes[i]
+		for j := range s.get {
+			n += s.get[j].Load() + s.local[j].Load()
+		}
+	}
+	return n
+}
+
 // Stats returns a snapshot of the group's counters.
 func (g *Group) Stats() Stats {
 	c := &g.stats

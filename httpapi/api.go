@@ -48,9 +48,10 @@ type API struct {
 	cluster Cluster      // nil on a single node
 	peer    http.Handler // the cluster's peer endpoints; nil on a single node
 
-	// handler is what every request goes through: Config.Middleware around the recoverer
-	// around requireAdmin (with an AdminToken) around dispatch. Middleware added anywhere
-	// else would miss the fast path or the peers.
+	// handler is what every request goes through: the request metrics around the access log
+	// (with Config.AccessLog) around Config.Middleware around the recoverer around
+	// requireAdmin (with an AdminToken) around dispatch. Middleware added anywhere else would
+	// miss the fast path or the peers.
 	handler http.Handler
 
 	// groups is read on every request without a lock: it is built in New and never changes.
@@ -64,6 +65,10 @@ type API struct {
 
 	ready   atomic.Bool
 	metrics *metrics
+
+	// history is the node's recent past for the status page's charts, set by a Node before
+	// it serves; nil for an API served on its own (the page then has no charts).
+	history *history
 
 	// splitPeers is set by a Node with a PeerAddr before it serves: peer paths are served only
 	// on the requests its peer listener marks (peerListenerKey), and only they are.
@@ -122,6 +127,12 @@ func New(cfg Config, groups []*group.Group, cluster Cluster, logger *slog.Logger
 	if a.handler, err = chain(mws, http.HandlerFunc(a.dispatch)); err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}
+	// Around the whole chain: the access log, and outermost the request metrics, so that
+	// they see every answer (the access log reuses their ResponseWriter wrapper).
+	if cfg.AccessLog {
+		a.handler = accessLog(a.log)(a.handler)
+	}
+	a.handler = a.metrics.requests.middleware(a.handler)
 	return a, nil
 }
 
@@ -143,6 +154,8 @@ func (a *API) routes() *chi.Mux {
 	r.With(a.limitPurges).Delete("/groups/{group}", a.purgeGroup)
 	r.Get("/groups", a.listGroups)
 	r.Get("/cluster", a.showCluster)
+	r.Get("/", a.statusPage)
+	r.Head("/", a.statusPage)
 	r.Get("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
 	r.Method(http.MethodGet, "/metrics", promhttp.InstrumentMetricHandler(a.metrics.registry,
@@ -152,8 +165,9 @@ func (a *API) routes() *chi.Mux {
 	return r
 }
 
-// ServeHTTP implements http.Handler: every request passes the middleware chain (Config.Middleware,
-// then the recoverer, then requireAdmin when an AdminToken is set), then dispatch.
+// ServeHTTP implements http.Handler: every request passes the middleware chain (the request
+// metrics, the access log when Config.AccessLog is set, Config.Middleware, the recoverer, then
+// requireAdmin when an AdminToken is set), then dispatch.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
 
 // dispatch sends a request that has passed the middleware chain to its handler.

@@ -3,6 +3,8 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -42,6 +44,12 @@ var benchValue = bytes.Repeat([]byte("v"), 1024)
 // middleware in front of it.
 func benchAPI(b *testing.B, key string, mws ...Middleware) *API {
 	b.Helper()
+	return benchAPIConfig(b, key, func(c *Config) { c.Middleware = mws }, discardLogger())
+}
+
+// benchAPIConfig is benchAPI with DefaultConfig changed by set, logging to logger.
+func benchAPIConfig(b *testing.B, key string, set func(*Config), logger *slog.Logger) *API {
+	b.Helper()
 	g := newTestGroup(b, "bench", group.LoaderFunc(func(context.Context, string) (group.Value, error) {
 		return group.Value{Bytes: benchValue}, nil
 	}), group.DefaultConfig())
@@ -49,8 +57,8 @@ func benchAPI(b *testing.B, key string, mws ...Middleware) *API {
 		b.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	cfg.Middleware = mws
-	a, err := New(cfg, []*group.Group{g}, nil, discardLogger())
+	set(&cfg)
+	a, err := New(cfg, []*group.Group{g}, nil, logger)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -93,9 +101,10 @@ func runHandler(b *testing.B, h http.Handler, path string, header ...string) {
 	}
 }
 
-// BenchmarkGetHit is a local-hit GET through the full stack (the handler chain's recoverer,
-// hot-path routing, key decoding, Group.Get, headers), with one pass-through middleware added
-// to the chain, through the API's chi router alone, and on a bare chi route over a map.
+// BenchmarkGetHit is a local-hit GET through the full stack (the handler chain: request
+// metrics and recoverer; hot-path routing, key decoding, Group.Get, headers), with one
+// pass-through middleware added to the chain, without the request metrics, with the access
+// log, through the API's chi router alone, and on a bare chi route over a map.
 func BenchmarkGetHit(b *testing.B) {
 	b.Run("api", func(b *testing.B) {
 		runHandler(b, benchAPI(b, "key-1"), "/groups/bench/keys/key-1")
@@ -105,6 +114,21 @@ func BenchmarkGetHit(b *testing.B) {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { next.ServeHTTP(w, r) })
 		}
 		runHandler(b, benchAPI(b, "key-1", pass), "/groups/bench/keys/key-1")
+	})
+	b.Run("api-without-request-metrics", func(b *testing.B) {
+		// The chain New builds inside the request metrics: what they cost is the difference
+		// from "api".
+		a := benchAPI(b, "key-1")
+		h, err := chain([]Middleware{a.recoverer}, http.HandlerFunc(a.dispatch))
+		if err != nil {
+			b.Fatal(err)
+		}
+		runHandler(b, h, "/groups/bench/keys/key-1")
+	})
+	b.Run("api-access-log", func(b *testing.B) {
+		// Config.AccessLog with a text handler writing to io.Discard: formatting included.
+		runHandler(b, benchAPIConfig(b, "key-1", func(c *Config) { c.AccessLog = true },
+			slog.New(slog.NewTextHandler(io.Discard, nil))), "/groups/bench/keys/key-1")
 	})
 	b.Run("api-through-chi", func(b *testing.B) {
 		runHandler(b, benchAPI(b, "key-1").router, "/groups/bench/keys/key-1")

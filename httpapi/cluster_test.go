@@ -30,6 +30,12 @@ func startClusterNode(t *testing.T, name string, o *origin, seeds ...string) *cl
 // startClusterNodeWith is startClusterNode with the node's configuration changed by adjust.
 func startClusterNodeWith(t *testing.T, name string, o *origin, adjust func(*NodeConfig), seeds ...string) *clusterNode {
 	t.Helper()
+	return startClusterNodeGroup(t, name, o, adjust, testGroupConfig(), seeds...)
+}
+
+// startClusterNodeGroup is startClusterNodeWith with the group "g" configured by gcfg.
+func startClusterNodeGroup(t *testing.T, name string, o *origin, adjust func(*NodeConfig), gcfg group.Config, seeds ...string) *clusterNode {
+	t.Helper()
 	cn := &clusterNode{client: &http.Client{Transport: &http.Transport{}}}
 	t.Cleanup(cn.client.CloseIdleConnections)
 	cfg := LocalNodeConfig()
@@ -47,7 +53,7 @@ func startClusterNodeWith(t *testing.T, name string, o *origin, adjust func(*Nod
 			next.ServeHTTP(w, r)
 		})
 	})
-	n, err := NewNode(cfg, []*group.Group{newTestGroup(t, "g", o, testGroupConfig())})
+	n, err := NewNode(cfg, []*group.Group{newTestGroup(t, "g", o, gcfg)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,8 @@
 // Every request passes one handler chain, so that what is added to it (authentication, an
 // access log, request metrics, limits) covers everything:
 //
-//	request → Config.Middleware (first outermost) → recoverer → requireAdmin → dispatch
+//	request → request metrics → access log (Config.AccessLog) → Config.Middleware (first
+//	    outermost) → recoverer → requireAdmin → dispatch
 //	    GET/HEAD /groups/{group}/keys/{key}  → serveKey → group.Group.Get   (the fast path)
 //	    peers.PathPrefix and below           → the cluster's peer handler
 //	    everything else                      → the chi router (DELETE /groups/{g}: limitPurges)
@@ -35,13 +36,17 @@
 // segment of any bytes; the answer carries the value's ETag, a Cache-Control max-age from its
 // remaining TTL and an X-Groupcached-Source header (main, hot, peer or loader). DELETE removes
 // a key or purges a group across the cluster. GET /groups, /cluster, /healthz, /readyz and
-// /metrics describe the node.
+// /metrics describe the node; GET / is a status page for people (status.go): members, ring
+// shares, each group's hit ratio, loads and bytes, charts of the last minutes from the
+// node's history (history.go: a fixed ring sampled by one goroutine between Start and Stop),
+// drawn on the server as inline SVG with no script and no external asset.
 //
 // The package turns group's sentinel errors into statuses in one place (errorStatus) and
 // answers every error as JSON {"error": "...", "code": "..."}. It keeps the fast path lean: a
-// well-formed value GET is matched by chi's rules without chi's per-request allocations, there
-// is no access log and no per-request metric unless a middleware adds one (the Prometheus
-// collector reads Group.Stats at scrape time), and the header values are built in one
-// allocation. It never loads, caches or routes keys itself: that is group's and peers' work;
+// well-formed value GET is matched by chi's rules without chi's per-request allocations, the
+// request metrics classify the route without allocating and resolve their labelled series
+// once (requestmetrics.go), the access log is off unless Config.AccessLog turns it on, the
+// group and cluster series are read from Group.Stats at scrape time, and the header values
+// are built in one allocation. No label and no log line ever holds a key. It never loads, caches or routes keys itself: that is group's and peers' work;
 // it never reads YAML or flags: that is the command's.
 package httpapi

@@ -10,11 +10,47 @@ import (
 	"github.com/groupcached/groupcached/peers"
 )
 
-// groupInfo is one group in GET /groups: its configuration and a snapshot of its counters.
+// groupInfo is one group in GET /groups: its configuration, a snapshot of its counters and,
+// when it estimates one, its sizing curve.
 type groupInfo struct {
 	Name   string      `json:"name"`
 	Config groupConfig `json:"config"`
 	Stats  groupStats  `json:"stats"`
+	Sizing *sizingInfo `json:"sizing,omitempty"`
+}
+
+// sizingInfo is group.SizingEstimate: the hit ratio estimated at other cache sizes.
+type sizingInfo struct {
+	Requests int64      `json:"requests"` // requests offered: every size's denominator
+	Sampled  int64      `json:"sampled"`  // requests simulated
+	Dropped  int64      `json:"dropped"`  // sampled requests skipped while another was simulated
+	Warming  bool       `json:"warming"`  // true until 512 sampled requests: no estimate yet
+	Sizes    []sizeInfo `json:"sizes"`
+}
+
+type sizeInfo struct {
+	Ratio    float64  `json:"ratio"`     // the size as a multiple of the configured bytes
+	Bytes    int64    `json:"bytes"`     // the size simulated
+	HitRatio *float64 `json:"hit_ratio"` // null while warming
+	Rate     float64  `json:"rate"`      // share of the keys sampled for this size
+	Entries  int      `json:"entries"`   // entries in its miniature cache
+}
+
+func newSizingInfo(g *group.Group) *sizingInfo {
+	est, ok := g.Sizing()
+	if !ok {
+		return nil
+	}
+	out := &sizingInfo{Requests: est.Requests, Sampled: est.Sampled, Dropped: est.Dropped, Warming: est.Warming,
+		Sizes: make([]sizeInfo, 0, len(est.Sizes))}
+	for _, s := range est.Sizes {
+		si := sizeInfo{Ratio: s.Ratio, Bytes: s.Bytes, Rate: s.Rate, Entries: s.Entries}
+		if !est.Warming {
+			si.HitRatio = &s.HitRatio
+		}
+		out.Sizes = append(out.Sizes, si)
+	}
+	return out
 }
 
 type groupConfig struct {
@@ -24,6 +60,7 @@ type groupConfig struct {
 	TTL              string  `json:"ttl"` // "0s": values never expire
 	NegativeTTL      string  `json:"negative_ttl"`
 	LoadTimeout      string  `json:"load_timeout"`
+	Sizing           bool    `json:"sizing"`
 }
 
 type groupStats struct {
@@ -64,6 +101,7 @@ func newGroupInfo(g *group.Group) groupInfo {
 			TTL:              c.TTL.String(),
 			NegativeTTL:      c.NegativeTTL.String(),
 			LoadTimeout:      c.LoadTimeout.String(),
+			Sizing:           c.Sizing,
 		},
 		Stats: groupStats{
 			Gets:           st.Gets,
@@ -83,6 +121,7 @@ func newGroupInfo(g *group.Group) groupInfo {
 			LoadCount:      st.LoadDuration.Count,
 			LoadSeconds:    st.LoadDuration.Sum,
 		},
+		Sizing: newSizingInfo(g),
 	}
 }
 

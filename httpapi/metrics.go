@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -15,6 +17,9 @@ type metrics struct {
 
 	// httpErrors counts error answers by code. It is touched only on the error path.
 	httpErrors *prometheus.CounterVec
+
+	// requests counts and times every request (requestmetrics.go).
+	requests *requestMetrics
 }
 
 func newMetrics(groups []*group.Group, cluster Cluster) (*metrics, error) {
@@ -25,13 +30,15 @@ func newMetrics(groups []*group.Group, cluster Cluster) (*metrics, error) {
 			Name:      "http_errors_total",
 			Help:      "Error answers of the HTTP API, by error code.",
 		}, []string{"code"}),
+		requests: newRequestMetrics(),
 	}
-	for _, c := range []prometheus.Collector{
+	for _, c := range append([]prometheus.Collector{
 		newStatsCollector(groups, cluster),
 		m.httpErrors,
+		newBuildInfoGauge(ReadBuildInfo()),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
+	}, m.requests.collectors()...) {
 		if err := m.registry.Register(c); err != nil {
 			return nil, err
 		}
@@ -50,6 +57,7 @@ type statsCollector struct {
 	loadErrors, loaderPanics, peerErrors, serverRequests       *prometheus.Desc
 	loadDuration                                               *prometheus.Desc
 	cacheBytes, cacheItems, evictions, expirations, capacity   *prometheus.Desc
+	sizingHitRatio, sizingBytes, sizingSampled, sizingDropped  *prometheus.Desc
 
 	members, ringRebuilds, fetchErrors, unreachable, invalidations, rebuildLatency *prometheus.Desc
 	peerConns, peerAuthRefused                                                     *prometheus.Desc
@@ -81,6 +89,11 @@ func newStatsCollector(groups []*group.Group, cluster Cluster) *statsCollector {
 		expirations:    desc("cache_expirations_total", "Entries dropped because their TTL ran out.", gc...),
 		capacity:       desc("cache_capacity_bytes", "The group's configured byte bound (main and hot caches together).", g...),
 
+		sizingHitRatio: desc("sizing_hit_ratio", "Hit ratio the group would have had since start with a cache of this size (a multiple of its main cache), estimated from a sample of its traffic (group sizing). Absent while the estimate warms up.", "group", "size"),
+		sizingBytes:    desc("sizing_size_bytes", "The cache size each sizing estimate simulates.", "group", "size"),
+		sizingSampled:  desc("sizing_sampled_requests_total", "Requests the group's sizing estimator simulated.", g...),
+		sizingDropped:  desc("sizing_dropped_requests_total", "Sampled requests the sizing estimator skipped because another was being simulated.", g...),
+
 		members:        desc("cluster_members", "Alive members of the cluster, this node included."),
 		ringRebuilds:   desc("ring_rebuilds_total", "Times a new hash ring was swapped in."),
 		fetchErrors:    desc("peer_fetch_errors_total", "Peer fetches that failed on this node, any reason."),
@@ -99,6 +112,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.gets, c.cacheHits, c.negativeHits, c.misses, c.loads, c.dedupedLoads,
 		c.loadErrors, c.loaderPanics, c.peerErrors, c.serverRequests, c.loadDuration,
 		c.cacheBytes, c.cacheItems, c.evictions, c.expirations, c.capacity,
+		c.sizingHitRatio, c.sizingBytes, c.sizingSampled, c.sizingDropped,
 		c.members, c.ringRebuilds, c.fetchErrors, c.unreachable, c.invalidations, c.rebuildLatency,
 		c.peerConns, c.peerAuthRefused,
 	} {
@@ -140,6 +154,17 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.expirations, cs.s.Expirations, name, cs.cache)
 		}
 		gauge(c.capacity, float64(g.Config().CacheBytes), name)
+		if est, ok := g.Sizing(); ok {
+			counter(c.sizingSampled, est.Sampled, name)
+			counter(c.sizingDropped, est.Dropped, name)
+			for _, s := range est.Sizes {
+				size := sizeLabel(s.Ratio)
+				gauge(c.sizingBytes, float64(s.Bytes), name, size)
+				if !est.Warming {
+					gauge(c.sizingHitRatio, s.HitRatio, name, size)
+				}
+			}
+		}
 	}
 
 	if c.cluster == nil {
@@ -220,3 +245,6 @@ func (c *watchCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.feedUp, prometheus.GaugeValue, up, name)
 	}
 }
+
+// sizeLabel is a sizing estimate's size label: its multiple of the main cache, "0.25x" to "4x".
+func sizeLabel(ratio float64) string { return strconv.FormatFloat(ratio, 'g', -1, 64) + "x" }

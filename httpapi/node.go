@@ -49,6 +49,9 @@ type Node struct {
 	// both servers').
 	failed chan error
 
+	// stopHistory stops the sampler of the status page's history; set by Start.
+	stopHistory func()
+
 	// mu serializes Start and Stop, which hold it throughout: a Stop that arrives during
 	// Start waits for it, and a second Stop waits for the first.
 	mu    sync.Mutex
@@ -125,6 +128,7 @@ func (n *Node) build(groups []*group.Group) (err error) {
 	if err := n.buildWatches(); err != nil {
 		return err
 	}
+	n.api.history = newHistory(n.cfg.History, n.groups)
 	n.server = n.newServer(n.listener, false)
 	if n.peerListener != nil {
 		n.api.splitPeers = true
@@ -159,6 +163,7 @@ func (n *Node) Start(ctx context.Context) error {
 			return fmt.Errorf("httpapi: starting the cluster: %w", err)
 		}
 	}
+	n.stopHistory = n.api.history.start()
 	n.api.SetReady(true)
 	names := make([]string, len(n.groups))
 	for i, g := range n.groups {
@@ -233,8 +238,12 @@ func (n *Node) Stop(ctx context.Context) error {
 	return err
 }
 
-// release stops the change feeds and gossip and closes the listener and the closers.
+// release stops the history's sampler, the change feeds and gossip, and closes the listener
+// and the closers.
 func (n *Node) release() {
+	if n.stopHistory != nil {
+		n.stopHistory()
+	}
 	n.watches.stop()
 	if n.cluster != nil {
 		if err := n.cluster.Shutdown(); err != nil {

@@ -88,6 +88,10 @@ type NodeConfig struct {
 	// Logger receives the node's start and stop, failed requests, handler panics and, when
 	// Cluster.Logger is nil, membership events. Nil: slog.Default().
 	Logger *slog.Logger
+
+	// History sets how much of its recent past the node keeps for the status page's charts
+	// (GET /), and how finely. Zero: 10 minutes in 5-second samples.
+	History HistoryConfig
 }
 
 // DefaultNodeConfig returns production values: listen on every interface at port 8080,
@@ -159,6 +163,10 @@ func (c NodeConfig) Validate() error {
 	}
 	if err := c.API.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("API: %w", err))
+	}
+	if err := c.History.Validate(); err != nil {
+		//lint:ignore ST1005 the field's name, as for API and Cluster
+		errs = append(errs, fmt.Errorf("History: %w", err))
 	}
 	if c.Cluster != nil {
 		// The listener's port is known only once bound: any port stands for it here. The

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/groupcached/groupcached/peers"
+	"github.com/groupcached/groupcached/peers/wire"
 )
 
 // TestPeerAddr runs two nodes whose peer endpoints live on a listener of their own: each
@@ -60,7 +60,7 @@ func TestPeerAddr(t *testing.T) {
 	for _, tc := range []struct {
 		name, base, path string
 	}{
-		{"peer path on the client listener", a.url, peers.PathPrefix + "/v1/fetch?group=g&key=k"},
+		{"peer path on the client listener", a.url, wire.DefaultPath},
 		{"key on the peer listener", peerBase, keyPath("g", "k")},
 		{"health on the peer listener", peerBase, "/healthz"},
 		{"groups on the peer listener", peerBase, "/groups"},

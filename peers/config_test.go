@@ -41,6 +41,13 @@ func TestConfigValidate(t *testing.T) {
 		{"negative fetch timeout", func(c *Config) { c.FetchTimeout = -time.Second }, "FetchTimeout: must be > 0"},
 		{"probe timeout above interval", func(c *Config) { c.ProbeTimeout = 2 * c.ProbeInterval }, "must not exceed ProbeInterval"},
 		{"negative reclaim time", func(c *Config) { c.DeadNodeReclaimTime = -1 }, "DeadNodeReclaimTime"},
+		{"a name with a space", func(c *Config) { c.NodeName = "node one" }, "NodeName: \"node one\": only printable ASCII"},
+		{"a name too long", func(c *Config) { c.NodeName = strings.Repeat("n", 256) }, "longer than 255 bytes"},
+		{"negative connections per peer", func(c *Config) { c.MaxConnsPerPeer = -1 }, "MaxConnsPerPeer: must be > 0"},
+		{"keys above 1 MiB", func(c *Config) { c.MaxKeyBytes = 1<<20 + 1 }, "MaxKeyBytes"},
+		{"values above 2 GiB", func(c *Config) { c.MaxValueBytes = 1<<31 + 1 }, "MaxValueBytes"},
+		{"negative value bound", func(c *Config) { c.MaxValueBytes = -1 }, "MaxValueBytes"},
+		{"bounds at their limits", func(c *Config) { c.MaxKeyBytes, c.MaxValueBytes = 1<<20, 1<<31 }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

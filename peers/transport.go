@@ -285,7 +285,8 @@ func (c *Cluster) invalidateAll(ctx context.Context, purge bool, groupName, key 
 // retire closes the peers of prev that next no longer holds (their member left or died, or
 // moves to another address): fetches in flight to them fail as unavailable. The hot copies
 // taken from them go too: every group drops its hot cache, since an entry does not record
-// which member it came from (see doc.go for why that is the trade chosen).
+// which member it came from (see doc.go for why that is the trade chosen). It runs before
+// next is swapped in, so that no Get that sees the member gone finds one of its copies.
 func (c *Cluster) retire(prev, next *view) {
 	var gone []string
 	for _, p := range prev.peers {

@@ -299,20 +299,51 @@ func TestHandlerRejects(t *testing.T) {
 	}
 }
 
+// BenchmarkPeerFetch is a fetch of a cached 1 KiB value from an owner over the peer wire on
+// loopback (client and server in this process), one caller at a time or 32 at once (the
+// writes then coalesce), without and with the cluster secret (MACs on every frame).
 func BenchmarkPeerFetch(b *testing.B) {
-	log := newLoadLog()
-	owner := newNode(b, "owner", log, nodeOptions{})
-	asker := newNode(b, "asker", log, nodeOptions{})
-	peer := newWirePeer(asker.c, "owner", owner.srv.Listener.Addr().String())
-	ctx := context.Background()
-	if _, err := peer.Fetch(ctx, testGroup, "hot"); err != nil {
-		b.Fatal(err)
+	value := func(context.Context, string, string) (group.Value, error) {
+		return group.Value{Bytes: bytes.Repeat([]byte("v"), 1024)}, nil
 	}
-	b.ReportAllocs()
-	for b.Loop() {
+	for _, secret := range []bool{false, true} {
+		tune := func(c *Config) {}
+		name := "plain"
+		if secret {
+			tune, name = withSecret("").tune, "macs"
+		}
+		log := newLoadLog()
+		owner := newNode(b, "owner", log, nodeOptions{load: value, tune: tune})
+		asker := newNode(b, "asker", log, nodeOptions{tune: tune})
+		// The owner counts the asker a member (its upgrade is checked with a secret).
+		owner.c.notify(nodeEvent{name: "asker", addr: "127.0.0.1:1", meta: []byte(`{"http":"` + asker.srv.Listener.Addr().String() + `"}`)})
+		owner.c.rebuild()
+		peer := newWirePeer(asker.c, "owner", owner.srv.Listener.Addr().String())
+		b.Cleanup(peer.close)
+		ctx := context.Background()
 		if _, err := peer.Fetch(ctx, testGroup, "hot"); err != nil {
 			b.Fatal(err)
 		}
+		b.Run(name+"/serial", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := peer.Fetch(ctx, testGroup, "hot"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/parallel32", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(16) // 32 callers on 2 CPUs
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := peer.Fetch(ctx, testGroup, "hot"); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }
 
@@ -372,5 +403,67 @@ func TestTransportNeverForwards(t *testing.T) {
 	}
 	if n := p.asker.g.Stats().ServerRequests; n != 0 {
 		t.Errorf("the asker served %d peer requests: the owner forwarded", n)
+	}
+}
+
+// TestReceivedValueBounds: what the asking node keeps of a peer's answer, per group: a TTL
+// cut to the group's, a value within the group's limit (its CacheBytes, or MaxValueBytes);
+// the connections' bound is the largest group's.
+func TestReceivedValueBounds(t *testing.T) {
+	newCluster := func(t *testing.T, maxValue int64) *Cluster {
+		cfg := LocalConfig()
+		cfg.NodeName, cfg.HTTPAddr, cfg.Logger = "n", "127.0.0.1:1", testLogger()
+		cfg.MaxValueBytes = maxValue
+		c, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Shutdown() })
+		for _, g := range []struct {
+			name  string
+			bytes int64
+			ttl   time.Duration
+		}{{"small", 1 << 20, time.Minute}, {"big", 4 << 20, 0}} {
+			gc := testGroupConfig()
+			gc.CacheBytes, gc.TTL = g.bytes, g.ttl
+			grp, err := group.New(g.name, group.LoaderFunc(func(context.Context, string) (group.Value, error) {
+				return group.Value{}, nil
+			}), gc, testLogger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Register(grp)
+		}
+		return c
+	}
+	c := newCluster(t, 0)
+	if got := c.maxValueBytes(); got != 4<<20 {
+		t.Errorf("connection bound %d, want the largest group's 4 MiB", got)
+	}
+	for _, tt := range []struct {
+		group   string
+		size    int
+		ttl     time.Duration
+		wantTTL time.Duration
+		refused bool
+	}{
+		{"small", 100, 10 * 365 * 24 * time.Hour, time.Minute, false},
+		{"small", 100, 0, time.Minute, false}, // "never expires" is beyond any TTL
+		{"small", 100, time.Second, time.Second, false},
+		{"small", 1<<20 + 1, time.Second, 0, true},
+		{"big", 1<<20 + 1, 10 * time.Hour, 10 * time.Hour, false}, // no TTL: no cap
+		{"big", 4<<20 + 1, 0, 0, true},
+		{"unregistered", 100, time.Hour, time.Hour, false},
+	} {
+		v, err := c.received(tt.group, wire.Value{Bytes: make([]byte, tt.size), TTL: tt.ttl})
+		switch {
+		case tt.refused && !errors.Is(err, wire.ErrUnavailable):
+			t.Errorf("%s, %d bytes: err %v, want it refused as unavailable", tt.group, tt.size, err)
+		case !tt.refused && (err != nil || v.TTL != tt.wantTTL):
+			t.Errorf("%s, TTL %v: got TTL %v, err %v; want %v", tt.group, tt.ttl, v.TTL, err, tt.wantTTL)
+		}
+	}
+	if got := newCluster(t, 2<<20).maxValueBytes(); got != 2<<20 {
+		t.Errorf("with MaxValueBytes: connection bound %d, want 2 MiB", got)
 	}
 }

@@ -256,8 +256,8 @@ func (c *Cluster) rebuild() {
 	for _, err := range rejected {
 		c.log.Warn("membership event", "err", err)
 	}
+	c.retire(prev, next) // before the swap: no Get of the new view finds a departed member's copy
 	c.view.Store(next)
-	c.retire(prev, next)
 	if !changed {
 		return
 	}
