@@ -211,7 +211,7 @@ func (h wireHandler) Fetch(ctx context.Context, groupName, key string) (wire.Val
 		return wire.Value{}, &wire.Error{Code: wire.CodeLoadFailed, Message: fmt.Sprintf(
 			"value of %d bytes is above group %q's limit for peers (%d bytes)", len(res.Bytes), groupName, s.maxValue)}
 	}
-	return wire.Value{Bytes: res.Bytes, TTL: res.TTL}, nil
+	return wire.Value{Bytes: res.Bytes, TTL: res.TTL, ContentType: res.ContentType, LastModified: res.LastModified}, nil
 }
 
 func (h wireHandler) Remove(_ context.Context, groupName, key string) error {
@@ -234,7 +234,7 @@ func (h wireHandler) Set(_ context.Context, groupName, key string, v wire.Value)
 		return &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf(
 			"value of %d bytes is above group %q's limit for peers (%d bytes)", len(v.Bytes), groupName, s.maxValue)}
 	}
-	s.g.SetLocal(key, group.Value{Bytes: v.Bytes, TTL: v.TTL})
+	s.g.SetLocal(key, group.Value(v))
 	return nil
 }
 

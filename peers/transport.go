@@ -165,7 +165,7 @@ func (p *wirePeer) result(groupName, key string, v wire.Value, err error, expire
 func (c *Cluster) received(groupName string, v wire.Value) (group.Value, error) {
 	s := c.served(groupName)
 	if s == nil {
-		return group.Value{Bytes: v.Bytes, TTL: v.TTL}, nil
+		return group.Value(v), nil
 	}
 	if int64(len(v.Bytes)) > s.maxValue {
 		return group.Value{}, fmt.Errorf("%w: a value of %d bytes, above group %q's limit of %d",
@@ -174,7 +174,7 @@ func (c *Cluster) received(groupName string, v wire.Value) (group.Value, error) 
 	if s.ttl > 0 && (v.TTL == 0 || v.TTL > s.ttl) {
 		v.TTL = s.ttl
 	}
-	return group.Value{Bytes: v.Bytes, TTL: v.TTL}, nil
+	return group.Value(v), nil
 }
 
 // fetchError classifies a failed fetch. The peer's verdict (a wire code) becomes a
@@ -214,7 +214,7 @@ func (p *wirePeer) Set(ctx context.Context, groupName, key string, v group.Value
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.c.cfg.FetchTimeout)
 	defer cancel()
-	err := p.client.Set(ctx, groupName, key, wire.Value{Bytes: v.Bytes, TTL: v.TTL})
+	err := p.client.Set(ctx, groupName, key, wire.Value(v))
 	switch {
 	case err == nil:
 		return nil

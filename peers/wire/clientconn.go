@@ -115,7 +115,7 @@ func (cc *clientConn) start(cl *call, group, key string, keys []string) {
 	case typeBatch:
 		b = appendBatchRequest(b, group, keys)
 	case typeSet:
-		b = appendSetRequest(b, group, key, cl.val.TTL)
+		b = appendSetRequest(b, group, key, cl.val)
 		_ = cc.w.finish(b, cl.typ, 0, id, cl.val.Bytes)
 		return
 	}

@@ -21,6 +21,9 @@ import (
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
 
+// typedModified is the Last-Modified of fakeHandler's key "typed".
+var typedModified = time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+
 // fakeHandler answers "value of <key>" with a TTL of one hour, ErrNotFound for "missing",
 // and counts its calls; each method may be replaced.
 type fakeHandler struct {
@@ -37,8 +40,11 @@ func (h *fakeHandler) Fetch(ctx context.Context, group, key string) (Value, erro
 	if h.fetch != nil {
 		return h.fetch(ctx, group, key)
 	}
-	if key == "missing" {
+	switch key {
+	case "missing":
 		return Value{}, &Error{Code: CodeNotFound, Message: "no such key"}
+	case "typed":
+		return Value{Bytes: []byte(`{}`), TTL: time.Hour, ContentType: "application/json", LastModified: typedModified}, nil
 	}
 	return Value{Bytes: []byte("value of " + key), TTL: time.Hour}, nil
 }

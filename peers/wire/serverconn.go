@@ -37,7 +37,7 @@ type serverConn struct {
 // request, so when MaxStreams are being served it stops reading: backpressure.
 func (sc *serverConn) serve() error {
 	maxKey, maxBatch := sc.s.cfg.MaxKeyBytes, sc.s.cfg.maxRequest()
-	maxSet := int64(1+MaxGroupBytes+4+maxKey+ttlLen) + int64(sc.s.cfg.MaxValueBytes)
+	maxSet := sc.s.cfg.maxSet()
 	check := func(h header) error {
 		if h.typ == typeSet && h.flags == 0 {
 			if int64(h.length) > maxSet {
@@ -90,7 +90,8 @@ func (sc *serverConn) start(h header, p []byte) error {
 		}
 		// p is the reader's buffer, reused for the next frame: the value is copied once,
 		// and the group keeps that copy.
-		group, key, val = sc.intern(g), string(k), Value{Bytes: append([]byte(nil), v.Bytes...), TTL: v.TTL}
+		v.Bytes = append([]byte(nil), v.Bytes...)
+		group, key, val = sc.intern(g), string(k), v
 	case typeFetch, typeRemove, typePurge:
 		g, k, err := parseKeyRequest(p)
 		if err != nil {
@@ -149,9 +150,8 @@ func (sc *serverConn) run(typ msgType, id uint32, group, key string, keys []stri
 			_ = sc.replyError(typeFetchReply, id, err)
 			return
 		}
-		b := sc.w.begin()
-		b = appendTTL(b, v.TTL)
-		_ = sc.w.finish(b, typeFetchReply, 0, id, v.Bytes)
+		b, flags := appendSuccess(sc.w.begin(), v)
+		_ = sc.w.finish(b, typeFetchReply, flags, id, v.Bytes)
 	case typeBatch:
 		sc.batch(id, group, keys)
 	case typeRemove:
@@ -234,7 +234,8 @@ func (sc *serverConn) replyItem(id, index uint32, v Value, err error) error {
 		code, msg := sc.verdict(err)
 		return sc.w.finish(appendErrorResult(b, code, msg), typeBatchItem, flagError, id, nil)
 	}
-	return sc.w.finish(appendTTL(b, v.TTL), typeBatchItem, 0, id, v.Bytes)
+	b, flags := appendSuccess(b, v)
+	return sc.w.finish(b, typeBatchItem, flags, id, v.Bytes)
 }
 
 func (sc *serverConn) ack(typ msgType, id uint32, err error) error {

@@ -30,6 +30,22 @@ func TestRoundTripEveryMessage(t *testing.T) {
 			if err != nil || string(v.Bytes) != "value of k1" || v.TTL != time.Hour {
 				t.Fatalf("Fetch = %q, %v, %v; want the value with TTL 1h", v.Bytes, v.TTL, err)
 			}
+			typed := func(what string, v Value, err error) {
+				t.Helper()
+				if err != nil || string(v.Bytes) != "{}" || v.ContentType != "application/json" || !v.LastModified.Equal(typedModified) {
+					t.Errorf("%s(typed) = %+v, %v; want the value with its Content-Type and Last-Modified", what, v, err)
+				}
+			}
+			v, err = c.Fetch(ctx, "things", "typed")
+			typed("Fetch", v, err)
+			if res, err := c.FetchBatch(ctx, "things", []string{"k1", "typed"}); err == nil {
+				typed("FetchBatch", res[1].Value, res[1].Err)
+				if res[0].ContentType != "" || !res[0].LastModified.IsZero() {
+					t.Errorf("FetchBatch(k1) = %+v: metadata it never had", res[0].Value)
+				}
+			} else {
+				t.Errorf("FetchBatch: %v", err)
+			}
 			if _, err := c.Fetch(ctx, "things", "missing"); CodeOf(err) != CodeNotFound || errors.Is(err, ErrUnavailable) {
 				t.Fatalf("Fetch(missing) err = %v, want the not_found verdict", err)
 			}
