@@ -165,7 +165,10 @@ func (cc *clientConn) fail(err error) {
 func (cc *clientConn) readLoop() {
 	maxValue := cc.c.cfg.MaxValueBytes
 	check := func(h header) error { return h.checkReply(maxValue) }
-	own := func(h header) bool { return h.flags == 0 && (h.typ == typeFetchReply || h.typ == typeBatchItem) }
+	// A success (with or without metadata) is a value the caller keeps; an error is not.
+	own := func(h header) bool {
+		return h.flags&flagError == 0 && (h.typ == typeFetchReply || h.typ == typeBatchItem)
+	}
 	for {
 		h, p, err := cc.r.next(check, own)
 		if err == nil {
