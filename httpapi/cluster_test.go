@@ -34,7 +34,7 @@ func startClusterNodeWith(t *testing.T, name string, o *origin, adjust func(*Nod
 }
 
 // startClusterNodeGroup is startClusterNodeWith with the group "g" configured by gcfg.
-func startClusterNodeGroup(t *testing.T, name string, o *origin, adjust func(*NodeConfig), gcfg group.Config, seeds ...string) *clusterNode {
+func startClusterNodeGroup(t *testing.T, name string, o group.Loader, adjust func(*NodeConfig), gcfg group.Config, seeds ...string) *clusterNode {
 	t.Helper()
 	cn := &clusterNode{client: &http.Client{Transport: &http.Transport{}}}
 	t.Cleanup(cn.client.CloseIdleConnections)

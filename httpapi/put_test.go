@@ -74,8 +74,9 @@ func TestPutOnNonOwner(t *testing.T) {
 		if err != nil || age > 2 {
 			t.Errorf("Cache-Control on %s = %q, want max-age <= 2", n.Name(), cc)
 		}
-		// Content-Type is not checked: the peer wire's set and fetch messages do not carry it
-		// yet (issue 13, item 3), so the owner of a key PUT elsewhere serves octet-stream.
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("Content-Type on %s = %q, want the PUT's application/json", n.Name(), ct)
+		}
 	}
 	if got := o.count(key); got != loads {
 		t.Errorf("the origin loaded %q %d more times after the PUT, want 0", key, got-loads)
