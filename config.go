@@ -106,6 +106,10 @@ type NodeConfig struct {
 	// MaxKeyBytes is the longest key the HTTP API accepts; longer keys are answered 400.
 	// At most 64KiB (httpapi.Config.MaxKeyBytes). Zero: 1KiB.
 	MaxKeyBytes group.ByteSize `yaml:"max_key_bytes"`
+	// NoTTLMaxAge is the Cache-Control max-age the HTTP API sends with values that never
+	// expire (httpapi.Config.NoTTLMaxAge): how long a downstream cache may serve one after a
+	// PUT or DELETE changed it. 0s: no-cache (revalidate every read). Default 1m.
+	NoTTLMaxAge time.Duration `yaml:"no_ttl_max_age"`
 	// ShutdownDelay is how long /readyz answers 503 before the node stops accepting
 	// connections on SIGTERM, so that load balancers take it out of rotation first. The
 	// whole stop (delay, leave, drain) is bounded at 10s, so it must be under 5s. Zero: no
@@ -211,6 +215,7 @@ func defaultConfig() Config {
 			PurgeRate:     defaultPurgeRate,
 			PurgeBurst:    defaultPurgeBurst,
 			MaxKeyBytes:   defaultMaxKeyBytes,
+			NoTTLMaxAge:   httpapi.DefaultNoTTLMaxAge,
 			ShutdownDelay: defaultShutdownDelay,
 			LogLevel:      defaultLogLevel,
 			LogFormat:     defaultLogFormat,
@@ -271,6 +276,7 @@ func (c *Config) apiConfig() httpapi.Config {
 	ac := httpapi.DefaultConfig()
 	ac.NodeName = c.Node.Name
 	ac.MaxKeyBytes = int(c.Node.MaxKeyBytes)
+	ac.NoTTLMaxAge = c.Node.NoTTLMaxAge
 	ac.AdminToken = c.AdminToken
 	ac.AccessLog = c.Node.AccessLog
 	ac.PurgeRate = c.Node.PurgeRate

@@ -89,6 +89,7 @@ func (c *Config) validate(f Flags, lookupEnv func(string) (string, bool)) error 
 		"Label":       {"node.label", "", "GROUPCACHED_LABEL"},
 		"SecretKey":   {"", "", n.SecretKeyEnv},
 		"MaxKeyBytes": {path: "node.max_key_bytes"},
+		"NoTTLMaxAge": {path: "node.no_ttl_max_age"},
 		"AdminToken":  {"", "", n.AdminTokenEnv},
 		"PurgeRate":   {path: "node.purge_rate"},
 		"PurgeBurst":  {path: "node.purge_burst"},

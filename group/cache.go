@@ -31,6 +31,7 @@ type entry struct {
 	hash     uint64 // xxhash64 of value, computed once when the entry is made
 	expires  int64  // clock.now() at which it expires; 0 means never
 	negative bool   // a remembered ErrNotFound
+	meta     *meta  // content type and date; nil when the value has none
 }
 
 // cache is one byte-bounded cache on otter's W-TinyLFU policy.

@@ -63,8 +63,9 @@ func (g *Group) settleLoad(ctx context.Context, c *call, v Value, err error) (Re
 			ttl = g.cfg.TTL
 		}
 		e := g.newEntry(v.Bytes, ttl)
+		e.meta = newMeta(v)
 		g.flights.cacheUnlessStale(c, func() { g.main.add(key, e) })
-		return Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: SourceLoader}, nil
+		return e.result(ttl, SourceLoader)
 	case errors.Is(err, ErrNotFound):
 		g.stats.localLoads.Add(1)
 		if g.cfg.NegativeTTL > 0 {
@@ -96,10 +97,12 @@ func (g *Group) settleFetch(ctx context.Context, c *call, v Value, err error) (R
 	case err == nil:
 		g.stats.peerLoads.Add(1)
 		e := g.newEntry(v.Bytes, v.TTL)
+		e.meta = newMeta(v)
 		if g.keepHot() {
 			g.flights.cacheUnlessStale(c, func() { g.hot.add(key, e) })
 		}
-		return Result{Bytes: e.value, Hash: e.hash, TTL: v.TTL, Source: SourcePeer}, nil, false
+		res, err := e.result(v.TTL, SourcePeer)
+		return res, err, false
 	case errors.Is(err, ErrNotFound):
 		g.stats.peerLoads.Add(1)
 		if g.cfg.NegativeTTL > 0 && g.keepHot() {

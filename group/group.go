@@ -66,6 +66,9 @@ type Result struct {
 	TTL time.Duration
 	// Source says which cache answered, or who filled the key.
 	Source Source
+	// ContentType and LastModified are the value's metadata (see Value), empty when unknown.
+	ContentType  string
+	LastModified time.Time
 }
 
 // Group is a named, byte-bounded read-through cache over one Loader. It is safe for
@@ -263,7 +266,11 @@ func (e *entry) result(ttl time.Duration, src Source) (Result, error) {
 	if e.negative {
 		return Result{}, ErrNotFound
 	}
-	return Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: src}, nil
+	res := Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: src}
+	if e.meta != nil {
+		res.ContentType, res.LastModified = e.meta.contentType, e.meta.lastModified
+	}
+	return res, nil
 }
 
 // RemoveLocal drops key from this node's caches and keeps a fill under way from caching it.

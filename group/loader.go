@@ -19,6 +19,13 @@ type Value struct {
 	// (it may be longer or shorter than the group default).
 	// From a Peer: the remaining lifetime at the owner; zero means the value never expires.
 	TTL time.Duration
+
+	// ContentType is the value's media type as its origin or writer gave it ("" when
+	// unknown); the HTTP API serves it as Content-Type.
+	ContentType string
+	// LastModified is when the origin last changed the value (zero when unknown); the HTTP
+	// API serves it as Last-Modified and answers If-Modified-Since with it.
+	LastModified time.Time
 }
 
 // A Loader fetches the value of a key from the origin (a file, a database, a service) when no

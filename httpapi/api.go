@@ -146,7 +146,8 @@ func (a *API) routes() *chi.Mux {
 	r.Get("/groups/{group}/keys/{key}", a.getKey)
 	r.Head("/groups/{group}/keys/{key}", a.getKey)
 	r.Delete("/groups/{group}/keys/{key}", a.removeKey)
-	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodDelete} {
+	r.Put("/groups/{group}/keys/{key}", a.putKey)
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodPut} {
 		r.MethodFunc(m, "/groups/{group}/keys/*", a.keyInManySegments)
 	}
 	r.Get("/groups/{group}", a.showGroup)

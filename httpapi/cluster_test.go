@@ -34,7 +34,7 @@ func startClusterNodeWith(t *testing.T, name string, o *origin, adjust func(*Nod
 }
 
 // startClusterNodeGroup is startClusterNodeWith with the group "g" configured by gcfg.
-func startClusterNodeGroup(t *testing.T, name string, o *origin, adjust func(*NodeConfig), gcfg group.Config, seeds ...string) *clusterNode {
+func startClusterNodeGroup(t testing.TB, name string, o group.Loader, adjust func(*NodeConfig), gcfg group.Config, seeds ...string) *clusterNode {
 	t.Helper()
 	cn := &clusterNode{client: &http.Client{Transport: &http.Transport{}}}
 	t.Cleanup(cn.client.CloseIdleConnections)
@@ -77,7 +77,7 @@ func (n *clusterNode) get(t *testing.T, method, path string) (*http.Response, []
 }
 
 // waitMembers waits until every node's ring holds every node.
-func waitMembers(t *testing.T, nodes ...*clusterNode) {
+func waitMembers(t testing.TB, nodes ...*clusterNode) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -12,6 +12,11 @@ import (
 // DefaultMaxKeyBytes is the longest key, in decoded bytes, that DefaultConfig accepts.
 const DefaultMaxKeyBytes = 1024
 
+// DefaultNoTTLMaxAge is the max-age DefaultConfig gives values that never expire: long enough
+// that downstream caches do not revalidate every read, short enough that a PUT or a DELETE
+// reaches their readers within a minute.
+const DefaultNoTTLMaxAge = time.Minute
+
 // keyBytesLimit is the largest MaxKeyBytes accepted. A key is one segment of a URL path;
 // escaped it may take three times its size, and proxies, logs and browsers handle request
 // lines of more than a few hundred KiB poorly or not at all.
@@ -29,12 +34,13 @@ type Config struct {
 	// Zero means DefaultMaxKeyBytes (1 KiB); at most 64 KiB; negative is invalid.
 	MaxKeyBytes int
 
-	// NoTTLMaxAge is the Cache-Control max-age sent with values that never expire (TTL 0).
-	// Such a value may still be removed or purged at any moment, so the default, zero, sends
-	// "Cache-Control: no-cache": HTTP caches may keep the value but must revalidate it with
-	// its ETag, which costs a body-less 304. A positive duration sends max-age=N (whole
-	// seconds) instead, for values that are known to change rarely. Negative is invalid.
-	// Values with a TTL always get max-age from their remaining lifetime.
+	// NoTTLMaxAge is the Cache-Control max-age sent with values that never expire (TTL 0),
+	// whole seconds. Such a value may still be replaced (PUT), removed or purged, so it bounds
+	// how long a downstream cache may serve it stale after that, as a TTL would; DefaultConfig
+	// sets DefaultNoTTLMaxAge (1 minute). Zero sends "Cache-Control: no-cache": downstream
+	// caches must revalidate every time with the ETag (a body-less 304, but a round trip per
+	// read). Negative is invalid. Values with a TTL always get max-age from their remaining
+	// lifetime.
 	NoTTLMaxAge time.Duration
 
 	// ReadHeaderTimeout bounds reading a request's headers, so a client that opens
@@ -101,13 +107,14 @@ type Config struct {
 	Middleware []Middleware
 }
 
-// DefaultConfig returns production values: keys up to 1 KiB, no-cache for values without a
+// DefaultConfig returns production values: keys up to 1 KiB, max-age=60 for values without a
 // TTL, 5 s to send headers, 10 s to send a request, 60 s for a response (twice group's
 // default 30 s load timeout), 2 minutes of keep-alive, 64 KiB of headers, and a purge every
 // 5 s on average with bursts of 3. No admin token: set one.
 func DefaultConfig() Config {
 	return Config{
 		MaxKeyBytes:       DefaultMaxKeyBytes,
+		NoTTLMaxAge:       DefaultNoTTLMaxAge,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      60 * time.Second,

@@ -28,6 +28,8 @@ const (
 	CodeNotReady         = "not_ready"               // 503: /readyz before SetReady(true)
 	CodeUnauthorized     = "unauthorized"            // 401: a mutating request without the admin token
 	CodeRateLimited      = "rate_limited"            // 429: past the purge rate; see Retry-After
+	CodeTooLarge         = "too_large"               // 413: a PUT value or a batch over its limit
+	CodeBadRequest       = "bad_request"             // 400: a malformed body or header
 )
 
 // statusClientClosedRequest is the de-facto status for a request whose client left before

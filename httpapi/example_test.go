@@ -58,8 +58,8 @@ func Example() {
 	get(url)
 	get(url)
 	// Output:
-	// 200 hello, NEW YORK/NY (from loader, no-cache)
-	// 200 hello, NEW YORK/NY (from main, no-cache)
+	// 200 hello, NEW YORK/NY (from loader, max-age=60)
+	// 200 hello, NEW YORK/NY (from main, max-age=60)
 }
 
 // Two nodes in a cluster: the second joins the first, both wait until their rings hold both,
@@ -105,7 +105,7 @@ func ExampleNode_WaitMembers() {
 	// Output:
 	// both rings: [node-a node-b] [node-a node-b]
 	// they agree on the owner: true
-	// 200 hello, BERLIN (from peer, no-cache)
+	// 200 hello, BERLIN (from peer, max-age=60)
 }
 
 // A middleware in Config.Middleware sees every request: here, one that stamps the node's name
@@ -184,5 +184,5 @@ func ExampleConfig_adminToken() {
 	// 401 {"error":"this request changes the cache: it needs the admin token in an Authorization: Bearer header","code":"unauthorized"}
 	// 401 {"error":"the admin token is not valid","code":"unauthorized"}
 	// 200 {"group":"greetings","key":"paris","peers_confirmed":0,"peers":0}
-	// 200 hello, PARIS (from loader, no-cache)
+	// 200 hello, PARIS (from loader, max-age=60)
 }

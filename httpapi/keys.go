@@ -67,11 +67,21 @@ func (a *API) serveKey(w http.ResponseWriter, r *http.Request, groupSeg, keySeg 
 	}
 	h["X-Groupcached-Source"] = sourceHeader[res.Source]
 
+	if !res.LastModified.IsZero() {
+		h["Last-Modified"] = []string{res.LastModified.UTC().Format(http.TimeFormat)}
+	}
 	if inm, ok := r.Header["If-None-Match"]; ok && noneMatchHits(inm, hb.vals[0]) {
 		w.WriteHeader(http.StatusNotModified)
 		return
+	} else if !ok && notModifiedSince(r, res.LastModified) {
+		w.WriteHeader(http.StatusNotModified)
+		return
 	}
-	h["Content-Type"] = contentTypeOctet
+	if res.ContentType != "" {
+		h["Content-Type"] = []string{res.ContentType}
+	} else {
+		h["Content-Type"] = contentTypeOctet
+	}
 	if r.Method == http.MethodHead {
 		h["Content-Length"] = hb.vals[1:2:2]
 		w.WriteHeader(http.StatusOK)

@@ -132,13 +132,13 @@ func TestWrongMethodIs405WithAllow(t *testing.T) {
 	for _, tc := range []struct {
 		method, path, allow string
 	}{
-		{http.MethodPost, keyPath("g", "k"), "GET, HEAD, DELETE"},
-		{http.MethodPut, keyPath("g", "a/b"), "GET, HEAD, DELETE"},
+		{http.MethodPost, keyPath("g", "k"), "GET, HEAD, PUT, DELETE"},
+		{http.MethodPatch, keyPath("g", "a/b"), "GET, HEAD, PUT, DELETE"},
 		{http.MethodPost, "/groups/g", "GET, DELETE"},
 		{http.MethodDelete, "/groups", "GET"},
 		{http.MethodPost, "/healthz", "GET"},
 		{http.MethodPut, "/metrics", "GET"},
-		{"PURGE", keyPath("g", "k"), "GET, HEAD, DELETE"},
+		{"PURGE", keyPath("g", "k"), "GET, HEAD, PUT, DELETE"},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			resp, body := n.do(t, tc.method, tc.path)

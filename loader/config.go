@@ -3,6 +3,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"mime"
 	"net/url"
 	"strings"
 	"time"
@@ -134,6 +135,10 @@ type SQLConfig struct {
 	// same way (a bare NOTIFY folds it to lower case; prefer lower case). Empty: nothing is
 	// heard, and a changed row is served until its TTL runs out or it is DELETEd.
 	ListenChannel string `yaml:"listen_channel"`
+	// ContentType is the media type of every value of the group, served as Content-Type,
+	// for example "application/json" when the query returns JSON; a query cannot choose it
+	// per row. Empty: none (the API serves application/octet-stream).
+	ContentType string `yaml:"content_type"`
 }
 
 var (
@@ -229,6 +234,11 @@ func (c SQLConfig) Validate() error {
 	}
 	if c.QueryTimeout < 0 {
 		fail("QueryTimeout", "must be >= 0s, got %v", c.QueryTimeout)
+	}
+	if c.ContentType != "" {
+		if _, _, err := mime.ParseMediaType(c.ContentType); err != nil {
+			fail("ContentType", "%q is not a media type: %v", c.ContentType, err)
+		}
 	}
 	if c.ListenChannel != "" {
 		if c.Driver == "sqlite" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,10 @@ var ErrTooLarge = errors.New("value too large")
 // can make it read outside the directory: keys that would leave it lexically (absolute, "..",
 // NUL bytes) fail with group.ErrInvalidKey, and symlinks that point outside fail with
 // group.ErrNotFound, before any byte is read. Directories and other non-regular files (FIFOs,
-// devices) are not found. Values carry no TTL of their own: the group's TTL applies.
+// devices) are not found. Values carry no TTL of their own: the group's TTL applies. A value's
+// Content-Type is the one mime.TypeByExtension gives its extension (text/plain;
+// charset=utf-8 for .txt; none for an unknown extension) and its Last-Modified is the file's
+// modification time.
 //
 // File is safe for concurrent use. Close releases the directory handle.
 type File struct {
@@ -79,7 +83,9 @@ func (f *File) Load(ctx context.Context, key string) (group.Value, error) {
 	if err != nil {
 		return group.Value{}, fmt.Errorf("file loader: reading %q: %w", key, err)
 	}
-	return group.Value{Bytes: data}, nil
+	// The type comes from the extension alone (never sniffed from the bytes, which would let
+	// a file's content choose how a browser treats it); the mtime is the file's.
+	return group.Value{Bytes: data, ContentType: mime.TypeByExtension(filepath.Ext(name)), LastModified: st.ModTime()}, nil
 }
 
 // Close releases the root directory. Loads after Close fail.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/groupcached/groupcached/group"
 )
@@ -128,6 +129,33 @@ func TestFileLoad(t *testing.T) {
 			t.Fatalf("Load with a cancelled context: %v, want context.Canceled", err)
 		}
 	})
+}
+
+// A file's Content-Type comes from its extension, its Last-Modified from its mtime.
+func TestFileMetadata(t *testing.T) {
+	root := fileTree(t)
+	mtime := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	if err := os.Chtimes(filepath.Join(root, "hello.txt"), mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFile(FileConfig{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, tt := range []struct{ key, contentType string }{
+		{"hello.txt", "text/plain; charset=utf-8"},
+		{"sub/deeper/x.json", "application/json"},
+		{"empty", ""},
+	} {
+		v, err := f.Load(context.Background(), tt.key)
+		if err != nil || v.ContentType != tt.contentType {
+			t.Errorf("Load(%q) Content-Type = %q, %v; want %q", tt.key, v.ContentType, err, tt.contentType)
+		}
+	}
+	if v, _ := f.Load(context.Background(), "hello.txt"); !v.LastModified.Equal(mtime) {
+		t.Errorf("Load(hello.txt) Last-Modified = %v, want the mtime %v", v.LastModified, mtime)
+	}
 }
 
 func TestFileOpenAndClose(t *testing.T) {

@@ -188,7 +188,10 @@ func (h *HTTP) Load(ctx context.Context, key string) (group.Value, error) {
 	if err != nil {
 		return group.Value{}, h.requestError(ctx, key, err)
 	}
-	v := group.Value{Bytes: body}
+	v := group.Value{Bytes: body, ContentType: resp.Header.Get("Content-Type")}
+	if lm, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
+		v.LastModified = lm
+	}
 	if h.useTTL {
 		v.TTL = originTTL(resp.Header)
 	}

@@ -80,6 +80,10 @@ func newOrigin(t *testing.T, other string) *origin {
 			}
 		case "exact":
 			_, _ = w.Write([]byte(strings.Repeat("z", 64)))
+		case "typed":
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Last-Modified", "Mon, 30 Nov 2026 08:00:00 GMT")
+			_, _ = w.Write([]byte(`{"typed":true}`))
 		case "ttl":
 			w.Header().Set("Cache-Control", "public, max-age=60")
 			_, _ = w.Write([]byte("fresh for a minute"))
@@ -284,6 +288,20 @@ func TestHTTPOriginTTL(t *testing.T) {
 				t.Fatalf("Load(ttl) = TTL %v, %v; want %v", v.TTL, err, tt.want)
 			}
 		})
+	}
+}
+
+// The origin's Content-Type and Last-Modified become the value's; an unparsable date is none.
+func TestHTTPMetadata(t *testing.T) {
+	o := newOrigin(t, "")
+	h := newHTTPLoader(t, HTTPConfig{URL: o.srv.URL + "/items/{key}"})
+	v, err := h.Load(context.Background(), "typed")
+	want := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	if err != nil || v.ContentType != "application/json" || !v.LastModified.Equal(want) {
+		t.Fatalf("Load(typed) = %q, %v, %v; want application/json, %v", v.ContentType, v.LastModified, err, want)
+	}
+	if v, err := h.Load(context.Background(), "ttl"); err != nil || !v.LastModified.IsZero() {
+		t.Fatalf("Load(ttl) = Last-Modified %v, %v; want none", v.LastModified, err)
 	}
 }
 

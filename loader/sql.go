@@ -33,9 +33,10 @@ import (
 //
 // SQL is safe for concurrent use. Close closes the pool.
 type SQL struct {
-	db      *sql.DB
-	query   string
-	timeout time.Duration
+	db          *sql.DB
+	query       string
+	timeout     time.Duration
+	contentType string // every value's Content-Type (SQLConfig.ContentType)
 
 	// listen holds what Watch needs; nil without a ListenChannel.
 	listen *listener
@@ -71,7 +72,7 @@ func NewSQL(cfg SQLConfig) (*SQL, error) {
 	db.SetMaxOpenConns(cfg.MaxOpenConns)
 	db.SetMaxIdleConns(cfg.MaxIdleConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &SQL{db: db, query: cfg.Query, timeout: cfg.QueryTimeout}
+	s := &SQL{db: db, query: cfg.Query, timeout: cfg.QueryTimeout, contentType: cfg.ContentType}
 
 	ctx, cancel := context.WithTimeout(context.Background(), max(cfg.QueryTimeout, 5*time.Second))
 	defer cancel()
@@ -179,9 +180,9 @@ func (s *SQL) Load(ctx context.Context, key string) (group.Value, error) {
 	case nil:
 		return group.Value{}, fmt.Errorf("sql loader: %q: NULL: %w", key, group.ErrNotFound)
 	case []byte: // database/sql hands *any a copy, which the group may keep
-		return group.Value{Bytes: v}, nil
+		return group.Value{Bytes: v, ContentType: s.contentType}, nil
 	case string:
-		return group.Value{Bytes: []byte(v)}, nil
+		return group.Value{Bytes: []byte(v), ContentType: s.contentType}, nil
 	default:
 		return group.Value{}, fmt.Errorf("sql loader: %q: the column is %T, want text or bytes (cast it in the query)", key, col)
 	}

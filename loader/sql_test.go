@@ -146,6 +146,14 @@ func TestSQLLoad(t *testing.T) {
 			}
 			// The key was bound, not spliced: the table survived the injection attempt.
 			checkLoad(t, s, "hello", "world", nil, false)
+			if v := checkLoad(t, s, "hello", "world", nil, false); v.ContentType != "" {
+				t.Errorf("Content-Type %q without content_type", v.ContentType)
+			}
+			typed := newSQLLoader(t, SQLConfig{Driver: b.driver, DSN: b.dsn, ContentType: "application/json",
+				Query: fmt.Sprintf("SELECT v FROM %s WHERE k = %s", table, b.param)})
+			if v := checkLoad(t, typed, "hello", "world", nil, false); v.ContentType != "application/json" {
+				t.Errorf("Content-Type %q, want content_type's application/json", v.ContentType)
+			}
 		})
 	}
 }

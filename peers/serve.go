@@ -211,7 +211,7 @@ func (h wireHandler) Fetch(ctx context.Context, groupName, key string) (wire.Val
 		return wire.Value{}, &wire.Error{Code: wire.CodeLoadFailed, Message: fmt.Sprintf(
 			"value of %d bytes is above group %q's limit for peers (%d bytes)", len(res.Bytes), groupName, s.maxValue)}
 	}
-	return wire.Value{Bytes: res.Bytes, TTL: res.TTL}, nil
+	return wire.Value{Bytes: res.Bytes, TTL: res.TTL, ContentType: res.ContentType, LastModified: res.LastModified}, nil
 }
 
 func (h wireHandler) Remove(_ context.Context, groupName, key string) error {
@@ -222,6 +222,23 @@ func (h wireHandler) Remove(_ context.Context, groupName, key string) error {
 	s.g.RemoveLocal(key)
 	return nil
 }
+
+// Set stores a value a peer sent with SetLocal, which never forwards it: the sender found
+// this node the key's owner. A value above the group's limit is refused.
+func (h wireHandler) Set(_ context.Context, groupName, key string, v wire.Value) error {
+	s, err := h.group(groupName)
+	if err != nil {
+		return err
+	}
+	if int64(len(v.Bytes)) > s.maxValue {
+		return &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf(
+			"value of %d bytes is above group %q's limit for peers (%d bytes)", len(v.Bytes), groupName, s.maxValue)}
+	}
+	s.g.SetLocal(key, group.Value(v))
+	return nil
+}
+
+var _ wire.SetHandler = wireHandler{}
 
 func (h wireHandler) Purge(_ context.Context, groupName string) error {
 	s, err := h.group(groupName)

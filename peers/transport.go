@@ -205,6 +205,27 @@ func (p *wirePeer) remoteError(err error) *RemoteError {
 	return &RemoteError{Peer: p.name, Code: we.Code.String(), Message: we.Message, kind: codeError(we.Code)}
 }
 
+var _ group.SetPeer = (*wirePeer)(nil)
+
+// Set sends the value to the peer, the key's owner, with the wire's set message, and waits
+// for its acknowledgement within FetchTimeout. Errors keep their meaning as for a fetch.
+func (p *wirePeer) Set(ctx context.Context, groupName, key string, v group.Value) error {
+	if p.client == nil {
+		return fmt.Errorf("setting %q on peer %s: %w: %w", key, p.name, group.ErrPeerUnavailable, p.unusable())
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.c.cfg.FetchTimeout)
+	defer cancel()
+	err := p.client.Set(ctx, groupName, key, wire.Value(v))
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, wire.ErrUnavailable) && wire.CodeOf(err) != 0:
+		return p.remoteError(err)
+	default:
+		return fmt.Errorf("setting %q on peer %s at %s: %w: %w", key, p.name, p.addr, group.ErrPeerUnavailable, err)
+	}
+}
+
 // invalidate sends one remove (or a purge, when purge is set) to the peer and waits for its
 // confirmation, within FetchTimeout.
 func (p *wirePeer) invalidate(ctx context.Context, purge bool, groupName, key string) error {

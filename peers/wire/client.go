@@ -134,6 +134,22 @@ func (c *Client) Remove(ctx context.Context, group, key string) error {
 	return cl.err
 }
 
+// Set asks the peer to store v as key's value (the set message) and waits for its
+// acknowledgement. v.Bytes is only read, and must not change until Set returns.
+func (c *Client) Set(ctx context.Context, group, key string, v Value) error {
+	if err := c.checkRequest(group, key, true); err != nil {
+		return err
+	}
+	if len(v.Bytes) > c.cfg.MaxValueBytes {
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("value of %d bytes, limit %d, refused before sending", len(v.Bytes), c.cfg.MaxValueBytes)}
+	}
+	cl := &call{typ: typeSet, done: make(chan struct{}), val: v}
+	if err := c.do(ctx, cl, group, key, nil); err != nil {
+		return err
+	}
+	return cl.err
+}
+
 // Purge asks the peer to drop every key of group and waits for its acknowledgement.
 func (c *Client) Purge(ctx context.Context, group string) error {
 	if err := c.checkRequest(group, "", false); err != nil {

@@ -24,7 +24,7 @@ type call struct {
 	fn   func(Value, error)    // FetchFunc
 	bfn  func([]Result, error) // FetchBatchFunc
 
-	val      Value
+	val      Value // a set's value, sent; a fetch's, received
 	err      error
 	results  []Result // batch: Err is errPending until the key is answered
 	answered int
@@ -114,6 +114,10 @@ func (cc *clientConn) start(cl *call, group, key string, keys []string) {
 		b = appendKeyRequest(b, group, key)
 	case typeBatch:
 		b = appendBatchRequest(b, group, keys)
+	case typeSet:
+		b = appendSetRequest(b, group, key, cl.val)
+		_ = cc.w.finish(b, cl.typ, 0, id, cl.val.Bytes)
+		return
 	}
 	_ = cc.w.finish(b, cl.typ, 0, id, nil)
 }
@@ -161,7 +165,10 @@ func (cc *clientConn) fail(err error) {
 func (cc *clientConn) readLoop() {
 	maxValue := cc.c.cfg.MaxValueBytes
 	check := func(h header) error { return h.checkReply(maxValue) }
-	own := func(h header) bool { return h.flags == 0 && (h.typ == typeFetchReply || h.typ == typeBatchItem) }
+	// A success (with or without metadata) is a value the caller keeps; an error is not.
+	own := func(h header) bool {
+		return h.flags&flagError == 0 && (h.typ == typeFetchReply || h.typ == typeBatchItem)
+	}
 	for {
 		h, p, err := cc.r.next(check, own)
 		if err == nil {
@@ -208,7 +215,7 @@ func (cc *clientConn) handle(h header, p []byte) error {
 		err = protocolError("reply type %#x to request type %#x", h.typ, cl.typ)
 	case h.typ == typeFetchReply:
 		cl.val, cl.err = parseResult(h.flags, p, true)
-	case h.typ == typeRemoveAck || h.typ == typePurgeAck:
+	case h.typ == typeRemoveAck || h.typ == typePurgeAck || h.typ == typeSetAck:
 		_, cl.err = parseResult(h.flags, p, false)
 	}
 	if err == nil && errors.Is(cl.err, ErrProtocol) {

@@ -318,6 +318,11 @@ func (c ServerConfig) maxRequest() int {
 	return 1 + MaxGroupBytes + 2 + c.MaxBatchKeys*(4+c.MaxKeyBytes)
 }
 
+// maxSet is the largest set message a server reads: a key, a TTL, metadata and a value.
+func (c ServerConfig) maxSet() int64 {
+	return int64(1+MaxGroupBytes+4+c.MaxKeyBytes+ttlLen+maxMetaLen) + int64(c.MaxValueBytes)
+}
+
 // checkName accepts a node name that can travel in an HTTP header: 1–255 bytes of printable
 // ASCII without spaces.
 func checkName(field, name string, required bool) error {

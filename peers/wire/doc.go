@@ -14,8 +14,9 @@
 // the 101 each side sends frames: a 10-byte header (u32 payload length, u8 type, u8 flags, u32
 // request id), the payload and, when a cluster secret is set, a 16-byte tag. Requests: fetch
 // (group, key), batch fetch (group, up to MaxBatchKeys keys), remove, purge, ping; replies: a
-// result per request (u64 remaining TTL in nanoseconds and the value, or an error code and a
-// message of at most MaxMessageBytes), one item per key of a batch (each answered as soon as
+// result per request (u64 remaining TTL in nanoseconds, then, flagged, the value's
+// Content-Type (at most MaxContentTypeBytes) and Last-Modified (Unix seconds), and the value;
+// or an error code and a message of at most MaxMessageBytes), one item per key of a batch (each answered as soon as
 // it is known; the client reassembles them in order), pong; and GoAway from the server. Types
 // 0x05–0x3f are reserved (peek, push, set come with version 2, negotiated in the upgrade); a
 // server answers a type it does not know bad_request.

@@ -67,7 +67,7 @@ var _ group.Peer = peer{}
 func (p peer) Fetch(ctx context.Context, groupName, key string) (group.Value, error) {
 	v, err := p.c.Fetch(ctx, groupName, key)
 	if err == nil {
-		return group.Value(v), nil // the same fields: a conversion, no copy
+		return group.Value{Bytes: v.Bytes, TTL: v.TTL}, nil
 	}
 	if errors.Is(err, wire.ErrUnavailable) { // first: shutting_down also carries a code
 		return group.Value{}, fmt.Errorf("%w: %w", group.ErrPeerUnavailable, err)

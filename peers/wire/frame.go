@@ -28,7 +28,7 @@ const (
 	typePurge  msgType = 0x04 // [u8 glen][group]               → purgeReply: ack
 	typePeek   msgType = 0x05 // reserved: ask a previous owner's memory only (hand-off issue)
 	typePush   msgType = 0x06 // reserved: hand a value to its new owner (hand-off issue)
-	typeSet    msgType = 0x07 // reserved: writes (writes-and-batches issue)
+	typeSet    msgType = 0x07 // [u8 glen][group][u32 klen][key][u64 ttl][meta][value] → setAck: ack
 	// 0x08–0x3f: reserved requests. A server answers an unknown request type with
 	// CodeBadRequest, so a newer client learns the feature is missing without a hang.
 	maxRequestType msgType = 0x3f
@@ -41,12 +41,19 @@ const (
 	typeBatchItem  = typeBatch | replyBit  // [u32 index] result; index allItems: the whole batch
 	typeRemoveAck  = typeRemove | replyBit // result without TTL and value
 	typePurgeAck   = typePurge | replyBit  // result without TTL and value
+	typeSetAck     = typeSet | replyBit    // result without TTL and value
 	typePong       = typePing | replyBit   // empty
 )
 
 // flagError marks a result frame whose payload is [u8 code][message] instead of a success.
-// No other flag exists in version 1: a frame with another bit set is a protocol error.
-const flagError = 0x01
+// flagMeta marks a success result whose TTL is followed by the value's metadata:
+// [u64 ttl][meta][value] instead of [u64 ttl][value], so a value without metadata costs no
+// byte more. meta is [u8 ctlen][content type][i64 last modified, Unix seconds; 0: unknown].
+// A frame with another bit set, or with both, is a protocol error.
+const (
+	flagError = 0x01
+	flagMeta  = 0x02
+)
 
 // allItems, as a batchItem's index, is a verdict on the whole batch (bad_request: too many
 // keys); it completes every key not answered yet.
@@ -57,6 +64,11 @@ const (
 	MaxGroupBytes = 255 // a group name's length travels in one byte
 	ttlLen        = 8
 	indexLen      = 4
+
+	// MaxContentTypeBytes bounds a value's Content-Type on the wire (its length travels in
+	// one byte); a longer one is not sent.
+	MaxContentTypeBytes = 255
+	maxMetaLen          = 1 + MaxContentTypeBytes + 8
 )
 
 // header is a decoded frame header.
@@ -119,7 +131,7 @@ func (h header) checkReply(maxValue int) error {
 		max = ttlLen + int64(maxValue)
 	case typeBatchItem:
 		max = indexLen + ttlLen + int64(maxValue)
-	case typeRemoveAck, typePurgeAck:
+	case typeRemoveAck, typePurgeAck, typeSetAck:
 		max = 0
 	case typePong:
 		max = 0
@@ -134,8 +146,14 @@ func (h header) checkReply(maxValue int) error {
 	default:
 		return protocolError("type %#x is not a reply", h.typ)
 	}
-	if h.flags&^flagError != 0 {
+	if h.flags&^(flagError|flagMeta) != 0 || h.flags == flagError|flagMeta {
 		return protocolError("reply type %#x with flags %#x", h.typ, h.flags)
+	}
+	if h.flags&flagMeta != 0 {
+		if h.typ != typeFetchReply && h.typ != typeBatchItem {
+			return protocolError("reply type %#x with flags %#x", h.typ, h.flags)
+		}
+		max += maxMetaLen
 	}
 	if h.flags&flagError != 0 {
 		max = 1 + MaxMessageBytes
@@ -164,6 +182,89 @@ func parseKeyRequest(p []byte) (group, key []byte, err error) {
 	}
 	n := 1 + int(p[0])
 	return p[1:n], p[n:], nil
+}
+
+// appendSetRequest appends the payload of a set up to its value, metadata included (always:
+// a set is rare, and one layout is simpler). The caller has checked the bounds.
+func appendSetRequest(b []byte, group, key string, v Value) []byte {
+	b = append(b, byte(len(group)))
+	b = append(b, group...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(key)))
+	b = append(b, key...)
+	b = appendTTL(b, v.TTL)
+	return appendMeta(b, v)
+}
+
+// parseSetRequest splits a set payload; value aliases p.
+func parseSetRequest(p []byte) (group, key []byte, v Value, err error) {
+	if len(p) < 1 || len(p) < 1+int(p[0])+4 {
+		return nil, nil, Value{}, protocolError("set of %d bytes too short for its group and key length", len(p))
+	}
+	n := 1 + int(p[0])
+	group = p[1:n]
+	klen := int64(binary.BigEndian.Uint32(p[n:]))
+	n += 4
+	if int64(len(p)-n) < klen+ttlLen {
+		return nil, nil, Value{}, protocolError("set of %d bytes too short for a %d-byte key and a TTL", len(p), klen)
+	}
+	key = p[n : n+int(klen)]
+	n += int(klen)
+	ttl := time.Duration(binary.BigEndian.Uint64(p[n:]))
+	if ttl < 0 {
+		return nil, nil, Value{}, protocolError("set with a negative TTL")
+	}
+	v, err = parseMeta(p[n+ttlLen:])
+	if err != nil {
+		return nil, nil, Value{}, err
+	}
+	v.TTL = ttl
+	return group, key, v, nil
+}
+
+// hasMeta reports whether v has metadata that travels.
+func hasMeta(v Value) bool {
+	return (v.ContentType != "" && len(v.ContentType) <= MaxContentTypeBytes) || !v.LastModified.IsZero()
+}
+
+// appendMeta appends v's metadata: a Content-Type over the bound is left out.
+func appendMeta(b []byte, v Value) []byte {
+	ct := v.ContentType
+	if len(ct) > MaxContentTypeBytes {
+		ct = ""
+	}
+	b = append(b, byte(len(ct)))
+	b = append(b, ct...)
+	var lm int64
+	if !v.LastModified.IsZero() {
+		lm = v.LastModified.Unix()
+	}
+	return binary.BigEndian.AppendUint64(b, uint64(lm))
+}
+
+// parseMeta decodes the metadata at the start of p and returns it in a Value whose Bytes are
+// the rest of p (aliasing it).
+func parseMeta(p []byte) (Value, error) {
+	if len(p) < 1 || len(p) < 1+int(p[0])+8 {
+		return Value{}, protocolError("metadata of %d bytes too short", len(p))
+	}
+	n := 1 + int(p[0])
+	v := Value{ContentType: string(p[1:n])}
+	if lm := int64(binary.BigEndian.Uint64(p[n:])); lm != 0 {
+		v.LastModified = time.Unix(lm, 0).UTC()
+	}
+	rest := p[n+8:]
+	v.Bytes = rest[:len(rest):len(rest)]
+	return v, nil
+}
+
+// appendSuccess appends a success result's part before its value and returns the frame's
+// flags: flagMeta when v has metadata.
+func appendSuccess(b []byte, v Value) ([]byte, uint8) {
+	b = appendTTL(b, v.TTL)
+	if !hasMeta(v) {
+		return b, 0
+	}
+	return appendMeta(b, v), flagMeta
 }
 
 // appendBatchRequest appends the payload of a batch fetch. The caller has checked the bounds.
@@ -263,5 +364,10 @@ func parseResult(flags uint8, p []byte, withValue bool) (Value, error) {
 	if ttl > math.MaxInt64 {
 		return Value{}, protocolError("negative TTL")
 	}
-	return Value{Bytes: p[ttlLen:len(p):len(p)], TTL: time.Duration(ttl)}, nil
+	if flags&flagMeta == 0 {
+		return Value{Bytes: p[ttlLen:len(p):len(p)], TTL: time.Duration(ttl)}, nil
+	}
+	v, err := parseMeta(p[ttlLen:])
+	v.TTL = time.Duration(ttl)
+	return v, err
 }

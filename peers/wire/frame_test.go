@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,7 +46,12 @@ func TestHeaderChecks(t *testing.T) {
 		{"batch item at the limit", header{typ: typeBatchItem, length: indexLen + ttlLen + maxValue}, false, nil},
 		{"error result over", header{typ: typeFetchReply, flags: flagError, length: 2 + MaxMessageBytes}, false, ErrTooLarge},
 		{"ack with payload", header{typ: typeRemoveAck, length: 1}, false, ErrTooLarge},
-		{"unknown flag", header{typ: typeFetchReply, flags: 2}, false, ErrProtocol},
+		{"unknown flag", header{typ: typeFetchReply, flags: 4}, false, ErrProtocol},
+		{"value with metadata at the limit", header{typ: typeFetchReply, flags: flagMeta, length: ttlLen + maxMetaLen + maxValue}, false, nil},
+		{"value with metadata one over", header{typ: typeFetchReply, flags: flagMeta, length: ttlLen + maxMetaLen + maxValue + 1}, false, ErrTooLarge},
+		{"batch item with metadata", header{typ: typeBatchItem, flags: flagMeta, length: indexLen + ttlLen + maxMetaLen + maxValue}, false, nil},
+		{"error and metadata", header{typ: typeFetchReply, flags: flagError | flagMeta}, false, ErrProtocol},
+		{"ack with metadata", header{typ: typeSetAck, flags: flagMeta}, false, ErrProtocol},
 		{"goaway with id", header{typ: typeGoAway, id: 1}, false, ErrProtocol},
 		{"request as reply", header{typ: typeFetch}, false, ErrProtocol},
 		{"reply declares 4 GiB", header{typ: typeFetchReply, length: math.MaxUint32}, false, ErrTooLarge},
@@ -150,6 +156,32 @@ func TestResultCodec(t *testing.T) {
 	v, err := parseResult(0, p, true)
 	if err != nil || string(v.Bytes) != "value" || v.TTL != 90*time.Second {
 		t.Fatalf("parseResult = %q, %v, %v", v.Bytes, v.TTL, err)
+	}
+	lm := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	for _, in := range []Value{
+		{Bytes: []byte("{}"), TTL: time.Minute, ContentType: "application/json", LastModified: lm},
+		{Bytes: []byte("x"), ContentType: "text/plain; charset=utf-8"},
+		{Bytes: nil, TTL: 1, LastModified: lm.Add(999 * time.Millisecond)},
+	} {
+		p, flags := appendSuccess(nil, in)
+		p = append(p, in.Bytes...)
+		got, err := parseResult(flags, p, true)
+		if err != nil || flags != flagMeta || string(got.Bytes) != string(in.Bytes) || got.TTL != in.TTL ||
+			got.ContentType != in.ContentType || !got.LastModified.Equal(in.LastModified.Truncate(time.Second)) {
+			t.Errorf("round trip of %+v = %+v, flags %#x, %v", in, got, flags, err)
+		}
+	}
+	if _, flags := appendSuccess(nil, Value{ContentType: strings.Repeat("x", MaxContentTypeBytes+1)}); flags != 0 {
+		t.Errorf("a Content-Type over the bound travels (flags %#x); it must be left out", flags)
+	}
+	if _, err := parseResult(flagMeta, append(appendTTL(nil, 1), 9, 'a'), true); !errors.Is(err, ErrProtocol) {
+		t.Errorf("metadata shorter than declared: err = %v, want ErrProtocol", err)
+	}
+	set := appendSetRequest(nil, "g", "k", Value{TTL: time.Second, ContentType: "text/html", LastModified: lm})
+	g, k, v, err := parseSetRequest(append(set, "body"...))
+	if err != nil || string(g) != "g" || string(k) != "k" || string(v.Bytes) != "body" || v.TTL != time.Second ||
+		v.ContentType != "text/html" || !v.LastModified.Equal(lm) {
+		t.Errorf("set round trip = %q %q %+v, %v", g, k, v, err)
 	}
 	neg := binary.BigEndian.AppendUint64(nil, 1<<63)
 	for _, tt := range []struct {

@@ -21,12 +21,14 @@ func FuzzFrameServer(f *testing.F) {
 	f.Add(append(rawFrame(typeRemove, 0, 3, appendKeyRequest(nil, "g", "k")), rawFrame(typePurge, 0, 4, []byte{1, 'g'})...))
 	f.Add(rawFrame(typePing, 0, 5, nil))
 	f.Add(rawFrame(typeSet, 0, 6, []byte("reserved")))
+	f.Add(rawFrame(typeSet, 0, 8, append(appendSetRequest(nil, "g", "k", Value{TTL: time.Second, ContentType: "text/plain"}), "v"...)))
 	f.Add(rawFrame(typeFetch, 0, 7, []byte{200, 'g'}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg := testServerConfig()
 		cfg.MaxStreams = 4
 		cfg.MaxBatchKeys = 8
 		cfg.MaxKeyBytes = 64
+		cfg.MaxValueBytes = 1024
 		cfg.Logger = slog.New(slog.DiscardHandler)
 		s, err := NewServer(cfg, &fakeHandler{})
 		if err != nil {
@@ -43,7 +45,7 @@ func FuzzFrameServer(f *testing.F) {
 			sc.slots <- struct{}{}
 		}
 		sc.cancel()
-		if max := s.cfg.maxRequest(); cap(sc.r.scratch) > max {
+		if max := max(int64(s.cfg.maxRequest()), s.cfg.maxSet()); int64(cap(sc.r.scratch)) > max {
 			t.Fatalf("read buffer of %d bytes, bound %d", cap(sc.r.scratch), max)
 		}
 	})
@@ -61,6 +63,9 @@ func FuzzFrameClient(f *testing.F) {
 	f.Add(append(rawFrame(typeRemoveAck, 0, 3, nil), rawFrame(typePurgeAck, flagError, 4, []byte{byte(CodeShuttingDown)})...))
 	f.Add(append(rawFrame(typePong, 0, 5, nil), rawFrame(typeGoAway, 0, 0, []byte{7, 'b', 'y', 'e'})...))
 	f.Add(rawFrame(typeFetchReply, 0, 6, ok))
+	meta, _ := appendSuccess(nil, Value{TTL: time.Minute, ContentType: "application/json", LastModified: time.Unix(1e9, 0)})
+	f.Add(rawFrame(typeFetchReply, flagMeta, 1, append(meta, "{}"...)))
+	f.Add(rawFrame(typeBatchItem, flagMeta, 2, append([]byte{0, 0, 0, 0}, meta...)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const maxValue = 1024
 		cfg := testClientConfig("127.0.0.1:1")

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,7 +22,11 @@ import (
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
 
-// fakeHandler answers "value of <key>" with a TTL of one hour, ErrNotFound for "missing",
+// typedModified is the Last-Modified of fakeHandler's key "typed".
+var typedModified = time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+
+// fakeHandler answers "value of <key>" (for a key starting with "typed", {"key":"<key>"} with
+// a Content-Type and typedModified) with a TTL of one hour, ErrNotFound for "missing",
 // and counts its calls; each method may be replaced.
 type fakeHandler struct {
 	fetch   func(ctx context.Context, group, key string) (Value, error)
@@ -37,8 +42,11 @@ func (h *fakeHandler) Fetch(ctx context.Context, group, key string) (Value, erro
 	if h.fetch != nil {
 		return h.fetch(ctx, group, key)
 	}
-	if key == "missing" {
+	switch {
+	case key == "missing":
 		return Value{}, &Error{Code: CodeNotFound, Message: "no such key"}
+	case strings.HasPrefix(key, "typed"):
+		return Value{Bytes: []byte(`{"key":"` + key + `"}`), TTL: time.Hour, ContentType: "application/json", LastModified: typedModified}, nil
 	}
 	return Value{Bytes: []byte("value of " + key), TTL: time.Hour}, nil
 }

@@ -37,7 +37,16 @@ type serverConn struct {
 // request, so when MaxStreams are being served it stops reading: backpressure.
 func (sc *serverConn) serve() error {
 	maxKey, maxBatch := sc.s.cfg.MaxKeyBytes, sc.s.cfg.maxRequest()
-	check := func(h header) error { return h.checkRequest(maxKey, maxBatch) }
+	maxSet := sc.s.cfg.maxSet()
+	check := func(h header) error {
+		if h.typ == typeSet && h.flags == 0 {
+			if int64(h.length) > maxSet {
+				return fmt.Errorf("%w: set of %d bytes, limit %d", ErrTooLarge, h.length, maxSet)
+			}
+			return nil
+		}
+		return h.checkRequest(maxKey, maxBatch)
+	}
 	never := func(header) bool { return false }
 	for {
 		h, p, err := sc.r.next(check, never)
@@ -72,7 +81,17 @@ func (sc *serverConn) start(h header, p []byte) error {
 	}
 	var group, key string
 	var keys []string
+	var val Value
 	switch h.typ {
+	case typeSet:
+		g, k, v, err := parseSetRequest(p)
+		if err != nil {
+			return err
+		}
+		// p is the reader's buffer, reused for the next frame: the value is copied once,
+		// and the group keeps that copy.
+		v.Bytes = append([]byte(nil), v.Bytes...)
+		group, key, val = sc.intern(g), string(k), v
 	case typeFetch, typeRemove, typePurge:
 		g, k, err := parseKeyRequest(p)
 		if err != nil {
@@ -100,7 +119,7 @@ func (sc *serverConn) start(h header, p []byte) error {
 		return sc.ctx.Err()
 	}
 	sc.s.requests.Add(1)
-	go sc.run(h.typ, h.id, group, key, keys)
+	go sc.run(h.typ, h.id, group, key, keys, val)
 	return nil
 }
 
@@ -115,7 +134,7 @@ func (sc *serverConn) intern(g []byte) string {
 }
 
 // run serves one request and answers it; the slot frees once the answer is queued.
-func (sc *serverConn) run(typ msgType, id uint32, group, key string, keys []string) {
+func (sc *serverConn) run(typ msgType, id uint32, group, key string, keys []string, val Value) {
 	defer func() {
 		if p := recover(); p != nil { // Remove or Purge; Fetch recovers in callFetch
 			sc.s.cfg.Logger.Error("peer wire: handler panicked", "peer", sc.peer, "group", group, "panic", p)
@@ -131,9 +150,8 @@ func (sc *serverConn) run(typ msgType, id uint32, group, key string, keys []stri
 			_ = sc.replyError(typeFetchReply, id, err)
 			return
 		}
-		b := sc.w.begin()
-		b = appendTTL(b, v.TTL)
-		_ = sc.w.finish(b, typeFetchReply, 0, id, v.Bytes)
+		b, flags := appendSuccess(sc.w.begin(), v)
+		_ = sc.w.finish(b, typeFetchReply, flags, id, v.Bytes)
 	case typeBatch:
 		sc.batch(id, group, keys)
 	case typeRemove:
@@ -144,6 +162,16 @@ func (sc *serverConn) run(typ msgType, id uint32, group, key string, keys []stri
 		_ = sc.ack(typeRemoveAck, id, err)
 	case typePurge:
 		_ = sc.ack(typePurgeAck, id, sc.s.h.Purge(sc.ctx, group))
+	case typeSet:
+		err := sc.checkKey(key)
+		if err == nil {
+			if sh, ok := sc.s.h.(SetHandler); ok {
+				err = sh.Set(sc.ctx, group, key, val)
+			} else {
+				err = &Error{Code: CodeBadRequest, Message: "this node does not store values"}
+			}
+		}
+		_ = sc.ack(typeSetAck, id, err)
 	}
 }
 
@@ -206,7 +234,8 @@ func (sc *serverConn) replyItem(id, index uint32, v Value, err error) error {
 		code, msg := sc.verdict(err)
 		return sc.w.finish(appendErrorResult(b, code, msg), typeBatchItem, flagError, id, nil)
 	}
-	return sc.w.finish(appendTTL(b, v.TTL), typeBatchItem, 0, id, v.Bytes)
+	b, flags := appendSuccess(b, v)
+	return sc.w.finish(b, typeBatchItem, flags, id, v.Bytes)
 }
 
 func (sc *serverConn) ack(typ msgType, id uint32, err error) error {

@@ -5,12 +5,18 @@ import (
 	"time"
 )
 
-// Value is a value and its remaining lifetime at the owner (zero: it never expires). Its
-// fields are those of group.Value, so the peers package converts one to the other with
-// group.Value(v). A Value a Client returns is the caller's: nothing else refers to its bytes.
+// Value is a value, its remaining lifetime at the owner (zero: it never expires) and its
+// metadata. Its fields are those of group.Value, so the peers package converts one to the
+// other with group.Value(v). A Value a Client returns is the caller's: nothing else refers to
+// its bytes.
+//
+// ContentType travels when it is at most MaxContentTypeBytes long (a longer one is dropped,
+// never cut into another type); LastModified travels with a second's precision, HTTP's.
 type Value struct {
-	Bytes []byte
-	TTL   time.Duration
+	Bytes        []byte
+	TTL          time.Duration
+	ContentType  string
+	LastModified time.Time
 }
 
 // Result is one key's answer in a batch: a Value, or Err (an *Error verdict, or an error
@@ -34,4 +40,11 @@ type Handler interface {
 	Fetch(ctx context.Context, group, key string) (Value, error)
 	Remove(ctx context.Context, group, key string) error
 	Purge(ctx context.Context, group string) error
+}
+
+// SetHandler is a Handler that also stores values sent with Client.Set: the peers package
+// implements it with the group's SetLocal, which never forwards. Set owns v.Bytes (a copy
+// made for it). A Handler without it answers a set with CodeBadRequest.
+type SetHandler interface {
+	Set(ctx context.Context, group, key string, v Value) error
 }

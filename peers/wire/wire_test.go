@@ -30,6 +30,27 @@ func TestRoundTripEveryMessage(t *testing.T) {
 			if err != nil || string(v.Bytes) != "value of k1" || v.TTL != time.Hour {
 				t.Fatalf("Fetch = %q, %v, %v; want the value with TTL 1h", v.Bytes, v.TTL, err)
 			}
+			typed := func(what, key string, v Value, err error) {
+				t.Helper()
+				if err != nil || string(v.Bytes) != `{"key":"`+key+`"}` || v.ContentType != "application/json" || !v.LastModified.Equal(typedModified) {
+					t.Errorf("%s(%s) = %+v, %v; want its value with its Content-Type and Last-Modified", what, key, v, err)
+				}
+			}
+			// The first value is checked after the second arrived: each is the caller's own
+			// memory, not the reader's buffer.
+			va, erra := c.Fetch(ctx, "things", "typed-a")
+			vb, errb := c.Fetch(ctx, "things", "typed-b")
+			typed("Fetch", "typed-a", va, erra)
+			typed("Fetch", "typed-b", vb, errb)
+			if res, err := c.FetchBatch(ctx, "things", []string{"k1", "typed-c", "typed-d"}); err == nil {
+				typed("FetchBatch", "typed-c", res[1].Value, res[1].Err)
+				typed("FetchBatch", "typed-d", res[2].Value, res[2].Err)
+				if res[0].ContentType != "" || !res[0].LastModified.IsZero() {
+					t.Errorf("FetchBatch(k1) = %+v: metadata it never had", res[0].Value)
+				}
+			} else {
+				t.Errorf("FetchBatch: %v", err)
+			}
 			if _, err := c.Fetch(ctx, "things", "missing"); CodeOf(err) != CodeNotFound || errors.Is(err, ErrUnavailable) {
 				t.Fatalf("Fetch(missing) err = %v, want the not_found verdict", err)
 			}
