@@ -31,7 +31,12 @@ type Server struct {
 	janitor bool // the janitor goroutine runs
 
 	requests atomic.Int64 // Handler calls in flight, for Shutdown
+	batches  atomic.Uint64
 }
+
+// BatchesServed returns how many batch requests this Server has served (each counted once,
+// whatever its number of keys), so that a node can show how its peers batch their fetches.
+func (s *Server) BatchesServed() uint64 { return s.batches.Load() }
 
 // NewServer returns a Server that answers requests with h.
 func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
