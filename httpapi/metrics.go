@@ -20,6 +20,9 @@ type metrics struct {
 
 	// requests counts and times every request (requestmetrics.go).
 	requests *requestMetrics
+
+	// mgetKeys counts the keys of batch reads by group and item status class (mget.go).
+	mgetKeys *prometheus.CounterVec
 }
 
 func newMetrics(groups []*group.Group, cluster Cluster) (*metrics, error) {
@@ -31,10 +34,16 @@ func newMetrics(groups []*group.Group, cluster Cluster) (*metrics, error) {
 			Help:      "Error answers of the HTTP API, by error code.",
 		}, []string{"code"}),
 		requests: newRequestMetrics(),
+		mgetKeys: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "mget_keys_total",
+			Help:      "Keys asked for in batch reads (POST /groups/{group}/mget), by group and by the status class of their item (code: 2xx, 4xx, 499 or 5xx).",
+		}, []string{"group", "code"}),
 	}
 	for _, c := range append([]prometheus.Collector{
 		newStatsCollector(groups, cluster),
 		m.httpErrors,
+		m.mgetKeys,
 		newBuildInfoGauge(ReadBuildInfo()),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -52,8 +52,9 @@ func TestFetchBatchAnswersPerKey(t *testing.T) {
 			}
 		}
 	}
-	if n := p.owner.c.Stats().BatchesServed; n != 1 {
-		t.Errorf("owner served %d batches, want 1", n)
+	// The over-long key is not sent.
+	if st := p.owner.c.Stats(); st.BatchesServed != 1 || st.BatchKeysServed != 5 {
+		t.Errorf("owner served %d batches of %d keys, want 1 of 5", st.BatchesServed, st.BatchKeysServed)
 	}
 
 	// Over the wire's bound: one message per maxBatchKeys keys.
@@ -66,8 +67,8 @@ func TestFetchBatchAnswersPerKey(t *testing.T) {
 			t.Fatalf("key %d: %q, %v", i, r.Value.Bytes, r.Err)
 		}
 	}
-	if n := p.owner.c.Stats().BatchesServed; n != 1+3 {
-		t.Errorf("owner served %d batches in all, want 4", n)
+	if st := p.owner.c.Stats(); st.BatchesServed != 1+3 || st.BatchKeysServed != uint64(5+len(many)) {
+		t.Errorf("owner served %d batches of %d keys in all, want 4 of %d", st.BatchesServed, st.BatchKeysServed, 5+len(many))
 	}
 }
 

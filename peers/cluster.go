@@ -277,7 +277,7 @@ func (c *Cluster) Stats() Stats {
 	st.ClockSkewRefused = c.skewRefused.Load()
 	st.AuthRefused = c.authRefused.Load()
 	st.Tombstones = c.tombs.stats()
-	st.BatchesServed = c.server.BatchesServed()
+	st.BatchesServed, st.BatchKeysServed = c.server.BatchesServed()
 	for _, p := range v.peers {
 		if p != nil {
 			st.PeerConns += p.conns()
