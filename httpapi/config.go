@@ -77,8 +77,8 @@ type Config struct {
 	// ReadTimeout, and both zero means no limit.
 	ReadHeaderTimeout time.Duration
 
-	// ReadTimeout bounds reading a whole request, headers and body (the API's requests have
-	// no body). Zero means no limit.
+	// ReadTimeout bounds reading a whole request, headers and body (a PUT's value, an mget's
+	// list of keys). Zero means no limit.
 	ReadTimeout time.Duration
 
 	// WriteTimeout bounds the time from the end of the request headers to the end of the
@@ -99,8 +99,9 @@ type Config struct {
 
 	// AdminToken, when set, is required as "Authorization: Bearer <token>" on every request
 	// that may change the cache: any method but GET, HEAD and OPTIONS outside the peer
-	// endpoints (today DELETE of a key or a group; a write route added later is covered by
-	// its method). Without it, or with another token, the answer is 401 "unauthorized" with a
+	// endpoints and the batch read POST /groups/{group}/mget, which only reads (today PUT and
+	// DELETE of a key, DELETE of a group; a write route added later is covered by its
+	// method). Without it, or with another token, the answer is 401 "unauthorized" with a
 	// WWW-Authenticate challenge. Tokens are compared in constant time (as SHA-256 digests).
 	// Reads never need it. It may not hold spaces or control characters. Zero: anyone who
 	// reaches the port may remove keys and purge groups (the command refuses that on a

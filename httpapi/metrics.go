@@ -70,6 +70,7 @@ type statsCollector struct {
 
 	members, ringRebuilds, fetchErrors, unreachable, invalidations, rebuildLatency *prometheus.Desc
 	peerConns, peerAuthRefused                                                     *prometheus.Desc
+	batchesServed, batchKeysServed                                                 *prometheus.Desc
 }
 
 func newStatsCollector(groups []*group.Group, cluster Cluster) *statsCollector {
@@ -103,13 +104,15 @@ func newStatsCollector(groups []*group.Group, cluster Cluster) *statsCollector {
 		sizingSampled:  desc("sizing_sampled_requests_total", "Requests the group's sizing estimator simulated.", g...),
 		sizingDropped:  desc("sizing_dropped_requests_total", "Sampled requests the sizing estimator skipped because another was being simulated.", g...),
 
-		members:        desc("cluster_members", "Alive members of the cluster, this node included."),
-		ringRebuilds:   desc("ring_rebuilds_total", "Times a new hash ring was swapped in."),
-		fetchErrors:    desc("peer_fetch_errors_total", "Peer fetches that failed on this node, any reason."),
-		unreachable:    desc("peer_unreachable_total", "Peer fetches that failed because the owner could not be reached."),
-		invalidations:  desc("invalidations_sent_total", "Remove and Purge broadcasts sent to the cluster."),
-		rebuildLatency: desc("ring_rebuild_latency_seconds", "Time from the last membership event to the ring swap."),
-		peerConns:      desc("peer_connections", "Peer wire connections this node holds to its peers."),
+		members:         desc("cluster_members", "Alive members of the cluster, this node included."),
+		ringRebuilds:    desc("ring_rebuilds_total", "Times a new hash ring was swapped in."),
+		fetchErrors:     desc("peer_fetch_errors_total", "Peer fetches that failed on this node, any reason."),
+		unreachable:     desc("peer_unreachable_total", "Peer fetches that failed because the owner could not be reached."),
+		invalidations:   desc("invalidations_sent_total", "Remove and Purge broadcasts sent to the cluster."),
+		rebuildLatency:  desc("ring_rebuild_latency_seconds", "Time from the last membership event to the ring swap."),
+		peerConns:       desc("peer_connections", "Peer wire connections this node holds to its peers."),
+		batchesServed:   desc("peer_batches_served_total", "Batch fetches (one mget's keys for this node, in one peer message) that other nodes sent this node."),
+		batchKeysServed: desc("peer_batch_keys_served_total", "Keys of the batch fetches other nodes sent this node."),
 		peerAuthRefused: desc("peer_auth_refused_total", "Peer connections refused by the authentication checks, by reason: clock_skew (the nodes' clocks disagree) or other (no or a bad MAC, not a member, a replay).",
 			"reason"),
 	}
@@ -123,6 +126,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.cacheBytes, c.cacheItems, c.evictions, c.expirations, c.capacity,
 		c.sizingHitRatio, c.sizingBytes, c.sizingSampled, c.sizingDropped,
 		c.members, c.ringRebuilds, c.fetchErrors, c.unreachable, c.invalidations, c.rebuildLatency,
+		c.batchesServed, c.batchKeysServed,
 		c.peerConns, c.peerAuthRefused,
 	} {
 		ch <- d
@@ -190,6 +194,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.peerConns, float64(cs.PeerConns))
 	counter(c.peerAuthRefused, int64(cs.ClockSkewRefused), "clock_skew")
 	counter(c.peerAuthRefused, int64(cs.AuthRefused-cs.ClockSkewRefused), "other")
+	counter(c.batchesServed, int64(cs.BatchesServed))
+	counter(c.batchKeysServed, int64(cs.BatchKeysServed))
 }
 
 // constHistogram turns group's per-bucket counts into Prometheus's cumulative buckets.

@@ -177,6 +177,11 @@ func TestMgetCluster(t *testing.T) {
 		!strings.Contains(string(body), `groupcached_http_requests_total{code="2xx",method="POST",route="/groups/{group}/mget"} 1`) {
 		t.Errorf("metrics of node-a lack the mget's request and keys:\n%s", grepLines(string(body), "mget"))
 	}
+	_, body = b.get(t, http.MethodGet, "/metrics")
+	if want := fmt.Sprintf("groupcached_peer_batch_keys_served_total %d", owned["node-b"]); !strings.Contains(string(body), "groupcached_peer_batches_served_total 1\n") ||
+		!strings.Contains(string(body), want) {
+		t.Errorf("metrics of node-b lack its one batch of %d keys:\n%s", owned["node-b"], grepLines(string(body), "batch"))
+	}
 }
 
 // TestMgetItems: repeated keys are loaded once and answered each time; an empty and an
