@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -92,5 +93,39 @@ func TestFetchBatchUnreachable(t *testing.T) {
 	}
 	if st := asker.c.Stats(); st.Unreachable != 3 {
 		t.Errorf("Unreachable %d, want 3", st.Unreachable)
+	}
+}
+
+// A Group's GetMany on a real cluster whose owner of some keys has just crashed (no leave,
+// connections cut): every key is still answered, and loaded once, by the asking node or the
+// surviving owner; none is lost to the dead owner's batch.
+func TestGetManyOwnerCrashed(t *testing.T) {
+	log := newLoadLog()
+	nodes := startCluster(t, 3, log, nil)
+	ring := names(nodes)
+	var keys []string
+	for i := 0; len(keys) < 30; i++ {
+		keys = append(keys, keyOwnedBy(t, ring, "node-"+strconv.Itoa(1+i%2), "crash-"+strconv.Itoa(i)))
+	}
+	byName(nodes, "node-2").stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	items := byName(nodes, "node-0").g.GetMany(ctx, keys)
+	for i, it := range items {
+		if it.Err != nil || string(it.Bytes) != "value of "+keys[i] {
+			t.Errorf("%s: %q, %v", keys[i], it.Bytes, it.Err)
+		}
+		if loads := log.loads(keys[i]); len(loads) != 1 || loads[0] == "node-2" {
+			t.Errorf("%s loaded by %v, want once, by a live node", keys[i], loads)
+		}
+	}
+	// Until node-0's ring drops node-2 (memberlist's failure detection, seconds), its keys'
+	// batch fails as unreachable and node-0 loads them itself.
+	if gs := byName(nodes, "node-0").g.Stats(); gs.FallbackLoads != 15 && slices.Contains(byName(nodes, "node-0").c.RingMembers(), "node-2") {
+		t.Errorf("node-0 fell back for %d keys while node-2 was still in its ring, want 15", gs.FallbackLoads)
+	}
+	st := byName(nodes, "node-1").c.Stats()
+	if st.BatchesServed != 1 {
+		t.Errorf("node-1 served %d batches, want 1", st.BatchesServed)
 	}
 }
