@@ -426,3 +426,18 @@ func TestGetManyCallerLeavesBatchGoesOn(t *testing.T) {
 		t.Errorf("%d batches, want 1", len(owner.sent()))
 	}
 }
+
+// BenchmarkGetManyHits: 100 keys, all in the main cache; one op is the 100 keys.
+func BenchmarkGetManyHits(b *testing.B) {
+	g := newTestGroup(b, &countingLoader{}, testConfig())
+	keys := keysOf("k", 100)
+	for _, it := range g.GetMany(context.Background(), keys) {
+		if it.Err != nil {
+			b.Fatal(it.Err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		g.GetMany(context.Background(), keys)
+	}
+}
