@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,10 +49,10 @@ type Item struct {
 	Err error
 }
 
-// getManyWorkers bounds the goroutines of one GetMany that wait for fills and make the local
-// loads: a slow key holds one of them, and a batch of a thousand cold keys does not start a
-// thousand loads at once (the peer wire serves a batch with 8; this side does the same job
-// for the keys this node owns).
+// getManyWorkers bounds the goroutines of one GetMany that make its local loads (and fetches
+// from plain Peers), and, apart, those that wait for its other fills: a slow key holds one of
+// them, and a thousand cold keys do not start a thousand loads at once (the peer wire serves
+// a batch with 8 goroutines; this is the same bound for the keys this node fills itself).
 const getManyWorkers = 16
 
 // GetMany returns the values of keys, in order: items[i] is what Get(ctx, keys[i]) would
@@ -92,8 +93,12 @@ type manyGet struct {
 
 	missed []int // the keys (first of each) that missed both caches
 	dups   []struct{ dup, first int }
-	// tasks are the blocking steps, run by getManyWorkers goroutines; each sets its item.
-	tasks []manyTask
+	// The blocking steps, each setting its item: fills are the local loads and the fetches
+	// from plain Peers; waits are the fills a batch started and those another caller drives.
+	// Each list has getManyWorkers goroutines of its own, so that slow local loads do not hold
+	// back the settling of a batch that has been answered, which concurrent Gets of its keys
+	// may be waiting for, nor the other way round.
+	fills, waits []manyTask
 }
 
 // manyTask is one blocking step of a GetMany. A task that must run drives a fill that
@@ -105,7 +110,7 @@ type manyTask struct {
 	do   func() (Result, error)
 }
 
-// lookup answers the keys found in the caches, counts every key as a Get, and records the
+// lookup answers the keys found in the caches, counts each distinct key as a Get, and records the
 // misses and the keys listed twice.
 func (m *manyGet) lookup(keys []string) {
 	g, s := m.g, m.g.stats.stripe()
@@ -172,7 +177,7 @@ func (m *manyGet) plan(keys []string) {
 func (m *manyGet) addFill(i int, key string, peer Peer) {
 	f, ctx := &m.g.flights, m.ctx
 	k := flightKey{key: key, remote: peer != nil}
-	m.tasks = append(m.tasks, manyTask{item: i, do: func() (Result, error) { return f.do(ctx, k, peer) }})
+	m.fills = append(m.fills, manyTask{item: i, do: func() (Result, error) { return f.do(ctx, k, peer) }})
 }
 
 // startBatch joins or starts the fills of b's keys. The fills it starts fetch through b (as
@@ -187,7 +192,7 @@ func (m *manyGet) startBatch(b *ownerBatch, keys []string) {
 		k := flightKey{key: keys[i], remote: true}
 		if c, ok := f.m[k]; ok {
 			done := c.join()
-			m.tasks = append(m.tasks, manyTask{item: i, do: func() (Result, error) { return c.wait(m.ctx, done) }})
+			m.waits = append(m.waits, manyTask{item: i, do: func() (Result, error) { return c.wait(m.ctx, done) }})
 			continue
 		}
 		led = append(led, f.add(k, b))
@@ -200,7 +205,7 @@ func (m *manyGet) startBatch(b *ownerBatch, keys []string) {
 			m.items[ledItems[j]].Result, m.items[ledItems[j]].Err = res, err
 			continue
 		}
-		m.tasks = append(m.tasks, manyTask{item: ledItems[j], must: true, do: func() (Result, error) {
+		m.waits = append(m.waits, manyTask{item: ledItems[j], must: true, do: func() (Result, error) {
 			return f.finish(m.ctx, c)
 		}})
 	}
@@ -210,34 +215,30 @@ func (m *manyGet) startBatch(b *ownerBatch, keys []string) {
 	}
 }
 
-// run runs the tasks on up to getManyWorkers goroutines, the caller's included.
+// run runs the fills and the waits, each list on up to getManyWorkers goroutines.
 func (m *manyGet) run() {
-	var next int
-	var mu sync.Mutex
-	work := func() {
-		for {
-			mu.Lock()
-			if next == len(m.tasks) {
-				mu.Unlock()
-				return
-			}
-			t := m.tasks[next]
-			next++
-			mu.Unlock()
-			it := &m.items[t.item]
-			if !t.must && m.ctx.Err() != nil {
-				it.Err = m.ctx.Err()
-				continue
-			}
-			it.Result, it.Err = t.do()
+	var wg sync.WaitGroup
+	for _, tasks := range [2][]manyTask{m.fills, m.waits} {
+		var next atomic.Int64
+		for range min(len(tasks), getManyWorkers) {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < int64(len(tasks)); i = next.Add(1) - 1 {
+					m.runTask(tasks[i])
+				}
+			})
 		}
 	}
-	var wg sync.WaitGroup
-	for range min(len(m.tasks), getManyWorkers) - 1 {
-		wg.Go(work)
-	}
-	work()
 	wg.Wait()
+}
+
+// runTask runs t and sets its item, unless ctx has ended and t need not run.
+func (m *manyGet) runTask(t manyTask) {
+	it := &m.items[t.item]
+	if !t.must && m.ctx.Err() != nil {
+		it.Err = m.ctx.Err()
+		return
+	}
+	it.Result, it.Err = t.do()
 }
 
 // begin is the start of lead for a fill that GetMany drives: it looks in the cache again and
