@@ -110,8 +110,8 @@ type manyTask struct {
 	do   func() (Result, error)
 }
 
-// lookup answers the keys found in the caches, counts each distinct key as a Get, and records the
-// misses and the keys listed twice.
+// lookup answers the keys found in the caches, counts each distinct key as a Get, and
+// records the misses and the keys listed twice.
 func (m *manyGet) lookup(keys []string) {
 	g, s := m.g, m.g.stats.stripe()
 	first := make(map[string]int, len(keys))
