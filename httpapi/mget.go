@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,7 +49,8 @@ type mgetItem struct {
 // group (404), a body that is not a JSON object {"keys":[strings]} sent as application/json
 // (400 bad_request), a body over MaxBatchRequestBytes or more keys than MaxBatchKeys (413
 // too_large). Otherwise the answer is 200 with one item per key: an empty or over-long key is
-// that item's 400 bad_key; values past MaxBatchResponseBytes are that item's 413 too_large.
+// that item's 400 bad_key; values past MaxBatchResponseBytes are that item's 413 too_large;
+// keys not filled within the group's load timeout are that item's 504 timeout.
 func (a *API) mget(w http.ResponseWriter, r *http.Request) {
 	g, err := a.lookupGroup(r, chi.URLParam(r, "group"))
 	if err != nil {
@@ -74,7 +76,13 @@ func (a *API) mget(w http.ResponseWriter, r *http.Request) {
 			valid = append(valid, key)
 		}
 	}
-	results := g.GetMany(r.Context(), valid)
+	// A GET waits at most one load timeout; so does an mget, whatever its number of keys:
+	// keys whose fill has not ended by then (queued behind slower ones, see
+	// group.GetMany) are answered 504 timeout, and the fills already started go on and
+	// cache their values for the next read.
+	ctx, cancel := context.WithTimeout(r.Context(), g.Config().LoadTimeout)
+	defer cancel()
+	results := g.GetMany(ctx, valid)
 	budget := a.batchResponseBytes()
 	var failed error // the first server-side failure, for the log
 	nFailed := 0

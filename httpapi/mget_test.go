@@ -317,6 +317,30 @@ func TestMgetNeedsNoToken(t *testing.T) {
 	}
 }
 
+// TestMgetBoundedByLoadTimeout: an mget waits at most the group's load timeout, however many
+// slow keys queue behind each other: the keys not filled by then are 504 timeout, and the keys
+// that were still queued are not loaded at all.
+func TestMgetBoundedByLoadTimeout(t *testing.T) {
+	n := startNode(t, LocalConfig(), nil)
+	keys := make([]string, 40)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("slow-%d", i)
+	}
+	for _, it := range mgetKeys(t, n.srv.Client(), n.srv.URL, keys) {
+		if it.Status != http.StatusGatewayTimeout || it.Code != CodeTimeout {
+			t.Errorf("%s: %d %q, want 504 timeout", it.Key, it.Status, it.Code)
+		}
+	}
+	started := 0
+	for _, k := range keys {
+		started += n.origin.count(k)
+	}
+	// GetMany loads 16 keys at a time: the first 16 take the whole load timeout.
+	if started >= len(keys) {
+		t.Errorf("%d of %d slow keys were loaded: the mget waited for all of them", started, len(keys))
+	}
+}
+
 func TestIsMgetPath(t *testing.T) {
 	for path, want := range map[string]bool{
 		"/groups/g/mget":      true,
