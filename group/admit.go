@@ -194,8 +194,8 @@ func (c Config) validateIsolation() []error {
 	if c.ErrorTTL < 0 {
 		errs = append(errs, FieldErrorf("ErrorTTL", "must be >= 0s (0s: failures not remembered), got %v", c.ErrorTTL))
 	}
-	if c.MaxErrorTTL < 0 || (c.MaxErrorTTL > 0 && c.MaxErrorTTL < c.ErrorTTL) {
-		errs = append(errs, FieldErrorf("MaxErrorTTL", "must be 0s or >= ErrorTTL (%v), got %v", c.ErrorTTL, c.MaxErrorTTL))
+	if c.MaxErrorTTL < 0 {
+		errs = append(errs, FieldErrorf("MaxErrorTTL", "must be >= 0s (at most ErrorTTL: no backoff), got %v", c.MaxErrorTTL))
 	}
 	if c.StaleWhileRevalidate < 0 {
 		errs = append(errs, FieldErrorf("StaleWhileRevalidate", "must be >= 0s (0s: off), got %v", c.StaleWhileRevalidate))

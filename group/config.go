@@ -82,8 +82,8 @@ type Config struct {
 	// nor is ErrOverloaded. Zero: failures are not remembered. DefaultConfig: 1 s.
 	ErrorTTL time.Duration
 
-	// MaxErrorTTL caps the backoff of ErrorTTL for a key that keeps failing. Must be >=
-	// ErrorTTL when ErrorTTL is set; zero means ErrorTTL (no backoff). DefaultConfig: 30 s.
+	// MaxErrorTTL caps the backoff of ErrorTTL for a key that keeps failing. At most
+	// ErrorTTL (zero included): no backoff. DefaultConfig: 30 s.
 	MaxErrorTTL time.Duration
 
 	// StaleWhileRevalidate: for this long after a value in the main cache expires, a Get
