@@ -73,8 +73,8 @@ type Config struct {
 	// DefaultConfig: 64 MiB.
 	MaxLoadingBytes int64
 
-	// ErrorTTL is how long a failed load (a loader error, a timeout, a panic, a value larger
-	// than the cache) is remembered: meanwhile a Get of the key, or a peer's request for it,
+	// ErrorTTL is how long a failed load (a loader error, a timeout, a value larger than the
+	// cache; not a panic) is remembered: meanwhile a Get of the key, or a peer's request for it,
 	// gets the remembered error without calling the origin. A key that fails again is
 	// remembered twice as long each time, up to MaxErrorTTL; a success forgets it. So a key
 	// whose origin keeps failing costs the origin about one call per ErrorTTL (then less)

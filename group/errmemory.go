@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Failure memory: a load that failed is remembered for Config.ErrorTTL, doubled for each
+// Failure memory: a load that failed (not one that panicked) is remembered for Config.ErrorTTL, doubled for each
 // consecutive failure up to Config.MaxErrorTTL, so that a key whose origin is failing costs
 // the origin about one call per ErrorTTL instead of one per request. The memory is consulted
 // where a local fill starts (Group.cached): concurrent requests share the failing fill
@@ -194,10 +194,13 @@ func (f *failureMemory) allowLog() (ok bool, held int64) {
 func (g *Group) rememberFailure(c *call, err error) {
 	key := c.key.key
 	ttl, streak := time.Duration(0), 1
-	g.flights.cacheUnlessStale(c, func() { ttl, streak = g.failures.remember(key, err) })
 	if errors.Is(err, ErrLoaderPanic) {
-		return // logged with its stack already
+		// A bug in the loader rather than the origin's failure: not remembered, so that a
+		// fixed loader (or a panic that depends on timing) is called again at once; logged
+		// with its stack already.
+		return
 	}
+	g.flights.cacheUnlessStale(c, func() { ttl, streak = g.failures.remember(key, err) })
 	if ok, held := g.failures.allowLog(); ok {
 		g.log.Error("load failed", "key", key, "err", err, "remembered_for", ttl, "consecutive_failures", streak,
 			"log_lines_suppressed", held)
