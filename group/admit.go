@@ -78,8 +78,8 @@ func (a *admission) fits(charge int64) bool {
 // It returns the load's charge, to hand back to release, or ErrOverloaded (wrapped) when the
 // queue is full or ctx ended before a slot freed.
 func (a *admission) acquire(ctx context.Context) (charge int64, err error) {
-	a.loading.Add(1)
 	if a.off() {
+		a.loading.Add(1)
 		return 0, nil
 	}
 	charge = a.estimate.Load()
@@ -88,11 +88,11 @@ func (a *admission) acquire(ctx context.Context) (charge int64, err error) {
 		a.inFlight++
 		a.charged += charge
 		a.mu.Unlock()
+		a.loading.Add(1)
 		return charge, nil
 	}
 	if len(a.queue) >= a.maxQueued {
 		a.mu.Unlock()
-		a.loading.Add(-1)
 		a.rejected.Add(1)
 		return 0, fmt.Errorf("%w (%d loading, %d queued)", ErrOverloaded, a.maxLoads, a.maxQueued)
 	}
@@ -103,12 +103,14 @@ func (a *admission) acquire(ctx context.Context) (charge int64, err error) {
 
 	select {
 	case <-w.ready:
+		a.loading.Add(1)
 		return w.charge, nil
 	case <-ctx.Done():
 	}
 	a.mu.Lock()
 	if w.granted { // granted while ctx ended: the slot is ours, use it
 		a.mu.Unlock()
+		a.loading.Add(1)
 		return w.charge, nil
 	}
 	for i, q := range a.queue {
@@ -118,7 +120,6 @@ func (a *admission) acquire(ctx context.Context) (charge int64, err error) {
 		}
 	}
 	a.mu.Unlock()
-	a.loading.Add(-1)
 	a.rejected.Add(1)
 	return 0, fmt.Errorf("%w: no load slot freed in time: %w", ErrOverloaded, ctx.Err())
 }
