@@ -18,6 +18,12 @@
 // loader fails its waiters instead of hanging them, a caller whose context ends stops waiting
 // at once, and the byte bound counts each entry's bookkeeping so that memory tracks it.
 //
+// A failure stays small: loader calls are bounded per node (Config.MaxConcurrentLoads, a
+// queue, a byte budget; past them ErrOverloaded, admit.go), a failed load is remembered for
+// Config.ErrorTTL with backoff so that a failing key costs the origin about one call per
+// ErrorTTL (errmemory.go), and an expired value can be served while it is refreshed or when
+// its load fails (Config.StaleWhileRevalidate, Config.StaleIfError; stale.go).
+//
 // Eviction is W-TinyLFU (github.com/maypok86/otter/v2): it keeps frequently used keys through
 // one-time scans that flush an LRU. BENCHMARKS.md has the hit ratios measured against
 // golang/groupcache's LRU.
