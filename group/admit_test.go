@@ -120,7 +120,9 @@ func TestAdmissionSkipsHitsAndPeerFetches(t *testing.T) {
 	if _, err := g.Get(t.Context(), "cached"); err != nil {
 		t.Fatal(err)
 	}
-	peer := &fakePeer{fn: func(_ context.Context, _, key string) (Value, error) { return Value{Bytes: []byte("remote " + key)}, nil }}
+	peer := &fakePeer{fn: func(_ context.Context, _, key string) (Value, error) {
+		return Value{Bytes: []byte("remote " + key)}, nil
+	}}
 	g.SetPeers(&ownerPicker{peer: peer, owns: func(key string) bool { return key == "remote" }})
 	go func() { _, _ = g.Get(context.Background(), "slow") }()
 	gt.waitEntered(t, 1)
