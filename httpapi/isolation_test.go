@@ -286,6 +286,10 @@ func TestStaleIfErrorServesTheLastValue(t *testing.T) {
 				t.Fatalf("GET on %s while the origin is down: %d %q", n.Name(), resp.StatusCode, body)
 			}
 			if n != owner {
+				// The owner sent its stale value as one that expires at once: never a hot copy.
+				if src := resp.Header.Get("X-Groupcached-Source"); src != "peer" {
+					t.Fatalf("GET on %s (not the owner) while the origin is down: source %q, want peer", n.Name(), src)
+				}
 				continue
 			}
 			h := resp.Header
