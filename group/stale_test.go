@@ -170,3 +170,35 @@ func TestStaleLimits(t *testing.T) {
 		}
 	})
 }
+
+// A refresh that fails leaves the expired value in place, and the failure is remembered: the
+// Gets that follow keep getting the stale value without asking the origin again.
+func TestFailedRevalidationKeepsServingStale(t *testing.T) {
+	l := &staleLoader{}
+	cfg := testConfig()
+	cfg.StaleWhileRevalidate = time.Hour
+	cfg.ErrorTTL = time.Hour
+	g := newTestGroup(t, l, cfg)
+	if _, err := g.Get(t.Context(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	expire(t, g, "k")
+	l.failing.Store(true)
+	if res, err := g.Get(t.Context(), "k"); err != nil || !res.Stale {
+		t.Fatalf("first Get after expiry = %q stale=%v %v", res.Bytes, res.Stale, err)
+	}
+	eventually(t, 10*time.Second, "the refresh failed and was remembered", func() bool { return g.failures.n.Load() == 1 })
+	for range 50 {
+		if res, err := g.Get(t.Context(), "k"); err != nil || string(res.Bytes) != "v1" || !res.Stale {
+			t.Fatalf("Get after the failed refresh = %q stale=%v %v", res.Bytes, res.Stale, err)
+		}
+	}
+	eventually(t, 10*time.Second, "the refreshes ended", func() bool {
+		n := 0
+		g.refreshing.Range(func(any, any) bool { n++; return true })
+		return n == 0
+	})
+	if n := l.calls.Load(); n != 2 {
+		t.Fatalf("loader calls = %d, want 2 (the load and one failed refresh)", n)
+	}
+}
