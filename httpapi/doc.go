@@ -36,7 +36,8 @@
 //
 // Clients read values with GET /groups/{group}/keys/{key}, where the key is one escaped path
 // segment of any bytes; the answer carries the value's ETag, a Cache-Control max-age from its
-// remaining TTL and an X-Groupcached-Source header (main, hot, peer or loader). POST
+// remaining TTL and an X-Groupcached-Source header (main, hot, peer or loader; stale, with
+// Warning and Age, for an expired value served under the group's stale settings). POST
 // /groups/{group}/mget reads many keys in one round trip (mget.go): a JSON list in, one item
 // per key out with its own status, bounded in keys, body and value bytes; the node sends one
 // peer request per owner for the keys it does not hold. PUT stores a value on its owner;
