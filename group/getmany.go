@@ -56,7 +56,7 @@ type Item struct {
 const getManyWorkers = 16
 
 // GetMany returns the values of keys, in order: items[i] is what Get(ctx, keys[i]) would
-// return. Keys found in the main or hot cache are answered at once; each other key has one
+// return (a stale value included, under the group's stale settings). Keys found in the main or hot cache are answered at once; each other key has one
 // fill, shared with every concurrent Get of it on this node (a key listed twice is filled
 // once and answered twice). The keys this node owns are loaded here; those owned by a peer
 // that is a BatchPeer are fetched with one FetchBatch per owner, the rest with a fetch each.
@@ -152,6 +152,13 @@ func (m *manyGet) plan(keys []string) {
 				peer = p
 			}
 		}
+		if g.main.grace > 0 && m.hasStale(key) {
+			// An expired value kept for the stale settings: the key is answered as Get
+			// answers it (stale.go), on its own.
+			ctx := m.ctx
+			m.fills = append(m.fills, manyTask{item: i, do: func() (Result, error) { return g.fillOrStale(ctx, key, false) }})
+			continue
+		}
 		if bp, ok := peer.(BatchPeer); ok && reflect.TypeOf(bp).Comparable() {
 			b := byOwner[bp]
 			if b == nil {
@@ -171,6 +178,14 @@ func (m *manyGet) plan(keys []string) {
 		}
 		m.startBatch(b, keys)
 	}
+}
+
+// hasStale reports whether the main cache keeps an expired value of key that the group's
+// stale settings may serve.
+func (m *manyGet) hasStale(key string) bool {
+	var e entry
+	_, ok := m.g.main.stale(key, &e)
+	return ok
 }
 
 // addFill adds a task that fills key as Get does: from peer, or locally when peer is nil.

@@ -441,3 +441,50 @@ func BenchmarkGetManyHits(b *testing.B) {
 		g.GetMany(context.Background(), keys)
 	}
 }
+
+// Under the stale settings GetMany answers an expired value as Get does: at once, with one
+// background refresh (stale-while-revalidate), or when its reload fails (stale-if-error).
+func TestGetManyServesStale(t *testing.T) {
+	l := &staleLoader{gate: newGate()}
+	cfg := testConfig()
+	cfg.StaleWhileRevalidate = time.Hour
+	g := newTestGroup(t, l, cfg)
+	if _, err := g.Get(t.Context(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	expire(t, g, "k")
+	l.gated.Store(true)
+	items := g.GetMany(t.Context(), []string{"k", "k"})
+	for i, it := range items {
+		if it.Err != nil || string(it.Bytes) != "v1" || !it.Stale || it.TTL != 0 {
+			t.Errorf("item %d: %q stale=%v ttl=%v %v", i, it.Bytes, it.Stale, it.TTL, it.Err)
+		}
+	}
+	l.gate.waitEntered(t, 1)
+	l.gated.Store(false)
+	l.gate.release()
+	eventually(t, 10*time.Second, "the refreshed value is served", func() bool {
+		it := g.GetMany(t.Context(), []string{"k"})[0]
+		return it.Err == nil && string(it.Bytes) == "v2" && !it.Stale
+	})
+	if st := g.Stats(); st.StaleRefreshes != 1 {
+		t.Errorf("%d refreshes, want 1", st.StaleRefreshes)
+	}
+
+	cfg = testConfig()
+	cfg.StaleIfError = time.Hour
+	l2 := &staleLoader{gate: newGate()}
+	g2 := newTestGroup(t, l2, cfg)
+	if _, err := g2.Get(t.Context(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	expire(t, g2, "k")
+	l2.failing.Store(true)
+	items = g2.GetMany(t.Context(), []string{"k", "fresh"})
+	if it := items[0]; it.Err != nil || string(it.Bytes) != "v1" || !it.Stale {
+		t.Errorf("stale-if-error: %q stale=%v %v", it.Bytes, it.Stale, it.Err)
+	}
+	if it := items[1]; it.Err == nil {
+		t.Errorf("a key with no stale value: %q, want the load's failure", it.Bytes)
+	}
+}

@@ -34,7 +34,9 @@ type mgetAnswer struct {
 // mgetItem is one key's answer: Status is the HTTP status a GET of the key would have had
 // (200, 404, 400, 502, 504, ...), Code and Error the error body's fields when it is not 200.
 // Value is base64 (standard, padded) in JSON; TTLSeconds is the remaining lifetime in whole
-// seconds, as a GET's max-age, absent for a value that never expires.
+// seconds, as a GET's max-age, absent for a value that never expires. A stale value (the
+// group's stale settings) has Stale set, TTLSeconds 0 and AgeSeconds the whole seconds since
+// it expired, as a GET's Age.
 type mgetItem struct {
 	Key         string `json:"key"`
 	Status      int    `json:"status"`
@@ -43,6 +45,8 @@ type mgetItem struct {
 	Value       []byte `json:"value,omitempty"`
 	TTLSeconds  *int64 `json:"ttl_seconds,omitempty"`
 	ContentType string `json:"content_type,omitempty"`
+	Stale       bool   `json:"stale,omitempty"`
+	AgeSeconds  *int64 `json:"age_seconds,omitempty"`
 }
 
 // mget answers POST /groups/{group}/mget. The request is refused as a whole for an unknown
@@ -85,6 +89,7 @@ func (a *API) mget(w http.ResponseWriter, r *http.Request) {
 	results := g.GetMany(ctx, valid)
 	budget := a.batchResponseBytes()
 	var failed error // the first server-side failure, for the log
+	overloaded := false
 	nFailed := 0
 	j := 0
 	for i := range items {
@@ -96,6 +101,7 @@ func (a *API) mget(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case res.Err != nil:
 			items[i].fail(res.Err)
+			overloaded = overloaded || items[i].Code == CodeOverloaded
 			if items[i].Status >= 500 && items[i].Code != CodeCanceled {
 				nFailed++
 				if failed == nil {
@@ -108,14 +114,25 @@ func (a *API) mget(w http.ResponseWriter, r *http.Request) {
 		default:
 			budget -= int64(len(res.Bytes))
 			items[i].Status, items[i].Value, items[i].ContentType = http.StatusOK, res.Bytes, res.ContentType
-			if res.TTL > 0 {
+			switch {
+			case res.Stale:
+				var zero int64
+				age := int64(res.Age / time.Second)
+				items[i].Stale, items[i].TTLSeconds, items[i].AgeSeconds = true, &zero, &age
+			case res.TTL > 0:
 				ttl := int64(res.TTL / time.Second)
 				items[i].TTLSeconds = &ttl
 			}
 		}
 	}
 	if failed != nil {
-		a.log.Error("batch read: keys failed", "path", r.URL.Path, "failed", nFailed, "keys", len(keys), "first", failed)
+		if ok, held := a.errLog.allow(time.Now()); ok {
+			a.log.Error("batch read: keys failed", "path", r.URL.Path, "failed", nFailed, "keys", len(keys), "first", failed,
+				"log_lines_suppressed", held)
+		}
+	}
+	if overloaded {
+		w.Header()["Retry-After"] = overloadRetryAfter
 	}
 	for i := range items {
 		a.metrics.mgetKeys.WithLabelValues(g.Name(), statusClassLabel(items[i].Status)).Inc()
