@@ -168,6 +168,8 @@ type clusterStats struct {
 	Unreachable    uint64    `json:"unreachable"`
 	Invalidations  uint64    `json:"invalidations"`
 	RebuildLatency string    `json:"rebuild_latency"`
+	Ejected        int       `json:"ejected"`   // peers routed around now (outlier detection)
+	Ejections      uint64    `json:"ejections"` // times a peer was ejected
 }
 
 func (a *API) showCluster(w http.ResponseWriter, _ *http.Request) {
@@ -192,6 +194,8 @@ func (a *API) showCluster(w http.ResponseWriter, _ *http.Request) {
 		Unreachable:    st.Unreachable,
 		Invalidations:  st.Invalidations,
 		RebuildLatency: st.RebuildLatency.String(),
+		Ejected:        st.Ejected,
+		Ejections:      st.Ejections,
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -61,6 +61,7 @@ type statsCollector struct {
 
 	members, ringRebuilds, fetchErrors, unreachable, invalidations, rebuildLatency *prometheus.Desc
 	peerConns, peerAuthRefused                                                     *prometheus.Desc
+	peersEjected, peerEjections                                                    *prometheus.Desc
 }
 
 func newStatsCollector(groups []*group.Group, cluster Cluster) *statsCollector {
@@ -101,6 +102,8 @@ func newStatsCollector(groups []*group.Group, cluster Cluster) *statsCollector {
 		invalidations:  desc("invalidations_sent_total", "Remove and Purge broadcasts sent to the cluster."),
 		rebuildLatency: desc("ring_rebuild_latency_seconds", "Time from the last membership event to the ring swap."),
 		peerConns:      desc("peer_connections", "Peer wire connections this node holds to its peers."),
+		peersEjected:   desc("peers_ejected", "Peers this node routes around now (outlier detection: consecutive unreachable fetches); it loads their keys itself."),
+		peerEjections:  desc("peer_ejections_total", "Times this node ejected a peer from its routing after consecutive unreachable fetches."),
 		peerAuthRefused: desc("peer_auth_refused_total", "Peer connections refused by the authentication checks, by reason: clock_skew (the nodes' clocks disagree) or other (no or a bad MAC, not a member, a replay).",
 			"reason"),
 	}
@@ -115,6 +118,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.sizingHitRatio, c.sizingBytes, c.sizingSampled, c.sizingDropped,
 		c.members, c.ringRebuilds, c.fetchErrors, c.unreachable, c.invalidations, c.rebuildLatency,
 		c.peerConns, c.peerAuthRefused,
+		c.peersEjected, c.peerEjections,
 	} {
 		ch <- d
 	}
@@ -179,6 +183,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.invalidations, int64(cs.Invalidations))
 	gauge(c.rebuildLatency, cs.RebuildLatency.Seconds())
 	gauge(c.peerConns, float64(cs.PeerConns))
+	gauge(c.peersEjected, float64(cs.Ejected))
+	counter(c.peerEjections, int64(cs.Ejections))
 	counter(c.peerAuthRefused, int64(cs.ClockSkewRefused), "clock_skew")
 	counter(c.peerAuthRefused, int64(cs.AuthRefused-cs.ClockSkewRefused), "other")
 }

@@ -1,0 +1,165 @@
+package peers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/groupcached/groupcached/group"
+	"github.com/groupcached/groupcached/peers/wire"
+)
+
+// TestHungPeerEjected: a member whose peer wire stops answering (its HTTP server accepts the
+// connection and never answers the upgrade) while memberlist still acks it, so gossip calls
+// it alive. The asking node ejects it after PeerEjectAfter unreachable fetches, then loads its
+// keys itself without dialling it again; once it answers again a probe gives it its keys
+// back.
+func TestHungPeerEjected(t *testing.T) {
+	var hung atomic.Bool
+	log := newLoadLog()
+	nodes := startCluster(t, 3, log, func(name string) nodeOptions {
+		o := nodeOptions{tune: func(c *Config) {
+			c.PeerEjectAfter = 3
+			c.PeerEjectFor = 200 * time.Millisecond
+		}}
+		if name == "node-2" {
+			o.server = func(s *http.Server) {
+				h := s.Handler
+				s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if hung.Load() {
+						<-r.Context().Done() // the asker gives up: its dial timeout
+						return
+					}
+					h.ServeHTTP(w, r)
+				})
+			}
+		}
+		return o
+	})
+	asker := nodes[0]
+	ring := names(nodes)
+	hung.Store(true)
+
+	ctx := context.Background()
+	var i int
+	owned := func() string {
+		i++
+		return keyOwnedBy(t, ring, "node-2", fmt.Sprintf("hung %d", i))
+	}
+	// Each fetch waits for the dial (or fails at once during its backoff), then loads here.
+	for n := 0; asker.c.Stats().Ejected == 0; n++ {
+		if n == 10 {
+			t.Fatalf("node-2 not ejected after %d unreachable fetches; stats %+v", n, asker.c.Stats())
+		}
+		k := owned()
+		v, err := asker.g.Get(ctx, k)
+		if err != nil || string(v.Bytes) != "value of "+k {
+			t.Fatalf("Get(%q) while node-2 hangs = %q, %v", k, v.Bytes, err)
+		}
+		if got := log.loads(k); !slices.Equal(got, []string{"node-0"}) {
+			t.Fatalf("%q loaded by %v, want by node-0 alone", k, got)
+		}
+	}
+	st := asker.c.Stats()
+	if st.Ejected != 1 || st.Ejections != 1 {
+		t.Errorf("stats after the ejection: Ejected %d, Ejections %d; want 1, 1", st.Ejected, st.Ejections)
+	}
+	var seen bool
+	for _, m := range asker.c.Members() {
+		if m.Name == "node-2" {
+			seen = true
+			if !m.Ejected || m.EjectedUntil == nil || m.State != Alive {
+				t.Errorf("Members: node-2 is %+v, want alive and ejected with a probe time", m)
+			}
+		} else if m.Ejected {
+			t.Errorf("Members: %s ejected too", m.Name)
+		}
+	}
+	if !seen {
+		t.Fatal("Members does not list node-2")
+	}
+
+	// Routed around: node-0 owns node-2's keys now, and never waits on a dial for them.
+	peer := asker.c.view.Load().peer("node-2")
+	dials := peer.client.Stats().Dials
+	for range 20 {
+		k := owned()
+		start := time.Now()
+		v, err := asker.g.Get(ctx, k)
+		took := time.Since(start)
+		if err != nil || string(v.Bytes) != "value of "+k {
+			t.Fatalf("Get(%q) with node-2 ejected = %q, %v", k, v.Bytes, err)
+		}
+		if got := log.loads(k); !slices.Equal(got, []string{"node-0"}) {
+			t.Errorf("%q loaded by %v with node-2 ejected, want by node-0 alone", k, got)
+		}
+		// A dial to the hung peer would take the dial timeout (2 s); a probe may run meanwhile,
+		// but no Get waits for it.
+		if took > time.Second {
+			t.Errorf("Get(%q) with node-2 ejected took %v: it waited on the peer", k, took)
+		}
+	}
+	// The only dials while ejected are the probes', at most one per doubling interval.
+	if d := peer.client.Stats().Dials - dials; d > 5 {
+		t.Errorf("%d dials to the ejected peer during 20 Gets, want only the probes' (a few)", d)
+	}
+	if got := asker.c.RingMembers(); !slices.Equal(got, ring) {
+		t.Errorf("ring %v while node-2 is ejected: ejection must not change membership (want %v)", got, ring)
+	}
+
+	hung.Store(false)
+	waitFor(t, 15*time.Second, func() bool { return asker.c.Stats().Ejected == 0 })
+	k := owned()
+	if v, err := asker.g.Get(ctx, k); err != nil || string(v.Bytes) != "value of "+k {
+		t.Fatalf("Get(%q) after node-2 is back = %q, %v", k, v.Bytes, err)
+	}
+	if got := log.loads(k); !slices.Equal(got, []string{"node-2"}) {
+		t.Errorf("%q loaded by %v after node-2 is back, want by its owner node-2", k, got)
+	}
+}
+
+// TestOutlierCounts: which fetch outcomes count toward an ejection. Only "unreachable" does;
+// an owner's verdict, a caller's own deadline and an overloaded owner reset or leave the count.
+func TestOutlierCounts(t *testing.T) {
+	unreachable := fmt.Errorf("x: %w: %w", group.ErrPeerUnavailable, errors.New("refused"))
+	overloadedWire := &wire.Error{Code: wire.CodeOverloaded, Message: "busy"}
+	overloaded := fmt.Errorf("x: %w: %w", group.ErrPeerUnavailable, overloadedWire)
+	verdict := &RemoteError{Peer: "p", Code: "load_failed", Message: "origin 500"}
+	deadline := fmt.Errorf("no answer: %w", context.DeadlineExceeded)
+	type outcome struct{ err, wireErr error }
+	for _, c := range []struct {
+		name     string
+		outcomes []outcome
+		ejected  bool
+	}{
+		{"three unreachable in a row", []outcome{{unreachable, nil}, {unreachable, nil}, {unreachable, nil}}, true},
+		{"two unreachable", []outcome{{unreachable, nil}, {unreachable, nil}}, false},
+		{"a success between", []outcome{{unreachable, nil}, {unreachable, nil}, {nil, nil}, {unreachable, nil}, {unreachable, nil}}, false},
+		{"a verdict between", []outcome{{unreachable, nil}, {unreachable, nil}, {verdict, nil}, {unreachable, nil}, {unreachable, nil}}, false},
+		{"the caller's deadline between", []outcome{{unreachable, nil}, {unreachable, nil}, {deadline, nil}, {unreachable, nil}}, false},
+		{"overloaded never counts", []outcome{{overloaded, overloadedWire}, {overloaded, overloadedWire}, {overloaded, overloadedWire}, {overloaded, overloadedWire}}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := LocalConfig()
+			cfg.NodeName, cfg.HTTPAddr, cfg.Logger = "self", "127.0.0.1:1", testLogger()
+			cfg.PeerEjectAfter, cfg.PeerEjectFor = 3, time.Hour
+			cl, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := newWirePeer(cl, "p", "127.0.0.1:1")
+			defer p.close()
+			for _, o := range c.outcomes {
+				p.observe(o.err, o.wireErr)
+			}
+			if p.isEjected() != c.ejected {
+				t.Errorf("ejected = %v, want %v", p.isEjected(), c.ejected)
+			}
+		})
+	}
+}
