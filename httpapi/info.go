@@ -212,8 +212,9 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 
 // readyz answers 200 between SetReady(true) and SetReady(false) while the membership is
 // ready too (it has joined one of its seeds, or has none, and no live member holds its name),
-// 503 otherwise with the membership's reason, so that a load balancer sends traffic only to
-// a node that has joined its cluster and is not stopping.
+// and every group's origin can serve (groupsReady), 503 otherwise with the reason, so that a
+// load balancer sends traffic only to a node that has joined its cluster, can reach its
+// origins and is not stopping.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	if !a.ready.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the node is not ready", Code: CodeNotReady})
@@ -224,6 +225,10 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "node " + a.cfg.NodeName + " is not ready: " + reason, Code: CodeNotReady})
 			return
 		}
+	}
+	if ok, reason := a.groupsReady(); !ok {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "node " + a.cfg.NodeName + " is not ready: " + reason, Code: CodeNotReady})
+		return
 	}
 	writeJSON(w, http.StatusOK, health{Status: "ready", Node: a.cfg.NodeName})
 }

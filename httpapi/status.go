@@ -180,6 +180,9 @@ func (a *API) readiness() (bool, string) {
 	if !a.ready.Load() {
 		return false, "not serving yet, or stopping"
 	}
+	if ok, reason := a.groupsReady(); !ok {
+		return false, reason
+	}
 	if a.cluster != nil {
 		return a.cluster.Ready()
 	}
