@@ -2,8 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -207,4 +212,143 @@ func perSecond(recs []request, from, to time.Time) []int {
 // waitUntil sleeps until t: a pacing step between the phases of a fault test, not an assertion.
 func waitUntil(t time.Time) {
 	time.Sleep(time.Until(t))
+}
+
+// TestOriginDownAtStart runs the binary with a sql loader whose PostgreSQL refuses
+// connections (a port nothing listens on, which a proxy to the real PostgreSQL of
+// GROUPCACHED_TEST_POSTGRES_DSN takes over later): the node starts, /readyz answers 503 with
+// the reason, and once the database is up it becomes ready by itself and serves from it. A
+// DSN that does not parse is still a configuration mistake: exit status 2.
+func TestOriginDownAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped with -short")
+	}
+	dsn := os.Getenv("GROUPCACHED_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("set GROUPCACHED_TEST_POSTGRES_DSN to run it, e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newDownProxy(t, u.Host)
+	u.Host = proxy.addr
+	t.Setenv("GROUPCACHED_TEST_ORIGIN_DSN", u.String())
+	bin := buildBinary(t, t.TempDir())
+	cfg := writeConfig(t, `node:
+  preset: local
+  shutdown_delay: 0s
+groups:
+  - name: rows
+    cache_bytes: 1MiB
+    loader:
+      type: sql
+      driver: postgres
+      dsn_env: GROUPCACHED_TEST_ORIGIN_DSN
+      query: "SELECT 'value of ' || $1::text"
+`)
+	n := startProc(t, bin, "o1", nodeArgs(cfg, "o1")...)
+	status, body, err := readyz(n.http)
+	if err != nil || status != http.StatusServiceUnavailable || !strings.Contains(body, "origin not ready") || !strings.Contains(body, "refuses connections") {
+		t.Fatalf("/readyz with the database down = %d %s, %v; want 503 saying the origin refuses connections", status, body, err)
+	}
+	if strings.Contains(body, proxy.addr) || strings.Contains(body, "postgres@") {
+		t.Errorf("/readyz reveals the DSN: %s", body)
+	}
+	t.Logf("/readyz with the database down: %d %s", status, body)
+
+	proxy.up(t)
+	up := time.Now()
+	waitFor(t, 20*time.Second, "/readyz 200 once the database is up", func() error {
+		status, body, err := readyz(n.http)
+		if err != nil || status != http.StatusOK {
+			return fmt.Errorf("%d %s, %v", status, body, err)
+		}
+		return nil
+	})
+	t.Logf("ready %v after the database came up", time.Since(up).Round(time.Millisecond))
+	if status, body, _, err := get(n.http, "rows", "k1"); err != nil || status != http.StatusOK || body != "value of k1" {
+		t.Errorf("GET once ready = %d %q, %v", status, body, err)
+	}
+
+	bad := writeConfig(t, `groups:
+  - name: rows
+    loader: {type: sql, driver: postgres, dsn: "postgres://u@127.0.0.1:5432/test?sslmode=bogus", query: "SELECT $1::text"}
+`)
+	code, out := runBinary(t, bin, "-config", bad, "-http", "127.0.0.1:0", "-gossip", "127.0.0.1:0")
+	if code != 2 || !strings.Contains(out, "does not parse") {
+		t.Errorf("a DSN that does not parse: exit status %d, want 2 saying so; output:\n%s", code, out)
+	}
+}
+
+// readyz returns the status and body of GET /readyz.
+func readyz(addr string) (int, string, error) {
+	resp, err := testClient.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// downProxy is a TCP port that refuses connections (nothing listens on it) until up, from
+// when it forwards each connection to target.
+type downProxy struct {
+	addr, target string
+	mu           sync.Mutex
+	l            net.Listener
+	wg           sync.WaitGroup
+}
+
+func newDownProxy(t *testing.T, target string) *downProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &downProxy{addr: l.Addr().String(), target: target}
+	l.Close() // refused from now on, until up listens again on the same port
+	t.Cleanup(func() {
+		p.mu.Lock()
+		if p.l != nil {
+			p.l.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *downProxy) up(t *testing.T) {
+	t.Helper()
+	l, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		t.Fatalf("bringing the proxy up on %s: %v", p.addr, err)
+	}
+	p.mu.Lock()
+	p.l = l
+	p.mu.Unlock()
+	p.wg.Go(func() {
+		var conns sync.WaitGroup
+		defer conns.Wait()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Go(func() {
+				defer c.Close()
+				d, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+				if err != nil {
+					return
+				}
+				defer d.Close()
+				done := make(chan struct{}, 2)
+				go func() { _, _ = io.Copy(d, c); done <- struct{}{} }()
+				go func() { _, _ = io.Copy(c, d); done <- struct{}{} }()
+				<-done
+			})
+		}
+	})
 }
