@@ -31,6 +31,10 @@ import (
 // With SQLConfig.ListenChannel set, SQL is also a group.Watcher: its Watch listens for the
 // keys that change (see sqllisten.go).
 //
+// A database that cannot be reached at start does not stop the node: SQL is a group.Readier
+// that reports it, and retries in the background (ready.go). SQLite files are opened
+// read-only and never created.
+//
 // SQL is safe for concurrent use. Close closes the pool.
 type SQL struct {
 	db          *sql.DB
