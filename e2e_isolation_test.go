@@ -17,10 +17,12 @@ import (
 
 // TestFrozenPeerUnderLoad stops (SIGSTOP) one node of three, on the lan preset (production
 // timings: a probe every second, suspicion of 4 s or more), for longer than failure detection,
-// while clients read fresh keys (owned by all three nodes) from the two healthy ones. No
-// request to a healthy node may wait longer than the detection time plus one second, and once
-// both healthy nodes hold the stopped one dead there is no second without completions. After
-// SIGCONT the node rejoins. The figures (detection time, longest request, longest gap without
+// while clients read fresh keys (owned by all three nodes) from the two healthy ones. Both
+// healthy nodes eject it (outlier detection) once their fetches in flight to it fail the
+// wire's liveness check, long before memberlist declares it dead. No request to a healthy node
+// may wait longer than the detection time plus one second, and once both healthy nodes hold
+// the stopped one dead there is no second without completions. After SIGCONT the node
+// rejoins. The figures (detection time, longest request, longest gap without
 // completions) are logged for BENCHMARKS.md.
 func TestFrozenPeerUnderLoad(t *testing.T) {
 	if testing.Short() {
@@ -41,6 +43,21 @@ func TestFrozenPeerUnderLoad(t *testing.T) {
 	n3.signal(syscall.SIGSTOP)
 	stopped := time.Now()
 	t.Cleanup(func() { _ = n3.cmd.Process.Signal(syscall.SIGCONT) })
+	// Ejected first: the fetches in flight to s3 fail the liveness check (1.5 s), which
+	// ejects it from both healthy nodes' routing long before memberlist declares it dead.
+	for _, p := range []*proc{n1, n2} {
+		waitFor(t, 30*time.Second, p.name+" ejects s3", func() error {
+			state, ejected, err := memberState(p.http, "s3")
+			if err != nil || (state == "alive" && !ejected) {
+				return fmt.Errorf("s3 %s, ejected %v, %v", state, ejected, err)
+			}
+			if !ejected {
+				t.Errorf("%s: s3 is %s without having been ejected", p.name, state)
+			}
+			return nil
+		})
+	}
+	t.Logf("both healthy nodes ejected s3 %v after SIGSTOP", time.Since(stopped).Round(time.Millisecond))
 	// Declared dead: both healthy nodes have dropped s3 from their rings.
 	waitMembers(t, []*proc{n1, n2}, "s1", "s2")
 	dead := time.Now()
@@ -83,6 +100,27 @@ func TestFrozenPeerUnderLoad(t *testing.T) {
 	if gapDead >= time.Second {
 		t.Errorf("no completion for %v once s3 was dead (from t=%v after SIGSTOP), want under 1 s", gapDead, gapDeadAt)
 	}
+}
+
+// memberState returns the state of member name as the node at addr sees it, and whether it
+// routes around it (outlier ejection).
+func memberState(addr, name string) (state string, ejected bool, err error) {
+	var cv struct {
+		Members []struct {
+			Name    string `json:"name"`
+			State   string `json:"state"`
+			Ejected bool   `json:"ejected"`
+		} `json:"members"`
+	}
+	if err := getJSON(addr, "/cluster", &cv); err != nil {
+		return "", false, err
+	}
+	for _, m := range cv.Members {
+		if m.Name == name {
+			return m.State, m.Ejected, nil
+		}
+	}
+	return "", false, fmt.Errorf("%s does not list %s", addr, name)
 }
 
 // request is one GET of the readers: when it started and ended, and what went wrong.
