@@ -79,6 +79,9 @@ func (p *wirePeer) eject(failures int, cause error) {
 	p.c.ejections.Add(1)
 	p.c.log.Warn("peer ejected: its keys are loaded here until it answers again",
 		"member", p.name, "addr", p.addr, "consecutive_failures", failures, "for", d, "err", cause)
+	// observe runs in the wire's completion callback, often on a reader or the monitor
+	// goroutine: Abort is safe there (no wire lock is held while calls complete, and a
+	// connection fails once), and it does not block.
 	if p.client != nil {
 		p.client.Abort(fmt.Errorf("peer %s ejected after %d consecutive failures", p.name, failures))
 	}
