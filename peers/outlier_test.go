@@ -163,3 +163,54 @@ func TestOutlierCounts(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowOwnerNotCut: an owner whose origin takes longer than the wire's liveness check
+// (1.5 s) is alive, and keeps answering pings: the asking node waits for its answer, never
+// loads the key itself, and does not count it toward an ejection.
+func TestSlowOwnerNotCut(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan string, 1)
+	log := newLoadLog()
+	nodes := startCluster(t, 2, log, func(name string) nodeOptions {
+		return nodeOptions{
+			tune: func(c *Config) { c.PeerEjectAfter = 1 },
+			load: func(ctx context.Context, node, key string) (group.Value, error) {
+				if node == "node-1" {
+					arrived <- key
+					select {
+					case <-release:
+					case <-ctx.Done():
+						return group.Value{}, ctx.Err()
+					}
+				}
+				return group.Value{Bytes: []byte("value of " + key)}, nil
+			},
+		}
+	})
+	asker := nodes[0]
+	k := keyOwnedBy(t, names(nodes), "node-1", "slow")
+	type result struct {
+		v   group.Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := asker.g.Get(context.Background(), k)
+		done <- result{v, err}
+	}()
+	<-arrived
+	// Pacing, not an assertion: hold the load past the liveness check (500 ms of silence,
+	// 1 s without a pong), which an owner that answers pings must survive.
+	time.Sleep(2500 * time.Millisecond)
+	close(release)
+	r := <-done
+	if r.err != nil || string(r.v.Bytes) != "value of "+k {
+		t.Fatalf("Get(%q) = %q, %v; want the owner's value", k, r.v.Bytes, r.err)
+	}
+	if got := log.loads(k); !slices.Equal(got, []string{"node-1"}) {
+		t.Errorf("%q loaded by %v, want by its owner node-1 alone", k, got)
+	}
+	if st := asker.c.Stats(); st.Unreachable != 0 || st.Ejected != 0 || st.Ejections != 0 {
+		t.Errorf("a slow owner counted as unreachable or ejected: %+v", st)
+	}
+}
