@@ -390,3 +390,26 @@ func (p *downProxy) up(t *testing.T) {
 		}
 	})
 }
+
+// TestPeerEjectSettings: node.peer_eject_after and node.peer_eject_for reach the cluster's
+// configuration; left out, they are peers.DefaultConfig's.
+func TestPeerEjectSettings(t *testing.T) {
+	const okGroup = "groups:\n  - name: g\n    loader: {type: file, root: .}\n"
+	for _, tt := range []struct {
+		file  string
+		after int
+		for_  time.Duration
+	}{
+		{okGroup, 3, 5 * time.Second},
+		{"node:\n  peer_eject_after: -1\n  peer_eject_for: 30s\n" + okGroup, -1, 30 * time.Second},
+	} {
+		cfg, err := loadConfig(mustFlags(t, "-config", writeConfig(t, tt.file)), envMap{}.lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc := cfg.peersConfig("127.0.0.1:1", nil)
+		if pc.PeerEjectAfter != tt.after || pc.PeerEjectFor != tt.for_ {
+			t.Errorf("%q: PeerEjectAfter %d, PeerEjectFor %v; want %d, %v", tt.file, pc.PeerEjectAfter, pc.PeerEjectFor, tt.after, tt.for_)
+		}
+	}
+}
