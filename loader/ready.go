@@ -103,11 +103,23 @@ type connectError struct{ err error }
 func (e *connectError) Error() string { return e.err.Error() }
 func (e *connectError) Unwrap() error { return e.err }
 
+// placeholderError is a query with other than one placeholder: a configuration mistake at
+// start, and a reason Ready may show as it is once the database came up late.
+type placeholderError struct{ n int }
+
+func (e *placeholderError) Error() string {
+	return fmt.Sprintf("sql loader: the query has %d placeholders, want exactly 1 (the key)", e.n)
+}
+
 // publicError says why the database is not usable in words fit for /readyz, which anyone who
 // reaches the node may read: pgx's connection errors name the host, the user and the
 // database, so only the kind of failure (and a server's SQLSTATE) is kept.
 func publicError(err error) error {
 	var ce *connectError
+	var phe *placeholderError
+	if errors.As(err, &phe) {
+		return fmt.Errorf("%w: the query has %d placeholders, want exactly 1 (the key)", ErrNotReady, phe.n)
+	}
 	if !errors.As(err, &ce) {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -11,8 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/groupcached/groupcached/group"
 )
@@ -190,4 +194,34 @@ func (p *downProxy) up(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestPublicError: Ready's reasons keep the kind of failure and drop what pgx's messages
+// carry (host, user, database).
+func TestPublicError(t *testing.T) {
+	secret := "failed to connect to `user=admin database=prod`: 10.0.0.7:5432"
+	for _, tt := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"refused", &connectError{fmt.Errorf("%s: %w", secret, syscall.ECONNREFUSED)}, "the database refuses connections"},
+		{"timeout", &connectError{fmt.Errorf("%s: %w", secret, context.DeadlineExceeded)}, "connecting to the database timed out"},
+		{"server refuses the session", &connectError{fmt.Errorf("%s: %w", secret, &pgconn.PgError{Code: "28P01", Message: "password authentication failed for user admin"})}, "the database refused the session (SQLSTATE 28P01)"},
+		{"other connect failure", &connectError{errors.New(secret)}, "connecting to the database failed"},
+		{"query does not prepare", fmt.Errorf("preparing: %w", &pgconn.PgError{Code: "42P01", Message: `relation "secret_table" does not exist`}), "the query does not prepare (SQLSTATE 42P01)"},
+		{"placeholders", &placeholderError{2}, "the query has 2 placeholders"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := publicError(tt.err)
+			if !errors.Is(got, ErrNotReady) || !strings.Contains(got.Error(), tt.want) {
+				t.Errorf("publicError = %v, want ErrNotReady: %s", got, tt.want)
+			}
+			for _, leak := range []string{"admin", "prod", "10.0.0.7", "secret_table"} {
+				if strings.Contains(got.Error(), leak) {
+					t.Errorf("publicError = %v: reveals %q", got, leak)
+				}
+			}
+		})
+	}
 }

@@ -152,7 +152,7 @@ func (s *SQL) check(ctx context.Context, driverName string) error {
 		params = countPlaceholders(s.query, driverName)
 	}
 	if params != 1 {
-		return fmt.Errorf("sql loader: the query has %d placeholders, want exactly 1 (the key)", params)
+		return &placeholderError{params}
 	}
 	return nil
 }
