@@ -55,6 +55,7 @@ type statusView struct {
 type memberView struct {
 	Name, State, HTTPAddr string
 	Self                  bool
+	Ejected               bool // routed around by this node (outlier detection)
 	Share                 float64
 	ShareWidth            float64 // the share bar's width in px
 }
@@ -144,7 +145,7 @@ func (a *API) statusView(refresh bool) statusView {
 	}
 	for _, m := range members {
 		v.Members = append(v.Members, memberView{
-			Name: m.Name, State: string(m.State), HTTPAddr: m.HTTPAddr, Self: m.Self,
+			Name: m.Name, State: string(m.State), HTTPAddr: m.HTTPAddr, Self: m.Self, Ejected: m.Ejected,
 			Share: m.Share, ShareWidth: math.Round(120 * min(max(m.Share, 0), 1)),
 		})
 	}
