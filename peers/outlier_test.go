@@ -214,3 +214,56 @@ func TestSlowOwnerNotCut(t *testing.T) {
 		t.Errorf("a slow owner counted as unreachable or ejected: %+v", st)
 	}
 }
+
+// TestFetchInFlightToDeadMemberFallsBack: when membership declares the owner gone while a
+// fetch to it is in flight (its load still running), the fetch is failed at once and the key
+// is loaded here, one load, without waiting for the owner's answer or the load timeout.
+func TestFetchInFlightToDeadMemberFallsBack(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	arrived := make(chan string, 1)
+	log := newLoadLog()
+	nodes := startCluster(t, 2, log, func(string) nodeOptions {
+		return nodeOptions{load: func(ctx context.Context, node, key string) (group.Value, error) {
+			if node == "node-1" {
+				arrived <- key
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return group.Value{}, ctx.Err()
+				}
+			}
+			return group.Value{Bytes: []byte("value of " + key)}, nil
+		}}
+	})
+	asker := nodes[0]
+	k := keyOwnedBy(t, names(nodes), "node-1", "dying")
+	type result struct {
+		v   group.Result
+		err error
+	}
+	done := make(chan result, 2)
+	for range 2 { // two callers, one fill
+		go func() {
+			v, err := asker.g.Get(context.Background(), k)
+			done <- result{v, err}
+		}()
+	}
+	<-arrived
+	// memberlist reports node-1 gone (as it does once its suspicion times out).
+	asker.c.notify(nodeEvent{left: true, name: "node-1"})
+	asker.c.rebuild()
+	for range 2 {
+		select {
+		case r := <-done:
+			if r.err != nil || string(r.v.Bytes) != "value of "+k {
+				t.Fatalf("Get(%q) = %q, %v; want the value loaded here", k, r.v.Bytes, r.err)
+			}
+		case <-time.After(3 * time.Second): // the load timeout is 5 s
+			t.Fatal("the fetch in flight to the departed owner was not failed when it left the view")
+		}
+	}
+	if got := log.loads(k); !slices.Equal(got, []string{"node-1", "node-0"}) {
+		t.Errorf("%q loaded by %v, want the owner's load (cut off) then one load on node-0", k, got)
+	}
+}
