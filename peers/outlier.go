@@ -35,10 +35,11 @@ import (
 // outlier is one peer's failure count and ejection. Its fields are atomics: the fetch paths
 // of many goroutines update it, and PickPeer reads ejected on every miss.
 type outlier struct {
-	failures  atomic.Int32 // consecutive fetches that found the peer unreachable
-	ejected   atomic.Bool  // PickPeer routes the peer's keys to this node
-	until     atomic.Int64 // Unix nanoseconds of the next probe while ejected
-	ejections atomic.Int32 // ejections in a row, with no answered fetch between: the backoff
+	failures  atomic.Int32  // consecutive fetches that found the peer unreachable
+	ejected   atomic.Bool   // PickPeer routes the peer's keys to this node
+	until     atomic.Int64  // Unix nanoseconds of the next probe while ejected
+	ejections atomic.Int32  // ejections in a row, with no answered fetch between: the backoff
+	gen       atomic.Uint64 // bumped by each ejection and readmission: a probe of an older one stops
 }
 
 // maxEjectFactor caps the backoff of a peer that stays unreachable: at most 10x PeerEjectFor
@@ -85,13 +86,13 @@ func (p *wirePeer) eject(failures int, cause error) {
 	if p.client != nil {
 		p.client.Abort(fmt.Errorf("peer %s ejected after %d consecutive failures", p.name, failures))
 	}
-	go p.probe(d)
+	go p.probe(d, p.out.gen.Add(1))
 }
 
 // probe waits d, pings p, and ends the ejection if it answers; otherwise it waits twice as
 // long (up to 10x PeerEjectFor) and tries again. It ends with p (closed when its member
-// leaves the view) or the Cluster.
-func (p *wirePeer) probe(d time.Duration) {
+// leaves the view), the Cluster, or the ejection it was started for (gen).
+func (p *wirePeer) probe(d time.Duration, gen uint64) {
 	for {
 		t := time.NewTimer(d)
 		select {
@@ -103,7 +104,13 @@ func (p *wirePeer) probe(d time.Duration) {
 			return
 		case <-t.C:
 		}
+		if p.out.gen.Load() != gen {
+			return
+		}
 		err := p.ping()
+		if p.out.gen.Load() != gen {
+			return
+		}
 		if err == nil {
 			// Half-open: one more failure ejects it again at once.
 			p.out.failures.Store(int32(max(p.c.cfg.PeerEjectAfter-1, 0)))
@@ -116,6 +123,24 @@ func (p *wirePeer) probe(d time.Duration) {
 		d = p.c.cfg.PeerEjectFor * time.Duration(min(1<<min(k-1, 8), maxEjectFactor))
 		p.out.until.Store(time.Now().Add(d).UnixNano())
 		p.c.log.Debug("ejected peer still unreachable", "member", p.name, "addr", p.addr, "next_probe", d, "err", err)
+	}
+}
+
+// readmitRestarted ends the ejection of every peer that next keeps from prev (same member,
+// same address) while the member's boot identifier changed: a new process is behind it, and
+// the old one's failures say nothing about it.
+func readmitRestarted(prev, next *view) {
+	for _, p := range next.peers {
+		if p == nil || prev.peer(p.name) != p || prev.boots[p.name] == next.boots[p.name] {
+			continue
+		}
+		p.out.gen.Add(1)
+		p.out.failures.Store(0)
+		p.out.ejections.Store(0)
+		p.out.until.Store(0)
+		if p.out.ejected.CompareAndSwap(true, false) {
+			p.c.log.Info("peer restarted: its keys are routed to it again", "member", p.name, "addr", p.addr)
+		}
 	}
 }
 

@@ -267,3 +267,39 @@ func TestFetchInFlightToDeadMemberFallsBack(t *testing.T) {
 		t.Errorf("%q loaded by %v, want the owner's load (cut off) then one load on node-0", k, got)
 	}
 }
+
+// TestRestartedPeerReadmitted: a peer kept across a rebuild (same member, same address) is
+// readmitted when the member's boot identifier changed (a new process), and stays ejected
+// otherwise.
+func TestRestartedPeerReadmitted(t *testing.T) {
+	cfg := LocalConfig()
+	cfg.NodeName, cfg.HTTPAddr, cfg.Logger = "self", "127.0.0.1:1", testLogger()
+	cfg.PeerEjectAfter, cfg.PeerEjectFor = 1, time.Hour
+	cl, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newWirePeer(cl, "p", "127.0.0.1:1")
+	defer p.close()
+	unreachable := fmt.Errorf("x: %w", group.ErrPeerUnavailable)
+	ring := NewRing([]string{"p", "self"})
+	peersOf := make([]*wirePeer, ring.Len())
+	peersOf[slices.Index(ring.Names(), "p")] = p
+	view := func(boot string) *view {
+		return &view{ring: ring, peers: peersOf, boots: map[string]string{"p": boot}}
+	}
+
+	p.observe(unreachable, nil)
+	readmitRestarted(view("b1"), view("b1"))
+	if !p.isEjected() {
+		t.Fatal("the same process readmitted without a probe")
+	}
+	readmitRestarted(view("b1"), view("b2"))
+	if p.isEjected() || !p.ejectedUntil().IsZero() {
+		t.Fatal("a restarted process (new boot) still ejected")
+	}
+	p.observe(unreachable, nil)
+	if !p.isEjected() {
+		t.Fatal("not ejected again after a failure")
+	}
+}
