@@ -30,7 +30,9 @@ import (
 // all its keys onto every other node's origin would make the overload worse.
 //
 // Ejection is this node's view alone, never gossiped: memberlist still decides membership,
-// and a member it declares dead leaves the ring whatever its ejection.
+// and a member it declares dead leaves the ring whatever its ejection (its peer, and the
+// record, go with it). A member that restarts at the same address before it is declared dead
+// gossips a new boot identifier, and is readmitted at once.
 
 // outlier is one peer's failure count and ejection. Its fields are atomics: the fetch paths
 // of many goroutines update it, and PickPeer reads ejected on every miss.
