@@ -18,6 +18,12 @@
 // loader fails its waiters instead of hanging them, a caller whose context ends stops waiting
 // at once, and the byte bound counts each entry's bookkeeping so that memory tracks it.
 //
+// A failure stays small: loader calls are bounded per node (Config.MaxConcurrentLoads, a
+// queue, a byte budget; past them ErrOverloaded, admit.go), a failed load is remembered for
+// Config.ErrorTTL with backoff so that a failing key costs the origin about one call per
+// ErrorTTL (errmemory.go), and an expired value can be served while it is refreshed or when
+// its load fails (Config.StaleWhileRevalidate, Config.StaleIfError; stale.go).
+//
 // Eviction is W-TinyLFU (github.com/maypok86/otter/v2): it keeps frequently used keys through
 // one-time scans that flush an LRU. BENCHMARKS.md has the hit ratios measured against
 // golang/groupcache's LRU.
@@ -66,9 +72,14 @@ type Result struct {
 	TTL time.Duration
 	// Source says which cache answered, or who filled the key.
 	Source Source
+	// Stale says the value has expired and is served under Config.StaleWhileRevalidate or
+	// Config.StaleIfError (stale.go); TTL is then zero, and the value must not be kept.
+	Stale bool
 	// ContentType and LastModified are the value's metadata (see Value), empty when unknown.
 	ContentType  string
 	LastModified time.Time
+	// Age is, for a stale value, how long ago it expired; zero otherwise.
+	Age time.Duration
 }
 
 // Group is a named, byte-bounded read-through cache over one Loader. It is safe for
@@ -97,6 +108,13 @@ type Group struct {
 	flights flights
 
 	stats counters
+
+	// admit bounds the loader calls in progress (admit.go); failures remembers failed loads
+	// (errmemory.go); refreshing holds the keys whose stale value is being revalidated in the
+	// background (stale.go).
+	admit      *admission
+	failures   *failureMemory
+	refreshing sync.Map
 
 	// sizer estimates the hit ratio at other cache sizes (Config.Sizing; sizing.go). Nil when
 	// sizing is off: the Get path then pays one nil check.
@@ -133,6 +151,9 @@ func New(name string, loader Loader, cfg Config, logger *slog.Logger) (*Group, e
 		hot:    newCache(0, clk), // sized by SetPeers: without peers nothing is fetched
 	}
 	g.flights = flights{fill: g, timeout: cfg.LoadTimeout, log: g.log}
+	g.admit = newAdmission(cfg)
+	g.failures = newFailureMemory(cfg, clk)
+	g.main.grace = int64(max(cfg.StaleWhileRevalidate, cfg.StaleIfError))
 	if cfg.Sizing {
 		// Every Get and GetLocal is counted on the stripes before the sizer sees it: their sum
 		// is the sizer's request count, and the hot path pays for no counter of its own.
@@ -220,7 +241,13 @@ func (g *Group) get(ctx context.Context, key string, fromPeer bool) (Result, err
 		return g.answer(s, &e, ttl, src)
 	}
 	counts[miss].Add(1)
-	res, err := g.fillMiss(ctx, key, fromPeer)
+	var res Result
+	var err error
+	if g.main.grace > 0 {
+		res, err = g.fillOrStale(ctx, key, fromPeer)
+	} else {
+		res, err = g.fillMiss(ctx, key, fromPeer)
+	}
 	g.sizer.observe(key, observedLen(res, err))
 	return res, err
 }
@@ -276,6 +303,7 @@ func (e *entry) result(ttl time.Duration, src Source) (Result, error) {
 // RemoveLocal drops key from this node's caches and keeps a fill under way from caching it.
 func (g *Group) RemoveLocal(key string) {
 	g.flights.invalidate(key, false)
+	g.failures.forget(key)
 	g.main.remove(key)
 	g.hot.remove(key)
 }
@@ -283,6 +311,7 @@ func (g *Group) RemoveLocal(key string) {
 // PurgeLocal drops every entry of this node's caches.
 func (g *Group) PurgeLocal() {
 	g.flights.invalidate("", true)
+	g.failures.forgetAll()
 	g.main.purge()
 	g.hot.purge()
 }
