@@ -12,6 +12,9 @@
 // for the result, each until its own context ends; if the first caller leaves, the fill goes
 // on without it. A panic in the fill, in the loader or not, becomes an error for every waiter.
 //
+// GetMany reads many keys at once with the same rules, key by key (getmany.go); what it adds is
+// that the keys one owner must fill travel to it in one request when the owner is a BatchPeer.
+//
 // Compared with golang/groupcache, a Group is a value (no global registry: many groups and many
 // nodes live in one process), entries carry TTLs, ErrNotFound is remembered for a short while,
 // keys can be removed and groups purged (cluster-wide through an Invalidator), a panicking

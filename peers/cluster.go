@@ -291,6 +291,7 @@ func (c *Cluster) Stats() Stats {
 	st.AuthRefused = c.authRefused.Load()
 	st.Tombstones = c.tombs.stats()
 	st.Ejections = c.ejections.Load()
+	st.BatchesServed, st.BatchKeysServed = c.server.BatchesServed()
 	for _, p := range v.peers {
 		if p != nil {
 			st.PeerConns += p.conns()
