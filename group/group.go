@@ -296,11 +296,15 @@ func (e *entry) result(ttl time.Duration, src Source) (Result, error) {
 	if e.negative {
 		return Result{}, ErrNotFound
 	}
-	res := Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: src}
-	if e.meta != nil {
-		res.ContentType, res.LastModified = e.meta.contentType, e.meta.lastModified
+	// Each branch returns a literal, which the compiler builds in the caller's result: a
+	// Result assembled in a variable was copied once more on every hit.
+	if e.meta == nil {
+		return Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: src}, nil
 	}
-	return res, nil
+	return Result{
+		Bytes: e.value, Hash: e.hash, TTL: ttl, Source: src,
+		ContentType: e.meta.contentType, LastModified: e.meta.lastModified,
+	}, nil
 }
 
 // RemoveLocal drops key from this node's caches and keeps a fill under way from caching it.
