@@ -143,6 +143,14 @@ type NodeConfig struct {
 	// was cut off or down), to apply it when the member is back (peers.Config.TombstoneTTL).
 	// Negative: none kept. Zero: 10m.
 	TombstoneTTL time.Duration `yaml:"tombstone_ttl"`
+	// PeerEjectAfter is how many fetches in a row must find a peer unreachable before this
+	// node routes around it and loads its keys itself (peers.Config.PeerEjectAfter).
+	// Negative: never. Zero: 3.
+	PeerEjectAfter int `yaml:"peer_eject_after"`
+	// PeerEjectFor is how long an ejected peer stays routed around before a ping asks
+	// whether it is back; doubled per failed ping, up to 10x (peers.Config.PeerEjectFor).
+	// Zero: 5s.
+	PeerEjectFor time.Duration `yaml:"peer_eject_for"`
 }
 
 // TLSFilesConfig is the `node.tls:` block: PEM files (httpapi.TLSConfig documents each).
@@ -279,6 +287,12 @@ func (c *Config) peersConfig(httpAddr string, logger *slog.Logger) peers.Config 
 	pc.Label = c.Node.Label
 	if c.Node.TombstoneTTL != 0 {
 		pc.TombstoneTTL = c.Node.TombstoneTTL
+	}
+	if c.Node.PeerEjectAfter != 0 {
+		pc.PeerEjectAfter = c.Node.PeerEjectAfter
+	}
+	if c.Node.PeerEjectFor != 0 {
+		pc.PeerEjectFor = c.Node.PeerEjectFor
 	}
 	pc.Logger = logger
 	return pc

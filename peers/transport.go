@@ -68,11 +68,15 @@ type wirePeer struct {
 	addr   string       // host:port
 	client *wire.Client // nil when the member's name or address cannot be dialled (err says why)
 	err    error
+
+	out       outlier       // consecutive failures and ejection (outlier.go)
+	done      chan struct{} // closed by close: ends the ejection's probe
+	closeOnce sync.Once
 }
 
 // newWirePeer returns the peer of member name at addr. It dials nothing: the first fetch does.
 func newWirePeer(c *Cluster, name, addr string) *wirePeer {
-	p := &wirePeer{c: c, name: name, addr: addr}
+	p := &wirePeer{c: c, name: name, addr: addr, done: make(chan struct{})}
 	cfg := wire.DefaultClientConfig()
 	cfg.Addr, cfg.Self, cfg.Peer = addr, c.cfg.NodeName, name
 	cfg.Secret, cfg.TLS = c.cfg.SecretKey, c.cfg.TLS
@@ -91,6 +95,7 @@ func newWirePeer(c *Cluster, name, addr string) *wirePeer {
 // close fails the fetches in flight to the peer as unavailable (their callers load the keys
 // themselves) and closes its connections.
 func (p *wirePeer) close() {
+	p.closeOnce.Do(func() { close(p.done) })
 	if p.client != nil {
 		_ = p.client.Close()
 	}
@@ -150,10 +155,13 @@ func (p *wirePeer) result(groupName, key string, v wire.Value, err error, expire
 	if err == nil {
 		var gv group.Value
 		if gv, err = p.c.received(groupName, v); err == nil {
+			p.observe(nil, nil)
 			return gv, nil
 		}
 	}
+	wireErr := err
 	err = p.fetchError(key, err, expired)
+	p.observe(err, wireErr)
 	if !errors.Is(err, group.ErrNotFound) {
 		p.c.fetchErrors.Add(1)
 		if errors.Is(err, group.ErrPeerUnavailable) {

@@ -256,6 +256,7 @@ func (c *Cluster) rebuild() {
 	for _, err := range rejected {
 		c.log.Warn("membership event", "err", err)
 	}
+	readmitRestarted(prev, next)   // a new process behind a kept peer starts with a clean record
 	c.retire(prev, next)           // before the swap: no Get of the new view finds a departed member's copy
 	c.resendBeforeSwap(prev, next) // and none is routed to a returning member still holding a removed value
 	c.view.Store(next)
