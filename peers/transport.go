@@ -152,23 +152,29 @@ func (p *wirePeer) unusable() error {
 // result turns the wire's answer into the group's: the value with its TTL capped at the
 // group's, or an error that keeps its meaning (see fetchError). It counts the failures.
 func (p *wirePeer) result(groupName, key string, v wire.Value, err error, expired bool) (group.Value, error) {
+	gv, err, wireErr := p.resolve(groupName, key, v, err, expired)
+	p.observe(err, wireErr)
+	return gv, err
+}
+
+// resolve is result without the outlier count (observe): a batch counts once per message,
+// not once per key (fetchChunk). It also returns the wire's own error, for observe.
+func (p *wirePeer) resolve(groupName, key string, v wire.Value, err error, expired bool) (_ group.Value, _ error, wireErr error) {
 	if err == nil {
 		var gv group.Value
 		if gv, err = p.c.received(groupName, v); err == nil {
-			p.observe(nil, nil)
-			return gv, nil
+			return gv, nil, nil
 		}
 	}
-	wireErr := err
+	wireErr = err
 	err = p.fetchError(key, err, expired)
-	p.observe(err, wireErr)
 	if !errors.Is(err, group.ErrNotFound) {
 		p.c.fetchErrors.Add(1)
 		if errors.Is(err, group.ErrPeerUnavailable) {
 			p.c.unreachable.Add(1)
 		}
 	}
-	return group.Value{}, err
+	return group.Value{}, err, wireErr
 }
 
 // received applies the asking group's bounds to a value a peer sent: a TTL beyond the
