@@ -61,10 +61,6 @@ type cache struct {
 	evictions   atomic.Int64
 	expirations atomic.Int64
 
-	// Writes since the last maintenance pass (see add).
-	pendingBytes  atomic.Int64
-	pendingWrites atomic.Int64
-
 	// grace keeps an expired value (not a negative entry) this long past its deadline, for
 	// serving stale (stale.go): get still reports it as a miss, but leaves it in place, where
 	// it keeps counting against the byte bound, for stale to find. Set once, by New, for the
@@ -178,19 +174,9 @@ func (c *cache) add(key string, e entry) {
 		return
 	}
 	c.c.Set(key, e)
-	// Set leaves the write in otter's write buffer; CleanUp takes the policy lock and replays
-	// whatever is pending (admission, eviction). It runs once the writes since the last pass
-	// weigh 1/256 of the bound or number 8, not after every write: a pass costs about as much
-	// as the Set itself (BenchmarkStore: 1.14 -> 0.78 cpu-µs a store), and the bound then
-	// holds to within 1/256 at every moment. Longer intervals cost hit ratio: at 32 writes
-	// the policy saw too few of the reads between passes (otter's read buffers are lossy),
-	// and TestSizingMiniatureIsTheGroupsCache measured the cache 0.018 below its miniature.
-	w := int64(weight(key, e.value))
-	if c.pendingBytes.Add(w) >= c.maxBytes.Load()/256 || c.pendingWrites.Add(1) >= 8 {
-		c.pendingBytes.Store(0)
-		c.pendingWrites.Store(0)
-		c.c.CleanUp()
-	}
+	// Set leaves the write in otter's write buffer. CleanUp takes the policy lock and replays
+	// whatever is pending, so the bound holds from here on.
+	c.c.CleanUp()
 }
 
 func (c *cache) remove(key string) {
@@ -209,9 +195,6 @@ func (c *cache) setMaxBytes(n int64) {
 }
 
 func (c *cache) stats(hits int64) CacheStats {
-	// Replay the writes add has left pending, so that Bytes counts them (stats are read by a
-	// scrape or a status page, not on a request's path).
-	c.c.CleanUp()
 	return CacheStats{
 		Bytes:       int64(c.c.WeightedSize()),
 		Items:       int64(c.c.EstimatedSize()),
