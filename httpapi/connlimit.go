@@ -95,10 +95,16 @@ func (l *connLimiter) makeRoom() error {
 		victim, retry := l.oldest(true, time.Now())
 		if victim == nil {
 			l.waiting.Store(true)
+		} else if !l.claim(victim) {
+			victim = nil // it changed state since oldest read it: look again
+			retry = time.Nanosecond
 		}
 		l.mu.Unlock()
 		if victim != nil {
 			l.evict(victim)
+			continue
+		}
+		if retry == time.Nanosecond {
 			continue
 		}
 		if err := l.wait(retry); err != nil {
@@ -155,6 +161,24 @@ func (l *connLimiter) oldest(withNew bool, now time.Time) (victim *limitedConn, 
 	return victim, retry
 }
 
+// claim marks c, idle or new, as closed before it is evicted, so that two goroutines that
+// both picked it as the oldest do not evict it twice and count one eviction for two: the
+// second finds it claimed and picks another. l.mu must be held, so that the count of idle
+// connections the bound is checked against is current.
+func (l *connLimiter) claim(c *limitedConn) bool {
+	s := c.state.Load()
+	if http.ConnState(s) != http.StateIdle && http.ConnState(s) != http.StateNew {
+		return false
+	}
+	if !c.state.CompareAndSwap(s, int32(http.StateClosed)) {
+		return false
+	}
+	if http.ConnState(s) == http.StateIdle {
+		l.idle.Add(-1)
+	}
+	return true
+}
+
 func (l *connLimiter) evict(c *limitedConn) {
 	l.evicted.Add(1)
 	_ = c.Close()
@@ -198,11 +222,24 @@ func (l *connLimiter) connState(nc net.Conn, state http.ConnState) {
 	case prev != http.StateIdle && state == http.StateIdle:
 		c.since.Store(time.Now().UnixNano()) // only the idle and the new are ranked by age
 		if l.idle.Add(1) > int64(l.maxIdle) && l.maxIdle > 0 {
-			l.mu.Lock()
-			victim, _ := l.oldest(false, time.Now())
-			l.mu.Unlock()
-			if victim != nil {
-				l.evict(victim)
+			// Connections going idle at once each come here: the check and the claim are
+			// made under l.mu, so that together they close exactly the excess.
+			for {
+				l.mu.Lock()
+				var victim *limitedConn
+				claimed := false
+				if l.idle.Load() > int64(l.maxIdle) {
+					if victim, _ = l.oldest(false, time.Now()); victim != nil {
+						claimed = l.claim(victim) // else it left the idle state: look again
+					}
+				}
+				l.mu.Unlock()
+				if victim == nil {
+					break
+				}
+				if claimed {
+					l.evict(victim)
+				}
 			}
 		}
 		l.wake()
