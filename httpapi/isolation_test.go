@@ -231,11 +231,15 @@ func TestFailingOriginIsAskedOncePerErrorTTL(t *testing.T) {
 		}
 		wg.Wait()
 	}
+	began := time.Now()
 	burst()
+	took := time.Since(began)
 	first := o.count("failing")
-	t.Logf("100 concurrent requests over 3 nodes: %d origin calls", first)
-	if first > 3 {
-		t.Errorf("100 concurrent requests cost the origin %d calls, want at most a handful", first)
+	t.Logf("100 concurrent requests over 3 nodes in %v: %d origin calls", took.Round(time.Millisecond), first)
+	// A handful; on a loaded machine the burst itself can outlast the error TTL, and each
+	// error TTL it lasts may cost one more call.
+	if limit := 3 + int(took/gcfg.ErrorTTL); first > limit {
+		t.Errorf("100 concurrent requests cost the origin %d calls in %v, want at most %d", first, took, limit)
 	}
 
 	// Bursts for about four error TTLs: with the backoff (0.5 s, 1 s, 2 s...) the origin is
