@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -226,6 +227,40 @@ func (p *proc) signal(sig syscall.Signal) {
 	p.t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		p.t.Fatalf("signalling %s: %v", p.name, err)
+	}
+	if sig == syscall.SIGSTOP {
+		p.waitStopped()
+	}
+}
+
+// waitStopped returns once every thread of the process is stopped (state T in
+// /proc/<pid>/task/*/stat): kill returns when the signal is sent, and a thread running on
+// another core can still answer a request before it takes effect.
+func (p *proc) waitStopped() {
+	p.t.Helper()
+	dir := fmt.Sprintf("/proc/%d/task", p.cmd.Process.Pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tasks, err := os.ReadDir(dir)
+		if err != nil {
+			p.t.Fatalf("reading %s: %v", dir, err)
+		}
+		stopped := len(tasks) > 0
+		for _, task := range tasks {
+			stat, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+			// The state follows the command name in parentheses: "pid (comm) T ...".
+			if i := bytes.LastIndexByte(stat, ')'); err == nil && i >= 0 && i+2 < len(stat) && stat[i+2] != 'T' && stat[i+2] != 't' {
+				stopped = false
+				break
+			}
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s not stopped 5 s after SIGSTOP", p.name)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
