@@ -39,6 +39,9 @@ func (g *Group) slow(ctx context.Context, c *call) (Value, error) {
 	if c.peer != nil {
 		return c.peer.Fetch(ctx, g.name, c.key.key)
 	}
+	if v, ok := g.peekPrevious(ctx, c); ok { // the previous owner's memory first (peek.go)
+		return v, nil
+	}
 	return g.loader.Load(ctx, c.key.key)
 }
 
@@ -57,7 +60,9 @@ func (g *Group) settleLoad(ctx context.Context, c *call, v Value, err error) (Re
 	g.stats.loadDuration.observe(time.Since(c.started))
 	switch {
 	case err == nil:
-		g.stats.localLoads.Add(1)
+		if !c.peeked.Load() { // a peek's hit is no load (peek.go counts it)
+			g.stats.localLoads.Add(1)
+		}
 		ttl := v.TTL
 		if ttl <= 0 {
 			ttl = g.cfg.TTL

@@ -98,6 +98,9 @@ type Group struct {
 
 	stats counters
 
+	// warm holds the peek and push counters and the time of the last removal (peek.go).
+	warm warmState
+
 	// sizer estimates the hit ratio at other cache sizes (Config.Sizing; sizing.go). Nil when
 	// sizing is off: the Get path then pays one nil check.
 	sizer *sizer
@@ -275,6 +278,7 @@ func (e *entry) result(ttl time.Duration, src Source) (Result, error) {
 
 // RemoveLocal drops key from this node's caches and keeps a fill under way from caching it.
 func (g *Group) RemoveLocal(key string) {
+	g.warm.removed(g.clock.now()) // a push read before this removal is refused (Push)
 	g.flights.invalidate(key, false)
 	g.main.remove(key)
 	g.hot.remove(key)
@@ -282,6 +286,7 @@ func (g *Group) RemoveLocal(key string) {
 
 // PurgeLocal drops every entry of this node's caches.
 func (g *Group) PurgeLocal() {
+	g.warm.removed(g.clock.now()) // a push read before this purge is refused (Push)
 	g.flights.invalidate("", true)
 	g.main.purge()
 	g.hot.purge()
