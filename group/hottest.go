@@ -1,23 +1,12 @@
 package group
 
-import "time"
-
-// HandOffEntry is one entry of the main cache as Hottest returns it: the key and its value
-// with its remaining TTL (zero: never expires) and metadata. Value.Bytes is shared with the
-// cache: it must not be modified.
-type HandOffEntry struct {
-	Key   string
-	Value Value
-}
-
-// Hottest returns the main cache's values (no remembered ErrNotFound, nothing expired) in the
-// eviction policy's order, the entries it would keep longest first, until their keys and
-// values add up to maxBytes (the entry that crosses it is not included). A node that leaves
-// hands these to their next owners (see Push). The policy's lock is held only while the list
-// is copied out: nothing is sent under it.
-func (g *Group) Hottest(maxBytes int64) []HandOffEntry {
-	var out []HandOffEntry
-	var total int64
+// Hottest returns the keys of the main cache's values (no remembered ErrNotFound, nothing
+// expired) in the eviction policy's order, the entries it would keep longest first, until
+// their keys and values add up to maxBytes (the entry that crosses it is left out); total is
+// what they add up to. A node
+// that leaves hands these to their next owners (see Push), reading each with HandOffValue
+// just before it sends it. The policy's lock is held only while the keys are copied out.
+func (g *Group) Hottest(maxBytes int64) (keys []string, total int64) {
 	now := g.clock.now()
 	for ent := range g.main.c.Hottest() {
 		e := ent.Value
@@ -29,14 +18,24 @@ func (g *Group) Hottest(maxBytes int64) []HandOffEntry {
 			break
 		}
 		total += size
-		v := Value{Bytes: e.value}
-		if e.expires != 0 {
-			v.TTL = time.Duration(e.expires - now)
-		}
-		if e.meta != nil {
-			v.ContentType, v.LastModified = e.meta.contentType, e.meta.lastModified
-		}
-		out = append(out, HandOffEntry{Key: ent.Key, Value: v})
+		keys = append(keys, ent.Key)
 	}
-	return out
+	return keys, total
+}
+
+// HandOffValue returns key's value in the main cache with its remaining TTL (zero: never
+// expires) and metadata, as a node that leaves hands it over; ok is false when the main cache
+// holds no value for key (it was removed, evicted or expired since Hottest). Value.Bytes is
+// shared with the cache: it must not be modified.
+func (g *Group) HandOffValue(key string) (Value, bool) {
+	var e entry
+	ttl, hit := g.main.get(key, &e)
+	if !hit || e.negative {
+		return Value{}, false
+	}
+	v := Value{Bytes: e.value, TTL: ttl}
+	if e.meta != nil {
+		v.ContentType, v.LastModified = e.meta.contentType, e.meta.lastModified
+	}
+	return v, true
 }

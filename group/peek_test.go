@@ -153,16 +153,20 @@ func TestHottestBounded(t *testing.T) {
 	for _, k := range []string{"k1", "k2", "k3", "missing"} {
 		_, _ = g.Get(context.Background(), k)
 	}
-	if all := g.Hottest(1 << 20); len(all) != 3 {
-		t.Fatalf("Hottest = %d entries, want 3 values", len(all))
+	if all, total := g.Hottest(1 << 20); len(all) != 3 || total != 3*(2+100) {
+		t.Fatalf("Hottest = %d keys of %d bytes, want 3 values", len(all), total)
 	}
-	some := g.Hottest(2 * 102)
+	some, _ := g.Hottest(2 * 102)
 	if len(some) != 2 {
-		t.Fatalf("Hottest(204 bytes) = %d entries, want 2", len(some))
+		t.Fatalf("Hottest(204 bytes) = %d keys, want 2", len(some))
 	}
-	for _, e := range some {
-		if e.Value.TTL <= 0 || e.Value.TTL > time.Hour || e.Value.ContentType != "a/b" || len(e.Value.Bytes) != 100 {
-			t.Fatalf("entry %+v", e)
+	for _, k := range some {
+		v, ok := g.HandOffValue(k)
+		if !ok || v.TTL <= 0 || v.TTL > time.Hour || v.ContentType != "a/b" || len(v.Bytes) != 100 {
+			t.Fatalf("HandOffValue(%s) = %+v, %v", k, v, ok)
 		}
+	}
+	if _, ok := g.HandOffValue("missing"); ok {
+		t.Fatal("HandOffValue returned a remembered ErrNotFound")
 	}
 }

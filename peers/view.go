@@ -37,6 +37,11 @@ type view struct {
 	members  []Member             // every known member, sorted by name, Share filled
 	departed map[string]time.Time // when each listed member that is not Alive left or died
 	boots    map[string]string    // the boot identifier each listed member gossips, if any
+
+	// The ring before the last change of ownership, and when it changed (warm.go): who may
+	// still hold a key in memory. Nil before the first change.
+	prevRing  *Ring
+	changedAt time.Time
 }
 
 // startView is the view New begins from: this node is the only member, and there is no ring
@@ -256,7 +261,8 @@ func (c *Cluster) rebuild() {
 	for _, err := range rejected {
 		c.log.Warn("membership event", "err", err)
 	}
-	c.retire(prev, next)           // before the swap: no Get of the new view finds a departed member's copy
+	next.keepHistory(prev, c.cfg.NodeName, changed, now) // who owned each key before (warm.go)
+	c.retire(prev, next)                                 // before the swap: no Get of the new view finds a departed member's copy
 	c.resendBeforeSwap(prev, next) // and none is routed to a returning member still holding a removed value
 	c.view.Store(next)
 	if !changed {

@@ -1,0 +1,111 @@
+package peers
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/groupcached/groupcached/group"
+	"github.com/groupcached/groupcached/peers/wire"
+)
+
+// Previous owners: for Config.WarmTime after each change of the ring, a key this node now
+// loads may still be in the memory of the member that owned it before, and the Group asks
+// that member first (group.PreviousOwnerPicker, over the peer wire's peek). The view keeps
+// the ring before the last change for that; this node's own first ring counts as none.
+
+var (
+	_ group.PreviousOwnerPicker = (*Cluster)(nil)
+	_ group.Peeker              = (*wirePeer)(nil)
+	_ wire.WarmHandler          = wireHandler{}
+)
+
+// keepHistory records in next (the view that follows prev) the ring before the last change
+// of ownership. When the ring did not change it carries prev's record over. When this node
+// was alone, or in no ring, before the change (it just started, or came back), the keys it
+// now owns were held by the owners of a ring without it, which is what it records: that is
+// where a restarted node's keys went while it was away, and where a new node's keys lived.
+func (next *view) keepHistory(prev *view, self string, changed bool, now time.Time) {
+	if !changed {
+		next.prevRing, next.changedAt = prev.prevRing, prev.changedAt
+		return
+	}
+	next.changedAt = now
+	if slices.ContainsFunc(prev.ring.Names(), func(n string) bool { return n != self }) {
+		next.prevRing = prev.ring
+		return
+	}
+	next.prevRing = ringWithout(next.ring, self)
+}
+
+// ringWithout returns r without the member name.
+func ringWithout(r *Ring, name string) *Ring {
+	names := slices.DeleteFunc(slices.Clone(r.Names()), func(n string) bool { return n == name })
+	return NewRing(names)
+}
+
+// PreviousOwner returns the member that owned key before the last ring change, as a
+// group.Peeker, when the change is less than WarmTime old and that member is neither this
+// node nor key's current owner, and is alive in the current ring. It never blocks.
+func (c *Cluster) PreviousOwner(key string) (group.Peeker, bool) {
+	v := c.view.Load()
+	if v.prevRing == nil || c.cfg.WarmTime <= 0 || time.Since(v.changedAt) > c.cfg.WarmTime {
+		return nil, false
+	}
+	name := v.prevRing.OwnerName(key)
+	if name == "" || name == c.cfg.NodeName || name == v.ring.OwnerName(key) {
+		return nil, false
+	}
+	p := v.peer(name)
+	if p == nil {
+		return nil, false
+	}
+	return p, true
+}
+
+// Peek asks the peer for the value of key it holds in memory, within PeekTimeout. A value it
+// does not hold is group.ErrNotFound (wrapped); a failure is not counted against the peer: a
+// peek is a guess.
+func (p *wirePeer) Peek(ctx context.Context, groupName, key string) (group.Value, error) {
+	if p.client == nil {
+		return group.Value{}, p.unusable()
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.c.cfg.PeekTimeout)
+	defer cancel()
+	v, err := p.client.Peek(ctx, groupName, key)
+	if err != nil {
+		if wire.CodeOf(err) == wire.CodeNotFound {
+			err = group.ErrNotFound
+		}
+		return group.Value{}, err
+	}
+	return p.c.received(groupName, v)
+}
+
+// Peek answers a peer's peek from the group's memory only (group.Peek): never the loader.
+func (h wireHandler) Peek(_ context.Context, groupName, key string) (wire.Value, error) {
+	s, err := h.group(groupName)
+	if err != nil {
+		return wire.Value{}, err
+	}
+	res, ok := s.g.Peek(key)
+	if !ok || int64(len(res.Bytes)) > s.maxValue {
+		return wire.Value{}, &wire.Error{Code: wire.CodeNotFound, Message: "not in memory"}
+	}
+	return wire.Value{Bytes: res.Bytes, TTL: res.TTL, ContentType: res.ContentType, LastModified: res.LastModified}, nil
+}
+
+// Push stores a value a leaving member handed over (group.Push: only where nothing is held),
+// with the asking group's bounds applied as to a fetched value.
+func (h wireHandler) Push(_ context.Context, groupName, key string, v wire.Value) error {
+	s, err := h.group(groupName)
+	if err != nil {
+		return err
+	}
+	gv, err := h.c.received(groupName, v)
+	if err != nil {
+		return &wire.Error{Code: wire.CodeBadRequest, Message: err.Error()}
+	}
+	s.g.Push(key, gv)
+	return nil
+}
