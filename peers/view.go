@@ -263,7 +263,7 @@ func (c *Cluster) rebuild() {
 	}
 	next.keepHistory(prev, c.cfg.NodeName, changed, now) // who owned each key before (warm.go)
 	c.retire(prev, next)                                 // before the swap: no Get of the new view finds a departed member's copy
-	c.resendBeforeSwap(prev, next) // and none is routed to a returning member still holding a removed value
+	c.resendBeforeSwap(prev, next)                       // and none is routed to a returning member still holding a removed value
 	c.view.Store(next)
 	if !changed {
 		return
