@@ -261,9 +261,10 @@ func (c *Cluster) rebuild() {
 	for _, err := range rejected {
 		c.log.Warn("membership event", "err", err)
 	}
-	next.keepHistory(prev, c.cfg.NodeName, changed, now) // who owned each key before (warm.go)
-	c.retire(prev, next)                                 // before the swap: no Get of the new view finds a departed member's copy
-	c.resendBeforeSwap(prev, next)                       // and none is routed to a returning member still holding a removed value
+	// Who owned each key before the change: a new owner asks it first (warm.go).
+	next.keepHistory(prev, c.cfg.NodeName, changed, now)
+	c.retire(prev, next)           // before the swap: no Get of the new view finds a departed member's copy
+	c.resendBeforeSwap(prev, next) // and none is routed to a returning member still holding a removed value
 	c.view.Store(next)
 	if !changed {
 		return
