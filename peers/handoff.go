@@ -45,8 +45,7 @@ func (c *Cluster) HandOff(ctx context.Context, maxBytes int64) (HandOffStats, er
 	start := time.Now()
 	v := c.view.Load()
 	self := c.cfg.NodeName
-	next := ringWithout(v.ring, self)
-	if next.Len() == 0 || maxBytes <= 0 {
+	if v.ring.Len() < 2 || maxBytes <= 0 {
 		return HandOffStats{}, nil
 	}
 	groups := *c.groups.Load()
@@ -92,7 +91,7 @@ feed:
 			if v.ring.OwnerName(key) != self {
 				continue // a copy this node no longer owns: its owner has its own
 			}
-			peer := v.peer(next.OwnerName(key))
+			peer := v.peer(v.ring.ownerWithout(key, self))
 			if peer == nil {
 				continue
 			}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/groupcached/groupcached/group"
 	"github.com/groupcached/groupcached/peers/wire"
 )
@@ -44,16 +46,33 @@ func ringWithout(r *Ring, name string) *Ring {
 	return NewRing(names)
 }
 
-// PreviousOwner returns the member that owned key before the last ring change, as a
-// group.Peeker, when the change is less than WarmTime old and that member is neither this
-// node nor key's current owner, and is alive in the current ring. It never blocks.
+// PreviousOwner returns the member that may hold key in memory although this node now loads
+// it, as a group.Peeker, and ok == false when there is none to ask (or WarmTime is negative):
+//
+//   - key's owner is this node: the member that owned key before the last ring change, when
+//     that change is less than WarmTime old, and that member is another one, alive in the
+//     current ring (a join, a leave, a restart moved the key here);
+//   - key's owner is another member (this node loads it because the owner did not answer):
+//     the member that owns key in the ring without that owner, if it is not this node. A
+//     stopping owner has handed its keys there (handoff.go) before it stopped answering,
+//     and the others' rings have not dropped it yet.
+//
+// It never blocks.
 func (c *Cluster) PreviousOwner(key string) (group.Peeker, bool) {
-	v := c.view.Load()
-	if v.prevRing == nil || c.cfg.WarmTime <= 0 || time.Since(v.changedAt) > c.cfg.WarmTime {
+	if c.cfg.WarmTime <= 0 {
 		return nil, false
 	}
-	name := v.prevRing.OwnerName(key)
-	if name == "" || name == c.cfg.NodeName || name == v.ring.OwnerName(key) {
+	v := c.view.Load()
+	self := c.cfg.NodeName
+	owner := v.ring.OwnerName(key)
+	var name string
+	switch {
+	case owner != self && owner != "":
+		name = v.ring.ownerWithout(key, owner)
+	case v.prevRing != nil && time.Since(v.changedAt) <= c.cfg.WarmTime:
+		name = v.prevRing.OwnerName(key)
+	}
+	if name == "" || name == self || name == owner {
 		return nil, false
 	}
 	p := v.peer(name)
@@ -61,6 +80,28 @@ func (c *Cluster) PreviousOwner(key string) (group.Peeker, bool) {
 		return nil, false
 	}
 	return p, true
+}
+
+// ownerWithout returns the member that owns key in the ring of r's members less excluded,
+// without building that ring: rendezvous hashing gives key's bucket to the member of the
+// highest score, so the owner without excluded is the best of the others ("" when none).
+func (r *Ring) ownerWithout(key, excluded string) string {
+	b := xxhash.Sum64String(key) >> (64 - ringBucketBits)
+	spread := b * 0x9e3779b97f4a7c15
+	best, bestScore := -1, uint64(0)
+	for i, name := range r.names {
+		if name == excluded {
+			continue
+		}
+		// Ties go to the lower index, as in NewRing.
+		if s := mix64(xxhash.Sum64String(name) ^ spread); best < 0 || s > bestScore {
+			best, bestScore = i, s
+		}
+	}
+	if best < 0 {
+		return ""
+	}
+	return r.names[best]
 }
 
 // Peek asks the peer for the value of key it holds in memory, within PeekTimeout. A value it

@@ -144,3 +144,22 @@ func TestHandOffAndRejoin(t *testing.T) {
 }
 
 var _ group.PreviousOwnerPicker = (*Cluster)(nil)
+
+// TestOwnerWithout: the owner of a key in a ring without one member is the owner in the ring
+// built without it, for every key tried.
+func TestOwnerWithout(t *testing.T) {
+	all := []string{"a", "b", "c", "d", "e"}
+	r := NewRing(all)
+	for _, gone := range all {
+		without := NewRing(slices.DeleteFunc(slices.Clone(all), func(n string) bool { return n == gone }))
+		for i := range 2000 {
+			k := "key-" + strconv.Itoa(i)
+			if got, want := r.ownerWithout(k, gone), without.OwnerName(k); got != want {
+				t.Fatalf("without %s, %s: ownerWithout %s, ring %s", gone, k, got, want)
+			}
+		}
+	}
+	if got := NewRing([]string{"a"}).ownerWithout("k", "a"); got != "" {
+		t.Fatalf("ownerWithout on a ring of the excluded member alone = %q", got)
+	}
+}
