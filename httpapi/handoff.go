@@ -3,6 +3,10 @@ package httpapi
 import (
 	"context"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/groupcached/groupcached/group"
 )
 
 // DefaultHandOffBytes is DefaultNodeConfig's HandOffBytes: what a stopping node hands over
@@ -38,4 +42,47 @@ func (n *Node) handOff(ctx context.Context) {
 		return
 	}
 	n.log.Info("stopping: handed off", attrs...)
+}
+
+// warmCollector exports the groups' peek and push counters (group.WarmStats) at scrape time.
+type warmCollector struct {
+	groups                                  []*group.Group
+	peeks, peekSeconds, peeksServed, pushes *prometheus.Desc
+}
+
+func newWarmCollector(groups []*group.Group) *warmCollector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
+	}
+	return &warmCollector{
+		groups: groups,
+		peeks: desc("peeks_total", "Local loads that first asked the key's previous owner for its value in memory, by result: hit (the loader was not called) or miss.",
+			"group", "result"),
+		peekSeconds: desc("peek_seconds_total", "Time spent in those peeks, hits and misses.", "group"),
+		peeksServed: desc("peeks_served_total", "Peeks other nodes sent here, by result: hit or miss.", "group", "result"),
+		pushes: desc("pushes_received_total", "Values stopping nodes handed here, by result: stored, or dropped (a value was held, or a removal was recent).",
+			"group", "result"),
+	}
+}
+
+func (c *warmCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.peeks, c.peekSeconds, c.peeksServed, c.pushes} {
+		ch <- d
+	}
+}
+
+func (c *warmCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	for _, g := range c.groups {
+		name, ws := g.Name(), g.WarmStats()
+		counter(c.peeks, float64(ws.PeekHits), name, "hit")
+		counter(c.peeks, float64(ws.Peeks-ws.PeekHits), name, "miss")
+		counter(c.peekSeconds, ws.PeekTime.Seconds(), name)
+		counter(c.peeksServed, float64(ws.PeeksServedHits), name, "hit")
+		counter(c.peeksServed, float64(ws.PeeksServed-ws.PeeksServedHits), name, "miss")
+		counter(c.pushes, float64(ws.PushesStored), name, "stored")
+		counter(c.pushes, float64(ws.PushesReceived-ws.PushesStored), name, "dropped")
+	}
 }

@@ -128,6 +128,9 @@ func (n *Node) build(groups []*group.Group) (err error) {
 	if err := n.buildWatches(); err != nil {
 		return err
 	}
+	if err := n.api.Registry().Register(newWarmCollector(n.groups)); err != nil { // handoff.go
+		return fmt.Errorf("httpapi: registering metrics: %w", err)
+	}
 	n.api.history = newHistory(n.cfg.History, n.groups)
 	n.server = n.newServer(n.listener, false)
 	if n.peerListener != nil {
