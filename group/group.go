@@ -18,6 +18,11 @@
 // loader fails its waiters instead of hanging them, a caller whose context ends stops waiting
 // at once, and the byte bound counts each entry's bookkeeping so that memory tracks it.
 //
+// When a key's owner changes, the value need not come from the origin again (peek.go): a
+// local load first asks the key's previous owner (a PreviousOwnerPicker says who) for the value
+// in its memory (Peek, which never loads), and a node that leaves hands its hottest entries
+// (Hottest) to their next owners, which keep them only where they hold none (Push).
+//
 // Eviction is W-TinyLFU (github.com/maypok86/otter/v2): it keeps frequently used keys through
 // one-time scans that flush an LRU. BENCHMARKS.md has the hit ratios measured against
 // golang/groupcache's LRU.
