@@ -221,12 +221,13 @@ func TestReservedRequestTypesAreAnswered(t *testing.T) {
 	if resp.StatusCode != 101 {
 		t.Fatalf("upgrade: %s", resp.Status)
 	}
-	nc.Write(rawFrame(typePeek, 0, 7, appendKeyRequest(nil, "g", "k")))
+	const reserved msgType = 0x08 // the first type no version serves yet
+	nc.Write(rawFrame(reserved, 0, 7, appendKeyRequest(nil, "g", "k")))
 	nc.Write(rawFrame(typeFetch, 0, 8, appendKeyRequest(nil, "g", "k")))
 	for _, want := range []struct {
 		typ msgType
 		id  uint32
-	}{{typePeek | replyBit, 7}, {typeFetchReply, 8}} {
+	}{{reserved | replyBit, 7}, {typeFetchReply, 8}} {
 		hdr := make([]byte, headerLen)
 		if _, err := io.ReadFull(br, hdr); err != nil {
 			t.Fatal(err)
