@@ -166,6 +166,13 @@ func (g *Group) peekPrevious(ctx context.Context, c *call) (Value, bool) {
 		return Value{}, false
 	}
 	start := time.Now()
+	// A peek takes at most a quarter of what is left of the load's time (and the Peeker's
+	// own bound): a slow previous owner must leave the loader its time.
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, start.Add(deadline.Sub(start)/4))
+		defer cancel()
+	}
 	v, err := prev.Peek(ctx, g.name, c.key.key)
 	g.warm.peeks.Add(1)
 	g.warm.peekNanos.Add(int64(time.Since(start)))
