@@ -409,13 +409,22 @@ func TestGroupKeys(t *testing.T) {
     load_timeout: 1s
     hot_cache_fraction: 0.25
     hot_cache_rate: 3
+    max_concurrent_loads: 8
+    max_queued_loads: 16
+    max_loading_bytes: 32MiB
+    error_ttl: 2s
+    max_error_ttl: 1m
+    stale_while_revalidate: 10s
+    stale_if_error: 1h
     loader: {type: file, root: .}
 `)
 	cfg, err := loadConfig(mustFlags(t, "-config", path), envMap{}.lookup)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := group.Config{CacheBytes: 1 << 20, TTL: time.Minute, NegativeTTL: 0, LoadTimeout: time.Second, HotCacheFraction: 0.25, HotCacheRate: 3}
+	want := group.Config{CacheBytes: 1 << 20, TTL: time.Minute, NegativeTTL: 0, LoadTimeout: time.Second, HotCacheFraction: 0.25, HotCacheRate: 3,
+		MaxConcurrentLoads: 8, MaxQueuedLoads: 16, MaxLoadingBytes: 32 << 20, ErrorTTL: 2 * time.Second, MaxErrorTTL: time.Minute,
+		StaleWhileRevalidate: 10 * time.Second, StaleIfError: time.Hour}
 	if got := cfg.Groups[0].Config; got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}

@@ -60,6 +60,12 @@ type cache struct {
 	maxBytes    atomic.Int64
 	evictions   atomic.Int64
 	expirations atomic.Int64
+
+	// grace keeps an expired value (not a negative entry) this long past its deadline, for
+	// serving stale (stale.go): get still reports it as a miss, but leaves it in place, where
+	// it keeps counting against the byte bound, for stale to find. Set once, by New, for the
+	// main cache only; zero drops expired entries as soon as get finds them.
+	grace int64
 }
 
 func newCache(maxBytes int64, clk clock) *cache {
@@ -120,15 +126,40 @@ func (c *cache) get(key string, e *entry) (time.Duration, bool) {
 	if left := e.expires - now; left > 0 {
 		return time.Duration(left), true
 	}
-	c.dropExpired(key, now)
+	if !c.kept(e, now) {
+		c.dropExpired(key, now)
+	}
 	return 0, false
 }
 
-// dropExpired removes key if its entry has expired at now. A fill may have replaced it with a
-// fresh entry since get read it; that one stays.
+// kept reports whether e, expired or not, stays in the cache at now: it has not expired, or
+// it is a value within its grace (see grace).
+func (c *cache) kept(e *entry, now int64) bool {
+	return e.expires == 0 || e.expires > now || (!e.negative && now-e.expires < c.grace)
+}
+
+// stale stores key's expired value in *e if it is within its grace, and returns how long ago
+// it expired. It finds nothing when grace is zero.
+func (c *cache) stale(key string, e *entry) (time.Duration, bool) {
+	if c.grace == 0 {
+		return 0, false
+	}
+	var ok bool
+	if *e, ok = c.c.GetIfPresent(key); !ok || e.negative || e.expires == 0 {
+		return 0, false
+	}
+	past := c.clock.now() - e.expires
+	if past < 0 || past >= c.grace {
+		return 0, false
+	}
+	return time.Duration(past), true
+}
+
+// dropExpired removes key if its entry has expired at now (and is not kept for its grace).
+// A fill may have replaced it with a fresh entry since get read it; that one stays.
 func (c *cache) dropExpired(key string, now int64) {
 	c.c.ComputeIfPresent(key, func(old entry) (entry, otter.ComputeOp) {
-		if old.expires == 0 || old.expires > now {
+		if c.kept(&old, now) {
 			return old, otter.CancelOp
 		}
 		c.expirations.Add(1)

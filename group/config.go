@@ -47,10 +47,60 @@ type Config struct {
 	// rough for a few thousand (BENCHMARKS.md). The cache it multiplies is the main cache's
 	// bound: CacheBytes alone, less the hot cache's share in a cluster.
 	Sizing bool
+
+	// Admission control and failure isolation (admit.go, errmemory.go, stale.go).
+
+	// MaxConcurrentLoads bounds the loader calls in progress at once on this node for this
+	// group (loads from the origin only: hits and fetches from the key's owner do not count).
+	// A load past it waits in a queue of MaxQueuedLoads. Zero: unbounded.
+	// DefaultConfig: 32, so a cluster of n nodes asks the origin at most 32n things at once.
+	MaxConcurrentLoads int
+
+	// MaxQueuedLoads bounds the loads waiting for one of MaxConcurrentLoads (or for the
+	// MaxLoadingBytes budget). A queued load waits until a slot frees or its load timeout
+	// ends; a load arriving at a full queue fails at once with ErrOverloaded (HTTP 503
+	// "overloaded" with Retry-After). Zero: no queue, a load past the bound fails at once.
+	// DefaultConfig: 128.
+	MaxQueuedLoads int
+
+	// MaxLoadingBytes bounds the memory of loads in progress, whose size is unknown until the
+	// loader returns: each load in progress is charged the mean size of the values this group
+	// loaded recently (nothing before the first load returns), and a load is admitted only
+	// while the charges of those in progress plus its own stay within the budget; otherwise it
+	// queues as above. One load is always admitted, so a single value larger than the budget
+	// still loads. It bounds the bytes the loaders hold while reading values, not the copies
+	// that clients' connections hold while their answers are written. Zero: no byte budget.
+	// DefaultConfig: 64 MiB.
+	MaxLoadingBytes int64
+
+	// ErrorTTL is how long a failed load (a loader error, a timeout, a value larger than the
+	// cache; not a panic) is remembered: meanwhile a Get of the key, or a peer's request for it,
+	// gets the remembered error without calling the origin. A key that fails again is
+	// remembered twice as long each time, up to MaxErrorTTL; a success forgets it. So a key
+	// whose origin keeps failing costs the origin about one call per ErrorTTL (then less)
+	// per cluster: only its owner loads it. ErrNotFound is not a failure (see NegativeTTL),
+	// nor is ErrOverloaded. Zero: failures are not remembered. DefaultConfig: 1 s.
+	ErrorTTL time.Duration
+
+	// MaxErrorTTL caps the backoff of ErrorTTL for a key that keeps failing. At most
+	// ErrorTTL (zero included): no backoff. DefaultConfig: 30 s.
+	MaxErrorTTL time.Duration
+
+	// StaleWhileRevalidate: for this long after a value in the main cache expires, a Get
+	// answers it at once (Result.Stale) while one background load refreshes it. Zero: off.
+	StaleWhileRevalidate time.Duration
+
+	// StaleIfError: for this long after a value in the main cache expires, a Get whose load
+	// fails (error, timeout, overload; not ErrNotFound) answers the expired value instead of
+	// the error (Result.Stale). Expired values are kept, within CacheBytes, for the longer of
+	// the two durations. Zero: off.
+	StaleIfError time.Duration
 }
 
 // DefaultConfig returns production values: 64 MiB, no expiry, 1 s negative caching, a 30 s
-// load timeout and a hot cache of 1/8 that takes one fetch in ten.
+// load timeout and a hot cache of 1/8 that takes one fetch in ten; at most 32 loads at once
+// (128 more queued, 64 MiB being loaded), failures remembered for 1 s (up to 30 s when they
+// repeat), no stale values served.
 func DefaultConfig() Config {
 	return Config{
 		CacheBytes:       64 << 20,
@@ -59,6 +109,12 @@ func DefaultConfig() Config {
 		NegativeTTL:      time.Second,
 		LoadTimeout:      30 * time.Second,
 		HotCacheRate:     10,
+
+		MaxConcurrentLoads: 32,
+		MaxQueuedLoads:     128,
+		MaxLoadingBytes:    64 << 20,
+		ErrorTTL:           time.Second,
+		MaxErrorTTL:        30 * time.Second,
 	}
 }
 
@@ -83,6 +139,7 @@ func (c Config) Validate() error {
 	if c.HotCacheRate < 0 {
 		errs = append(errs, FieldErrorf("HotCacheRate", "must be >= 0, got %d", c.HotCacheRate))
 	}
+	errs = append(errs, c.validateIsolation()...)
 	return errors.Join(errs...)
 }
 

@@ -23,8 +23,10 @@ func (g *Group) cached(k flightKey) (Result, error, bool) {
 	src, hit := SourceMain, false
 	if k.remote {
 		ttl, src, hit = g.lookup(k.key, &e)
-	} else {
-		ttl, hit = g.main.get(k.key, &e)
+	} else if ttl, hit = g.main.get(k.key, &e); !hit {
+		if err, ok := g.failures.recall(k.key); ok { // errmemory.go
+			return Result{}, err, true
+		}
 	}
 	if hit {
 		// Not counted as a hit: the caller has counted its miss.
@@ -42,7 +44,7 @@ func (g *Group) slow(ctx context.Context, c *call) (Value, error) {
 	if v, ok := g.peekPrevious(ctx, c); ok { // the previous owner's memory first (peek.go)
 		return v, nil
 	}
-	return g.loader.Load(ctx, c.key.key)
+	return g.load(ctx, c.key.key) // the loader's Load, once admitted (admit.go)
 }
 
 func (g *Group) settle(ctx context.Context, c *call, v Value, err error) (Result, error, bool) {
@@ -57,9 +59,16 @@ func (g *Group) settle(ctx context.Context, c *call, v Value, err error) (Result
 // ctx is the loader's, whose deadline tells a timeout from the loader's own errors.
 func (g *Group) settleLoad(ctx context.Context, c *call, v Value, err error) (Result, error) {
 	key := c.key.key
+	if errors.Is(err, ErrOverloaded) { // refused before the loader was called (admit.go)
+		return Result{}, err
+	}
 	g.stats.loadDuration.observe(time.Since(c.started))
+	if err == nil {
+		err = g.tooLarge(key, v)
+	}
 	switch {
 	case err == nil:
+		g.failures.forget(key)
 		if !c.peeked.Load() { // a peek's hit is no load (peek.go counts it)
 			g.stats.localLoads.Add(1)
 		}
@@ -72,6 +81,7 @@ func (g *Group) settleLoad(ctx context.Context, c *call, v Value, err error) (Re
 		g.flights.cacheUnlessStale(c, func() { g.main.add(key, e) })
 		return e.result(ttl, SourceLoader)
 	case errors.Is(err, ErrNotFound):
+		g.failures.forget(key)
 		g.stats.localLoads.Add(1)
 		if g.cfg.NegativeTTL > 0 {
 			g.flights.cacheUnlessStale(c, func() { g.main.add(key, g.negativeEntry(g.cfg.NegativeTTL)) })
@@ -88,7 +98,9 @@ func (g *Group) settleLoad(ctx context.Context, c *call, v Value, err error) (Re
 		} else if pastDeadline(ctx) {
 			err = fmt.Errorf("%w after %v: %w", ErrLoadTimeout, g.cfg.LoadTimeout, err)
 		}
-		return Result{}, fmt.Errorf("loading %q: %w", key, err)
+		err = fmt.Errorf("loading %q: %w", key, err)
+		g.rememberFailure(c, err) // errmemory.go
+		return Result{}, err
 	}
 }
 

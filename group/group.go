@@ -18,6 +18,12 @@
 // loader fails its waiters instead of hanging them, a caller whose context ends stops waiting
 // at once, and the byte bound counts each entry's bookkeeping so that memory tracks it.
 //
+// A failure stays small: loader calls are bounded per node (Config.MaxConcurrentLoads, a
+// queue, a byte budget; past them ErrOverloaded, admit.go), a failed load is remembered for
+// Config.ErrorTTL with backoff so that a failing key costs the origin about one call per
+// ErrorTTL (errmemory.go), and an expired value can be served while it is refreshed or when
+// its load fails (Config.StaleWhileRevalidate, Config.StaleIfError; stale.go).
+//
 // When a key's owner changes, the value need not come from the origin again (peek.go): a
 // local load first asks the key's previous owner (a PreviousOwnerPicker says who) for the value
 // in its memory (Peek, which never loads), and a node that leaves hands its hottest entries
@@ -71,9 +77,14 @@ type Result struct {
 	TTL time.Duration
 	// Source says which cache answered, or who filled the key.
 	Source Source
+	// Stale says the value has expired and is served under Config.StaleWhileRevalidate or
+	// Config.StaleIfError (stale.go); TTL is then zero, and the value must not be kept.
+	Stale bool
 	// ContentType and LastModified are the value's metadata (see Value), empty when unknown.
 	ContentType  string
 	LastModified time.Time
+	// Age is, for a stale value, how long ago it expired; zero otherwise.
+	Age time.Duration
 }
 
 // Group is a named, byte-bounded read-through cache over one Loader. It is safe for
@@ -102,6 +113,13 @@ type Group struct {
 	flights flights
 
 	stats counters
+
+	// admit bounds the loader calls in progress (admit.go); failures remembers failed loads
+	// (errmemory.go); refreshing holds the keys whose stale value is being revalidated in the
+	// background (stale.go).
+	admit      *admission
+	failures   *failureMemory
+	refreshing sync.Map
 
 	// warm holds the peek and push counters and the time of the last removal (peek.go).
 	warm warmState
@@ -141,6 +159,9 @@ func New(name string, loader Loader, cfg Config, logger *slog.Logger) (*Group, e
 		hot:    newCache(0, clk), // sized by SetPeers: without peers nothing is fetched
 	}
 	g.flights = flights{fill: g, timeout: cfg.LoadTimeout, log: g.log}
+	g.admit = newAdmission(cfg)
+	g.failures = newFailureMemory(cfg, clk)
+	g.main.grace = int64(max(cfg.StaleWhileRevalidate, cfg.StaleIfError))
 	if cfg.Sizing {
 		// Every Get and GetLocal is counted on the stripes before the sizer sees it: their sum
 		// is the sizer's request count, and the hot path pays for no counter of its own.
@@ -228,7 +249,13 @@ func (g *Group) get(ctx context.Context, key string, fromPeer bool) (Result, err
 		return g.answer(s, &e, ttl, src)
 	}
 	counts[miss].Add(1)
-	res, err := g.fillMiss(ctx, key, fromPeer)
+	var res Result
+	var err error
+	if g.main.grace > 0 {
+		res, err = g.fillOrStale(ctx, key, fromPeer)
+	} else {
+		res, err = g.fillMiss(ctx, key, fromPeer)
+	}
 	g.sizer.observe(key, observedLen(res, err))
 	return res, err
 }
@@ -285,6 +312,7 @@ func (e *entry) result(ttl time.Duration, src Source) (Result, error) {
 func (g *Group) RemoveLocal(key string) {
 	g.warm.removed(g.clock.now()) // a push read before this removal is refused (Push)
 	g.flights.invalidate(key, false)
+	g.failures.forget(key)
 	g.main.remove(key)
 	g.hot.remove(key)
 }
@@ -293,6 +321,7 @@ func (g *Group) RemoveLocal(key string) {
 func (g *Group) PurgeLocal() {
 	g.warm.removed(g.clock.now()) // a push read before this purge is refused (Push)
 	g.flights.invalidate("", true)
+	g.failures.forgetAll()
 	g.main.purge()
 	g.hot.purge()
 }

@@ -690,21 +690,31 @@ func TestEvictionCounted(t *testing.T) {
 	}
 }
 
-func TestTooLargeValueIsServedNotCached(t *testing.T) {
-	cfg := testConfig()
-	cfg.CacheBytes = 4096
-	l := &countingLoader{fn: func(context.Context, string) (Value, error) {
-		return Value{Bytes: make([]byte, 8192)}, nil
-	}}
-	g := newTestGroup(t, l, cfg)
-	for i := 1; i <= 2; i++ {
-		res, err := g.Get(t.Context(), "big")
-		if err != nil || len(res.Bytes) != 8192 || res.Source != SourceLoader {
-			t.Fatalf("Get %d = %d bytes %v %v", i, len(res.Bytes), res.Source, err)
-		}
-	}
-	if st := g.Stats(); st.Main.Bytes != 0 || l.calls.Load() != 2 {
-		t.Fatalf("Main.Bytes = %d, loader calls %d; want nothing cached", st.Main.Bytes, l.calls.Load())
+// A value larger than the cache cannot be cached, so serving it would make every request load
+// it again: it is refused, and the refusal is remembered like any failed load.
+func TestTooLargeValueIsRefusedAndRemembered(t *testing.T) {
+	for _, errorTTL := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprintf("error_ttl=%v", errorTTL), func(t *testing.T) {
+			cfg := testConfig()
+			cfg.CacheBytes = 4096
+			cfg.ErrorTTL = errorTTL
+			l := &countingLoader{fn: func(context.Context, string) (Value, error) {
+				return Value{Bytes: make([]byte, 8192)}, nil
+			}}
+			g := newTestGroup(t, l, cfg)
+			for i := 1; i <= 3; i++ {
+				if _, err := g.Get(t.Context(), "big"); !errors.Is(err, ErrValueTooLarge) {
+					t.Fatalf("Get %d = %v, want ErrValueTooLarge", i, err)
+				}
+			}
+			wantCalls := int64(3)
+			if errorTTL > 0 {
+				wantCalls = 1
+			}
+			if st := g.Stats(); st.Main.Bytes != 0 || l.calls.Load() != wantCalls {
+				t.Fatalf("Main.Bytes = %d, loader calls %d; want nothing cached and %d calls", st.Main.Bytes, l.calls.Load(), wantCalls)
+			}
+		})
 	}
 }
 

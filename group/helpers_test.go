@@ -16,6 +16,9 @@ func testConfig() Config {
 	cfg.CacheBytes = 1 << 20
 	cfg.NegativeTTL = 0
 	cfg.LoadTimeout = 5 * time.Second
+	// Failures are not remembered, so that the tests of loads that fail see every retry
+	// reach the loader; errmemory_test.go turns it on.
+	cfg.ErrorTTL = 0
 	return cfg
 }
 

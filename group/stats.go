@@ -24,6 +24,14 @@ type Stats struct {
 	FallbackLoads  int64 // local loads made because the owner could not be reached
 	ServerRequests int64 // requests that arrived from peers (GetLocal)
 
+	RememberedErrors      int64 // fills answered with a remembered failure, without a load (ErrorTTL)
+	FailureLogsSuppressed int64 // "load failed" log lines held back by the rate limit
+	StaleRevalidating     int64 // Gets answered with an expired value while it is reloaded (StaleWhileRevalidate)
+	StaleOnError          int64 // Gets answered with an expired value because the load failed (StaleIfError)
+	StaleRefreshes        int64 // background loads started to revalidate an expired value
+
+	Admission AdmissionStats // loads in progress, queued and refused (MaxConcurrentLoads)
+
 	Main CacheStats // keys this node owns (or loaded as a fallback)
 	Hot  CacheStats // copies of popular keys owned by other nodes
 
@@ -103,6 +111,7 @@ type counters struct {
 
 	loadsDeduped, localLoads, localLoadErrs, loaderPanics atomic.Int64
 	peerLoads, peerErrors, fallbackLoads                  atomic.Int64
+	staleRevalidating, staleOnError, staleRefreshes       atomic.Int64
 
 	loadDuration histogram
 }
@@ -139,6 +148,12 @@ func (g *Group) Stats() Stats {
 	// Outcomes before attempts: a Get that lands between two reads is then counted in the
 	// attempt but not yet in its outcome, never the other way round.
 	var st Stats
+	st.RememberedErrors = g.failures.recalled.Load()
+	st.FailureLogsSuppressed = g.failures.suppressed.Load()
+	st.StaleRevalidating = c.staleRevalidating.Load()
+	st.StaleOnError = c.staleOnError.Load()
+	st.StaleRefreshes = c.staleRefreshes.Load()
+	st.Admission = g.admit.stats()
 	st.FallbackLoads = c.fallbackLoads.Load()
 	st.PeerErrors = c.peerErrors.Load()
 	st.PeerLoads = c.peerLoads.Load()

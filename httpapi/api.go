@@ -65,6 +65,8 @@ type API struct {
 
 	ready   atomic.Bool
 	metrics *metrics
+	// errLog rate-limits the log lines of failed requests (loglimit.go).
+	errLog logLimiter
 
 	// history is the node's recent past for the status page's charts, set by a Node before
 	// it serves; nil for an API served on its own (the page then has no charts).

@@ -35,8 +35,9 @@
 //
 // Clients read values with GET /groups/{group}/keys/{key}, where the key is one escaped path
 // segment of any bytes; the answer carries the value's ETag, a Cache-Control max-age from its
-// remaining TTL and an X-Groupcached-Source header (main, hot, peer or loader). DELETE removes
-// a key or purges a group across the cluster. GET /groups, /cluster, /healthz, /readyz and
+// remaining TTL and an X-Groupcached-Source header (main, hot, peer or loader; stale, with
+// Warning and Age, for an expired value served under the group's stale settings). DELETE
+// removes a key or purges a group across the cluster. GET /groups, /cluster, /healthz, /readyz and
 // /metrics describe the node; GET / is a status page for people (status.go): members, ring
 // shares, each group's hit ratio, loads and bytes, charts of the last minutes from the
 // node's history (history.go: a fixed ring sampled by one goroutine between Start and Stop),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/groupcached/groupcached/group"
 )
@@ -30,7 +31,13 @@ const (
 	CodeRateLimited      = "rate_limited"            // 429: past the purge rate; see Retry-After
 	CodeTooLarge         = "too_large"               // 413: a PUT value or a batch over its limit
 	CodeBadRequest       = "bad_request"             // 400: a malformed body or header
+	CodeOverloaded       = "overloaded"              // 503: too many loads in progress (here or on the owner); see Retry-After
+	CodeValueTooLarge    = "value_too_large"         // 502: the origin's value does not fit the group's cache
 )
+
+// overloadRetryAfter is the Retry-After of an "overloaded" answer, in seconds: loads free
+// their slots within a load's time, and a client that waits a second finds the queue moved.
+var overloadRetryAfter = []string{"1"}
 
 // statusClientClosedRequest is the de-facto status for a request whose client left before
 // the answer was ready. Nobody reads it; it keeps such requests apart from server errors.
@@ -74,6 +81,10 @@ func errorStatus(err error) (status int, code string) {
 		return ae.status, ae.code
 	case errors.Is(err, group.ErrPeerUnavailable):
 		return http.StatusBadGateway, CodePeerUnavailable
+	case errors.Is(err, group.ErrOverloaded):
+		return http.StatusServiceUnavailable, CodeOverloaded
+	case errors.Is(err, group.ErrValueTooLarge):
+		return http.StatusBadGateway, CodeValueTooLarge
 	default:
 		return http.StatusBadGateway, CodeLoadFailed
 	}
@@ -110,6 +121,10 @@ func publicMessage(err error, code string) string {
 		return "the node that owns this key could not be reached"
 	case CodeLoadFailed:
 		return "loading the value from the origin failed"
+	case CodeOverloaded:
+		return "too many loads in progress; retry later"
+	case CodeValueTooLarge:
+		return "the value is larger than the group's cache"
 	}
 	return "internal error; see the node's log"
 }
@@ -120,8 +135,16 @@ func publicMessage(err error, code string) string {
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := errorStatus(err)
 	a.metrics.httpErrors.WithLabelValues(code).Inc()
+	if code == CodeOverloaded {
+		w.Header()["Retry-After"] = overloadRetryAfter
+	}
 	if status >= 500 && code != CodeCanceled {
-		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "err", err)
+		if ok, held := a.errLog.allow(time.Now()); ok && held == 0 {
+			a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "err", err)
+		} else if ok {
+			a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "err", err,
+				"log_lines_suppressed", held)
+		}
 	} else {
 		a.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "err", err)
 	}

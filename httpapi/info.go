@@ -61,6 +61,14 @@ type groupConfig struct {
 	NegativeTTL      string  `json:"negative_ttl"`
 	LoadTimeout      string  `json:"load_timeout"`
 	Sizing           bool    `json:"sizing"`
+
+	MaxConcurrentLoads   int    `json:"max_concurrent_loads"`
+	MaxQueuedLoads       int    `json:"max_queued_loads"`
+	MaxLoadingBytes      int64  `json:"max_loading_bytes"`
+	ErrorTTL             string `json:"error_ttl"`
+	MaxErrorTTL          string `json:"max_error_ttl"`
+	StaleWhileRevalidate string `json:"stale_while_revalidate"`
+	StaleIfError         string `json:"stale_if_error"`
 }
 
 type groupStats struct {
@@ -80,6 +88,13 @@ type groupStats struct {
 	Hot            cacheStats `json:"hot"`
 	LoadCount      uint64     `json:"load_count"`
 	LoadSeconds    float64    `json:"load_seconds"` // total time spent in the loader
+
+	LoadsInFlight     int64 `json:"loads_in_flight"`
+	LoadQueueDepth    int64 `json:"load_queue_depth"`
+	LoadRejections    int64 `json:"load_rejections"` // answered 503 overloaded
+	RememberedErrors  int64 `json:"remembered_errors"`
+	StaleRevalidating int64 `json:"stale_revalidating"`
+	StaleOnError      int64 `json:"stale_on_error"`
 }
 
 type cacheStats struct {
@@ -102,6 +117,14 @@ func newGroupInfo(g *group.Group) groupInfo {
 			NegativeTTL:      c.NegativeTTL.String(),
 			LoadTimeout:      c.LoadTimeout.String(),
 			Sizing:           c.Sizing,
+
+			MaxConcurrentLoads:   c.MaxConcurrentLoads,
+			MaxQueuedLoads:       c.MaxQueuedLoads,
+			MaxLoadingBytes:      c.MaxLoadingBytes,
+			ErrorTTL:             c.ErrorTTL.String(),
+			MaxErrorTTL:          c.MaxErrorTTL.String(),
+			StaleWhileRevalidate: c.StaleWhileRevalidate.String(),
+			StaleIfError:         c.StaleIfError.String(),
 		},
 		Stats: groupStats{
 			Gets:           st.Gets,
@@ -120,6 +143,13 @@ func newGroupInfo(g *group.Group) groupInfo {
 			Hot:            newCacheStats(st.Hot),
 			LoadCount:      st.LoadDuration.Count,
 			LoadSeconds:    st.LoadDuration.Sum,
+
+			LoadsInFlight:     st.Admission.InFlight,
+			LoadQueueDepth:    st.Admission.Queued,
+			LoadRejections:    st.Admission.Rejected,
+			RememberedErrors:  st.RememberedErrors,
+			StaleRevalidating: st.StaleRevalidating,
+			StaleOnError:      st.StaleOnError,
 		},
 		Sizing: newSizingInfo(g),
 	}

@@ -66,6 +66,9 @@ func (a *API) serveKey(w http.ResponseWriter, r *http.Request, groupSeg, keySeg 
 		h["Cache-Control"] = a.noTTLCacheControl
 	}
 	h["X-Groupcached-Source"] = sourceHeader[res.Source]
+	if res.Stale {
+		markStale(h, res) // stale.go
+	}
 
 	if !res.LastModified.IsZero() {
 		h["Last-Modified"] = []string{res.LastModified.UTC().Format(http.TimeFormat)}

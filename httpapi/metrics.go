@@ -59,6 +59,9 @@ type statsCollector struct {
 	cacheBytes, cacheItems, evictions, expirations, capacity   *prometheus.Desc
 	sizingHitRatio, sizingBytes, sizingSampled, sizingDropped  *prometheus.Desc
 
+	loadsInFlight, loadQueue, loadingBytes, overloadRejected, queuedLoads *prometheus.Desc
+	rememberedErrors, failureLogsSuppressed, staleServed, staleRefreshes  *prometheus.Desc
+
 	members, ringRebuilds, fetchErrors, unreachable, invalidations, rebuildLatency *prometheus.Desc
 	peerConns, peerAuthRefused                                                     *prometheus.Desc
 }
@@ -94,6 +97,16 @@ func newStatsCollector(groups []*group.Group, cluster Cluster) *statsCollector {
 		sizingSampled:  desc("sizing_sampled_requests_total", "Requests the group's sizing estimator simulated.", g...),
 		sizingDropped:  desc("sizing_dropped_requests_total", "Sampled requests the sizing estimator skipped because another was being simulated.", g...),
 
+		loadsInFlight:         desc("loads_in_flight", "Loader calls in progress on this node (bounded by max_concurrent_loads).", g...),
+		loadQueue:             desc("load_queue_depth", "Loads waiting for a load slot or for the loading byte budget (bounded by max_queued_loads).", g...),
+		loadingBytes:          desc("loading_bytes", "Estimated bytes of the loads in progress, charged against max_loading_bytes.", g...),
+		overloadRejected:      desc("load_rejections_total", "Loads refused because max_concurrent_loads were in progress and max_queued_loads waiting (answered 503 overloaded).", g...),
+		queuedLoads:           desc("loads_queued_total", "Loads that waited in the queue before they started.", g...),
+		rememberedErrors:      desc("remembered_errors_total", "Requests answered with a remembered load failure, without calling the origin (error_ttl).", g...),
+		failureLogsSuppressed: desc("load_failure_logs_suppressed_total", "Load failure log lines held back by the log's rate limit.", g...),
+		staleServed:           desc("stale_served_total", "Answers with an expired value, by reason: revalidate (stale_while_revalidate) or error (stale_if_error).", "group", "reason"),
+		staleRefreshes:        desc("stale_refreshes_total", "Background loads started to revalidate an expired value.", g...),
+
 		members:        desc("cluster_members", "Alive members of the cluster, this node included."),
 		ringRebuilds:   desc("ring_rebuilds_total", "Times a new hash ring was swapped in."),
 		fetchErrors:    desc("peer_fetch_errors_total", "Peer fetches that failed on this node, any reason."),
@@ -113,6 +126,8 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.loadErrors, c.loaderPanics, c.peerErrors, c.serverRequests, c.loadDuration,
 		c.cacheBytes, c.cacheItems, c.evictions, c.expirations, c.capacity,
 		c.sizingHitRatio, c.sizingBytes, c.sizingSampled, c.sizingDropped,
+		c.loadsInFlight, c.loadQueue, c.loadingBytes, c.overloadRejected, c.queuedLoads,
+		c.rememberedErrors, c.failureLogsSuppressed, c.staleServed, c.staleRefreshes,
 		c.members, c.ringRebuilds, c.fetchErrors, c.unreachable, c.invalidations, c.rebuildLatency,
 		c.peerConns, c.peerAuthRefused,
 	} {
@@ -154,6 +169,16 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.expirations, cs.s.Expirations, name, cs.cache)
 		}
 		gauge(c.capacity, float64(g.Config().CacheBytes), name)
+		gauge(c.loadsInFlight, float64(st.Admission.InFlight), name)
+		gauge(c.loadQueue, float64(st.Admission.Queued), name)
+		gauge(c.loadingBytes, float64(st.Admission.LoadingBytes), name)
+		counter(c.overloadRejected, st.Admission.Rejected, name)
+		counter(c.queuedLoads, st.Admission.Waited, name)
+		counter(c.rememberedErrors, st.RememberedErrors, name)
+		counter(c.failureLogsSuppressed, st.FailureLogsSuppressed, name)
+		counter(c.staleServed, st.StaleRevalidating, name, "revalidate")
+		counter(c.staleServed, st.StaleOnError, name, "error")
+		counter(c.staleRefreshes, st.StaleRefreshes, name)
 		if est, ok := g.Sizing(); ok {
 			counter(c.sizingSampled, est.Sampled, name)
 			counter(c.sizingDropped, est.Dropped, name)

@@ -55,8 +55,11 @@
 //   - a request that arrives on the wire is answered with group.GetLocal, never asking
 //     another node, whatever this node's own ring says (the hop guard is the wire itself: it
 //     carries nothing else);
-//   - the owner's ErrNotFound and its load failures (ErrLoaderPanic, ErrLoadTimeout and plain
-//     errors, as *RemoteError) come back as such, and the asking Group does not load again;
+//   - the owner's ErrNotFound and its load failures (ErrLoaderPanic, ErrLoadTimeout, its
+//     remembered failures, ErrValueTooLarge and plain errors, as *RemoteError) come back as
+//     such, and the asking Group does not load again; so does the owner's refusal to start a
+//     load (group.ErrOverloaded, wire code load_overloaded), so that a flood is not turned
+//     into local loads on the other nodes;
 //   - only an owner that cannot be reached yields group.ErrPeerUnavailable, after which the
 //     asking Group loads the key itself and counts it: refused, reset, a refused upgrade, no
 //     answer within FetchTimeout, a connection that stops answering pings (a frozen owner is
@@ -64,6 +67,9 @@
 //     above the value bound, or the owner "shutting down";
 //   - a caller whose own deadline (the group's LoadTimeout) ends first gets that timeout, not
 //     ErrPeerUnavailable, so that a slow origin is not asked twice.
+//
+// A stale value (group.Result.Stale) is sent with a TTL of 1 ns, so the asking node keeps no
+// copy of it.
 //
 // Warm ownership changes (warm.go, handoff.go). A change of the ring moves keys whose values
 // the cluster still holds. The view keeps the ring before the last change; for WarmTime after

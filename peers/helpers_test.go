@@ -35,6 +35,9 @@ func testGroupConfig() group.Config {
 	cfg.HotCacheRate = 1
 	cfg.NegativeTTL = 0
 	cfg.LoadTimeout = 5 * time.Second
+	// The transport's tests hold hundreds of loads at once (bounds_test.go): no admission
+	// bound (group's admit.go has its own tests).
+	cfg.MaxConcurrentLoads, cfg.MaxLoadingBytes = 0, 0
 	return cfg
 }
 

@@ -211,7 +211,13 @@ func (h wireHandler) Fetch(ctx context.Context, groupName, key string) (wire.Val
 		return wire.Value{}, &wire.Error{Code: wire.CodeLoadFailed, Message: fmt.Sprintf(
 			"value of %d bytes is above group %q's limit for peers (%d bytes)", len(res.Bytes), groupName, s.maxValue)}
 	}
-	return wire.Value{Bytes: res.Bytes, TTL: res.TTL, ContentType: res.ContentType, LastModified: res.LastModified}, nil
+	ttl := res.TTL
+	if res.Stale {
+		// Zero would read "never expires": a stale value goes out as one that expires at
+		// once, so that the asking node keeps no copy of it (group's stale.go).
+		ttl = time.Nanosecond
+	}
+	return wire.Value{Bytes: res.Bytes, TTL: ttl, ContentType: res.ContentType, LastModified: res.LastModified}, nil
 }
 
 func (h wireHandler) Remove(_ context.Context, groupName, key string) error {
@@ -269,6 +275,10 @@ func verdict(err error) error {
 		code = wire.CodeLoaderPanic
 	case errors.Is(err, group.ErrLoadTimeout):
 		code = wire.CodeLoadTimeout
+	case errors.Is(err, group.ErrOverloaded):
+		code = wire.CodeLoadOverloaded
+	case errors.Is(err, group.ErrValueTooLarge):
+		code = wire.CodeValueTooLarge
 	}
 	return &wire.Error{Code: code, Message: err.Error()}
 }

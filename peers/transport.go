@@ -52,6 +52,10 @@ func codeError(code wire.Code) error {
 		return group.ErrLoaderPanic
 	case wire.CodeLoadTimeout:
 		return group.ErrLoadTimeout
+	case wire.CodeLoadOverloaded:
+		return group.ErrOverloaded
+	case wire.CodeValueTooLarge:
+		return group.ErrValueTooLarge
 	}
 	return nil
 }

@@ -22,6 +22,10 @@ const (
 	CodeBadRequest   Code = 8  // not a request this peer serves (unknown type, batch too long)
 	CodeUnauthorized Code = 9  // an authenticated member asked for something it may not do
 	CodeOverloaded   Code = 10 // the peer sheds load: the client reports ErrUnavailable
+	// The owner's group refused to start the load (group.ErrOverloaded): a verdict on this
+	// request, not unavailability, so the asking node does not load the key itself.
+	CodeLoadOverloaded Code = 11
+	CodeValueTooLarge  Code = 12 // the owner's value does not fit its cache (group.ErrValueTooLarge)
 )
 
 var codeNames = [...]string{
@@ -35,6 +39,9 @@ var codeNames = [...]string{
 	CodeBadRequest:   "bad_request",
 	CodeUnauthorized: "unauthorized",
 	CodeOverloaded:   "overloaded",
+
+	CodeLoadOverloaded: "load_overloaded",
+	CodeValueTooLarge:  "value_too_large",
 }
 
 // String returns the code's wire name, such as "not_found", or "code_N" for a code this
