@@ -38,10 +38,11 @@ type view struct {
 	departed map[string]time.Time // when each listed member that is not Alive left or died
 	boots    map[string]string    // the boot identifier each listed member gossips, if any
 
-	// The ring before the last change of ownership, and when it changed (warm.go): who may
-	// still hold a key in memory. Nil before the first change.
-	prevRing  *Ring
-	changedAt time.Time
+	// The ring before the last change of ownership, or prevWithoutSelf: this ring less this
+	// node; and when it changed (zero: never). Who may still hold a key in memory (warm.go).
+	prevRing        *Ring
+	prevWithoutSelf bool
+	changedAt       time.Time
 }
 
 // startView is the view New begins from: this node is the only member, and there is no ring

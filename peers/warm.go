@@ -25,25 +25,31 @@ var (
 // keepHistory records in next (the view that follows prev) the ring before the last change
 // of ownership. When the ring did not change it carries prev's record over. When this node
 // was alone, or in no ring, before the change (it just started, or came back), the keys it
-// now owns were held by the owners of a ring without it, which is what it records: that is
-// where a restarted node's keys went while it was away, and where a new node's keys lived.
+// now owns were held by the owners of a ring without it, which is what it records (as a flag:
+// next.ring less this node, computed per key, so that no second ring is built): that is where
+// a restarted node's keys went while it was away, and where a new node's keys lived.
 func (next *view) keepHistory(prev *view, self string, changed bool, now time.Time) {
 	if !changed {
-		next.prevRing, next.changedAt = prev.prevRing, prev.changedAt
+		next.prevRing, next.prevWithoutSelf, next.changedAt = prev.prevRing, prev.prevWithoutSelf, prev.changedAt
 		return
 	}
 	next.changedAt = now
 	if slices.ContainsFunc(prev.ring.Names(), func(n string) bool { return n != self }) {
-		next.prevRing = prev.ring
+		next.prevRing, next.prevWithoutSelf = prev.ring, false
 		return
 	}
-	next.prevRing = ringWithout(next.ring, self)
+	next.prevRing, next.prevWithoutSelf = nil, true
 }
 
-// ringWithout returns r without the member name.
-func ringWithout(r *Ring, name string) *Ring {
-	names := slices.DeleteFunc(slices.Clone(r.Names()), func(n string) bool { return n == name })
-	return NewRing(names)
+// previousOwner returns the owner of key in the ring before the last change ("" if none).
+func (v *view) previousOwner(key, self string) string {
+	switch {
+	case v.prevWithoutSelf:
+		return v.ring.ownerWithout(key, self)
+	case v.prevRing != nil:
+		return v.prevRing.OwnerName(key)
+	}
+	return ""
 }
 
 // PreviousOwner returns the member that may hold key in memory although this node now loads
@@ -69,8 +75,8 @@ func (c *Cluster) PreviousOwner(key string) (group.Peeker, bool) {
 	switch {
 	case owner != self && owner != "":
 		name = v.ring.ownerWithout(key, owner)
-	case v.prevRing != nil && time.Since(v.changedAt) <= c.cfg.WarmTime:
-		name = v.prevRing.OwnerName(key)
+	case !v.changedAt.IsZero() && time.Since(v.changedAt) <= c.cfg.WarmTime:
+		name = v.previousOwner(key, self)
 	}
 	if name == "" || name == self || name == owner {
 		return nil, false
