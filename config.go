@@ -106,6 +106,15 @@ type NodeConfig struct {
 	// MaxKeyBytes is the longest key the HTTP API accepts; longer keys are answered 400.
 	// At most 64KiB (httpapi.Config.MaxKeyBytes). Zero: 1KiB.
 	MaxKeyBytes group.ByteSize `yaml:"max_key_bytes"`
+	// MaxBatchKeys bounds the keys of one batch read (POST /groups/{group}/mget); more are
+	// answered 413 (httpapi.Config.MaxBatchKeys). Zero: 1000. At most 100000.
+	MaxBatchKeys int `yaml:"max_batch_keys"`
+	// MaxBatchRequestBytes bounds the body of a batch read; a longer one is answered 413.
+	// Zero: 1MiB.
+	MaxBatchRequestBytes group.ByteSize `yaml:"max_batch_request_bytes"`
+	// MaxBatchResponseBytes bounds the value bytes one batch read answers with; the values
+	// past it are their items' 413 (httpapi.Config.MaxBatchResponseBytes). Zero: 16MiB.
+	MaxBatchResponseBytes group.ByteSize `yaml:"max_batch_response_bytes"`
 	// NoTTLMaxAge is the Cache-Control max-age the HTTP API sends with values that never
 	// expire (httpapi.Config.NoTTLMaxAge): how long a downstream cache may serve one after a
 	// PUT or DELETE changed it. 0s: no-cache (revalidate every read). Default 1m.
@@ -229,22 +238,26 @@ const (
 func defaultConfig() Config {
 	return Config{
 		Node: NodeConfig{
-			HTTPAddr:       defaultHTTPAddr,
-			GossipAddr:     defaultGossipAddr,
-			Preset:         defaultPreset,
-			SecretKeyEnv:   defaultSecretKeyEnv,
-			AdminTokenEnv:  defaultAdminTokenEnv,
-			PurgeRate:      defaultPurgeRate,
-			PurgeBurst:     defaultPurgeBurst,
-			MaxKeyBytes:    defaultMaxKeyBytes,
-			NoTTLMaxAge:    httpapi.DefaultNoTTLMaxAge,
-			ShutdownDelay:  defaultShutdownDelay,
-			WarmTime:       defaultWarmTime,
-			PeekTimeout:    defaultPeekTimeout,
-			HandOffBytes:   httpapi.DefaultHandOffBytes,
-			HandOffTimeout: defaultHandOffTime,
-			LogLevel:       defaultLogLevel,
-			LogFormat:      defaultLogFormat,
+			HTTPAddr:      defaultHTTPAddr,
+			GossipAddr:    defaultGossipAddr,
+			Preset:        defaultPreset,
+			SecretKeyEnv:  defaultSecretKeyEnv,
+			AdminTokenEnv: defaultAdminTokenEnv,
+			PurgeRate:     defaultPurgeRate,
+			PurgeBurst:    defaultPurgeBurst,
+			MaxKeyBytes:   defaultMaxKeyBytes,
+			MaxBatchKeys:  httpapi.DefaultMaxBatchKeys,
+			NoTTLMaxAge:   httpapi.DefaultNoTTLMaxAge,
+
+			MaxBatchRequestBytes:  httpapi.DefaultMaxBatchRequestBytes,
+			MaxBatchResponseBytes: httpapi.DefaultMaxBatchResponseBytes,
+			ShutdownDelay:         defaultShutdownDelay,
+			WarmTime:              defaultWarmTime,
+			PeekTimeout:           defaultPeekTimeout,
+			HandOffBytes:          httpapi.DefaultHandOffBytes,
+			HandOffTimeout:        defaultHandOffTime,
+			LogLevel:              defaultLogLevel,
+			LogFormat:             defaultLogFormat,
 		},
 	}
 }
@@ -309,6 +322,9 @@ func (c *Config) apiConfig() httpapi.Config {
 	ac := httpapi.DefaultConfig()
 	ac.NodeName = c.Node.Name
 	ac.MaxKeyBytes = int(c.Node.MaxKeyBytes)
+	ac.MaxBatchKeys = c.Node.MaxBatchKeys
+	ac.MaxBatchRequestBytes = int64(c.Node.MaxBatchRequestBytes)
+	ac.MaxBatchResponseBytes = int64(c.Node.MaxBatchResponseBytes)
 	ac.NoTTLMaxAge = c.Node.NoTTLMaxAge
 	ac.AdminToken = c.AdminToken
 	ac.AccessLog = c.Node.AccessLog

@@ -99,9 +99,13 @@ func (c *Config) validate(f Flags, lookupEnv func(string) (string, bool)) error 
 		"SecretKey":   {"", "", n.SecretKeyEnv},
 		"MaxKeyBytes": {path: "node.max_key_bytes"},
 		"NoTTLMaxAge": {path: "node.no_ttl_max_age"},
-		"AdminToken":  {"", "", n.AdminTokenEnv},
-		"PurgeRate":   {path: "node.purge_rate"},
-		"PurgeBurst":  {path: "node.purge_burst"},
+
+		"MaxBatchKeys":          {path: "node.max_batch_keys"},
+		"MaxBatchRequestBytes":  {path: "node.max_batch_request_bytes"},
+		"MaxBatchResponseBytes": {path: "node.max_batch_response_bytes"},
+		"AdminToken":            {"", "", n.AdminTokenEnv},
+		"PurgeRate":             {path: "node.purge_rate"},
+		"PurgeBurst":            {path: "node.purge_burst"},
 	}
 	if n.Name == "" {
 		delete(nodeSources, "NodeName") // override reported why: the host name is unknown

@@ -32,19 +32,22 @@ type AsyncPeer interface {
 // asyncFiller is a filler that can start a slow call without blocking: the Group, for a fetch
 // from an AsyncPeer.
 type asyncFiller interface {
-	// slowAsync starts c's slow call and reports whether it could; done receives the
-	// outcome, once.
-	slowAsync(c *call, done func(Value, error)) bool
+	// slowAsync starts c's slow call and reports whether it could; c.deliverAsync receives
+	// the outcome, once. It makes no closure when it cannot: most fills are not async.
+	slowAsync(c *call) bool
 }
 
-func (g *Group) slowAsync(c *call, done func(Value, error)) bool {
+func (g *Group) slowAsync(c *call) bool {
 	p, ok := c.peer.(AsyncPeer)
 	if !ok {
 		return false
 	}
-	p.FetchFunc(g.name, c.key.key, c.ctx.deadline, done)
+	p.FetchFunc(g.name, c.key.key, c.ctx.deadline, c.deliverAsync)
 	return true
 }
+
+// deliverAsync is an AsyncPeer's done callback for c.
+func (c *call) deliverAsync(v Value, err error) { c.deliver(outcome{v: v, err: err}) }
 
 // startAsync starts c's slow call without a goroutine when the filler can, and reports
 // whether it did; the outcome is delivered like callSlow's, a panic in FetchFunc included.
@@ -59,5 +62,5 @@ func (f *flights) startAsync(c *call) (started bool) {
 			started = true
 		}
 	}()
-	return af.slowAsync(c, func(v Value, err error) { c.deliver(outcome{v: v, err: err}) })
+	return af.slowAsync(c)
 }

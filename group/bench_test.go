@@ -3,12 +3,14 @@ package group
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/golang/groupcache"
+	"github.com/golang/groupcache/lru"
 )
 
 // gcGroupSeq names golang/groupcache groups: its NewGroup registers every group in a
@@ -207,4 +209,116 @@ func BenchmarkGetMiss(b *testing.B) {
 		}
 		cpu.report(b)
 	})
+}
+
+// BenchmarkStore measures what a miss pays to store its value, alone: a new key of 128 bytes
+// into a full 1 MiB cache, evicting what the bound requires, as BenchmarkGetMiss's fills do.
+// "otter" is the group's cache.add (otter's Set and its maintenance pass: W-TinyLFU admission
+// and eviction); "lru" is golang/groupcache's store (its lru package, with its cache's byte
+// count), the part of a golang/groupcache miss that corresponds.
+func BenchmarkStore(b *testing.B) {
+	value := make([]byte, 128)
+	keys := benchKeys(1 << 20)
+	const maxBytes = 1 << 20
+	b.Run("otter", func(b *testing.B) {
+		c := newCache(maxBytes, newClock())
+		b.ReportAllocs()
+		cpu := startCPUClock()
+		i := 0
+		for b.Loop() {
+			c.add(keys[i%len(keys)], entry{value: value})
+			i++
+		}
+		cpu.report(b)
+	})
+	b.Run("golang-groupcache-lru", func(b *testing.B) {
+		c := lru.New(0)
+		var nbytes int64
+		c.OnEvicted = func(key lru.Key, value any) {
+			nbytes -= int64(len(key.(string)) + len(value.([]byte)))
+		}
+		b.ReportAllocs()
+		cpu := startCPUClock()
+		i := 0
+		for b.Loop() {
+			k := keys[i%len(keys)]
+			c.Add(k, value)
+			nbytes += int64(len(k) + len(value))
+			for nbytes > maxBytes {
+				c.RemoveOldest()
+			}
+			i++
+		}
+		cpu.report(b)
+	})
+}
+
+// BenchmarkGetMissPaired is BenchmarkGetMiss for a machine shared with other work: it
+// alternates runs of 500 misses on groupcached and 500 on golang/groupcache (the same
+// workload as BenchmarkGetMiss, one goroutine), and reports the median run of each and the
+// median of the ratios of neighbouring runs, so that a burst of other work lands on either
+// side alike and is left out.
+func BenchmarkGetMissPaired(b *testing.B) {
+	const run = 500
+	value := make([]byte, 128)
+	keys := benchKeys(1 << 20)
+	cfg := DefaultConfig()
+	cfg.CacheBytes = 1 << 20
+	g, err := New(b.Name(), LoaderFunc(func(context.Context, string) (Value, error) {
+		return Value{Bytes: value}, nil
+	}), cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	gc := newGroupcacheGroup(b.Name(), 1<<20, func(_ context.Context, _ string, dest groupcache.Sink) error {
+		return dest.SetBytes(value)
+	})
+	ctx := context.Background()
+	i, j := 0, 0
+	ours := func() time.Duration {
+		start := time.Now()
+		for range run {
+			if res, err := g.Get(ctx, keys[i%len(keys)]); err != nil || res.Source != SourceLoader {
+				b.Fatalf("Get = %v %v, want a load", res.Source, err)
+			}
+			i++
+		}
+		return time.Since(start)
+	}
+	var bv groupcache.ByteView
+	theirs := func() time.Duration {
+		start := time.Now()
+		for range run {
+			if err := gc.Get(ctx, keys[j%len(keys)], groupcache.ByteViewSink(&bv)); err != nil {
+				b.Fatal(err)
+			}
+			j++
+		}
+		return time.Since(start)
+	}
+	reportPaired(b, run, ours, theirs)
+}
+
+// reportPaired runs ours and theirs (each run Gets) in turn b.N times, starting with each on
+// alternate rounds, and reports the median of each and the median ratio of a round's two.
+func reportPaired(b *testing.B, run int, ours, theirs func() time.Duration) {
+	var o, t, r []float64
+	k := 0
+	for b.Loop() {
+		var a, c time.Duration
+		if k%2 == 0 {
+			a, c = ours(), theirs()
+		} else {
+			c, a = theirs(), ours()
+		}
+		k++
+		o, t, r = append(o, float64(a)/float64(run)), append(t, float64(c)/float64(run)), append(r, float64(a)/float64(c))
+	}
+	median := func(s []float64) float64 {
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	b.ReportMetric(median(o), "ours-ns/Get")
+	b.ReportMetric(median(t), "groupcache-ns/Get")
+	b.ReportMetric(median(r), "ratio")
 }

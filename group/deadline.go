@@ -18,9 +18,11 @@ import (
 // fillContext is the context a slow call runs under: the first caller's values, the fill's
 // deadline, and no cancellation from any caller, as context.WithDeadline(
 // context.WithoutCancel(ctx), deadline) would give. That context is made only when Done is
-// first called (derived); until then Err compares the clock with the deadline.
+// first called (derived); until then Err compares the clock with the deadline, and Value
+// looks through context.WithoutCancel (which hides the caller's cancellation from
+// context.Cause and from contexts derived from this one), made only when asked.
 type fillContext struct {
-	values   context.Context // context.WithoutCancel of the first caller's
+	values   context.Context // the first caller's context: only its values count
 	deadline time.Time
 	made     atomic.Pointer[derivedContext]
 }
@@ -50,7 +52,7 @@ func (c *fillContext) Value(key any) any {
 	if d := c.made.Load(); d != nil {
 		return d.ctx.Value(key)
 	}
-	return c.values.Value(key)
+	return context.WithoutCancel(c.values).Value(key)
 }
 
 func (c *fillContext) String() string {
@@ -61,7 +63,7 @@ func (c *fillContext) derived() context.Context {
 	if d := c.made.Load(); d != nil {
 		return d.ctx
 	}
-	ctx, cancel := context.WithDeadline(c.values, c.deadline)
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(c.values), c.deadline)
 	if !c.made.CompareAndSwap(nil, &derivedContext{ctx: ctx, cancel: cancel}) {
 		cancel()
 		return c.made.Load().ctx

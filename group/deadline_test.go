@@ -172,3 +172,38 @@ func TestUnusedGroupIsCollected(t *testing.T) {
 		}
 	})
 }
+
+// A fill context holds the first caller's own context (context.WithoutCancel is made only when
+// asked): the caller's cancellation must still not show through Err, context.Cause, or a
+// context derived from it.
+func TestFillContextHidesCallersCancellation(t *testing.T) {
+	caller, cancelCaller := context.WithCancelCause(context.WithValue(context.Background(), ctxKey{}, "v"))
+	cancelCaller(errors.New("the caller left"))
+	ctx := &fillContext{values: caller, deadline: time.Now().Add(time.Hour)}
+	defer ctx.release()
+	if err := ctx.Err(); err != nil {
+		t.Fatalf("Err = %v, want nil: the caller's cancellation reached the fill", err)
+	}
+	if cause := context.Cause(ctx); cause != nil {
+		t.Fatalf("context.Cause = %v, want nil", cause)
+	}
+	if ctx.Value(ctxKey{}) != "v" {
+		t.Fatal("the caller's value is lost")
+	}
+	// Past its deadline, before anyone asked for Done: the cause is the deadline, not the
+	// caller's reason for leaving (context.Cause looks for a cancelCtx through Value).
+	past := &fillContext{values: caller, deadline: time.Now().Add(-time.Millisecond)}
+	if cause := context.Cause(past); cause != context.DeadlineExceeded {
+		t.Fatalf("context.Cause past the deadline = %v, want %v", cause, context.DeadlineExceeded)
+	}
+	derived, cancel := context.WithCancel(ctx)
+	defer cancel()
+	select {
+	case <-derived.Done():
+		t.Fatalf("a context derived from the fill's ended with %v", context.Cause(derived))
+	default:
+	}
+	if cause := context.Cause(derived); cause != nil {
+		t.Fatalf("context.Cause of a derived context = %v, want nil", cause)
+	}
+}

@@ -165,7 +165,7 @@ func (f *flights) lead(ctx context.Context, c *call) (res Result, err error) {
 // sends it without a goroutine (asyncpeer.go).
 func (f *flights) start(ctx context.Context, c *call) {
 	c.started = time.Now()
-	c.ctx.values = context.WithoutCancel(ctx)
+	c.ctx.values = ctx
 	c.ctx.deadline = c.started.Add(f.timeout)
 	c.answered = make(chan struct{}, 1)
 	f.mu.Lock()
@@ -203,10 +203,17 @@ func (c *call) deliver(o outcome) {
 // the call goes on alone, its answer dropped. If ctx ends first, await returns ctx.Err() at
 // once and leaves the wait to a goroutine of its own.
 func (f *flights) await(ctx context.Context, c *call) (Result, error) {
+	done := ctx.Done()
+	if done == nil {
+		// A context that never ends (context.Background, or a drive): a plain receive is
+		// cheaper than a select.
+		<-c.answered
+		return f.settle(ctx, c, c.outcome)
+	}
 	select {
 	case <-c.answered:
 		return f.settle(ctx, c, c.outcome)
-	case <-ctx.Done():
+	case <-done:
 		go f.drive(c)
 		return Result{}, ctx.Err()
 	}

@@ -12,6 +12,9 @@
 // for the result, each until its own context ends; if the first caller leaves, the fill goes
 // on without it. A panic in the fill, in the loader or not, becomes an error for every waiter.
 //
+// GetMany reads many keys at once with the same rules, key by key (getmany.go); what it adds is
+// that the keys one owner must fill travel to it in one request when the owner is a BatchPeer.
+//
 // Compared with golang/groupcache, a Group is a value (no global registry: many groups and many
 // nodes live in one process), entries carry TTLs, ErrNotFound is remembered for a short while,
 // keys can be removed and groups purged (cluster-wide through an Invalidator), a panicking
@@ -301,11 +304,15 @@ func (e *entry) result(ttl time.Duration, src Source) (Result, error) {
 	if e.negative {
 		return Result{}, ErrNotFound
 	}
-	res := Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: src}
-	if e.meta != nil {
-		res.ContentType, res.LastModified = e.meta.contentType, e.meta.lastModified
+	// Each branch returns a literal, which the compiler builds in the caller's result: a
+	// Result assembled in a variable was copied once more on every hit.
+	if e.meta == nil {
+		return Result{Bytes: e.value, Hash: e.hash, TTL: ttl, Source: src}, nil
 	}
-	return res, nil
+	return Result{
+		Bytes: e.value, Hash: e.hash, TTL: ttl, Source: src,
+		ContentType: e.meta.contentType, LastModified: e.meta.lastModified,
+	}, nil
 }
 
 // RemoveLocal drops key from this node's caches and keeps a fill under way from caching it.

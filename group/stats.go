@@ -11,7 +11,7 @@ import (
 // CacheHits, LocalLoads+LocalLoadErrs <= LoadsDeduped) even while Gets run, so the snapshot can
 // be exported as a whole.
 type Stats struct {
-	Gets           int64 // Get calls (peer requests count in ServerRequests, not here)
+	Gets           int64 // Get calls and GetMany keys (peer requests count in ServerRequests, not here)
 	CacheHits      int64 // Gets and peer requests answered from the main or hot cache
 	NegativeHits   int64 // cache hits on a remembered ErrNotFound (included in CacheHits)
 	Loads          int64 // Gets and peer requests that missed both caches

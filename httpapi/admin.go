@@ -9,13 +9,18 @@ import (
 
 // mutates reports whether r may change the node's state, and so needs the admin token: every
 // method but the safe ones (GET, HEAD, OPTIONS; RFC 9110, section 9.2.1), on every path but
-// the peer endpoints, which the cluster authenticates itself. A route declares itself
+// the peer endpoints, which the cluster authenticates itself, and but the batch read (POST
+// /groups/{group}/mget, a read whose keys travel in the body). A route declares itself
 // mutating by its method, so a write route added later is covered without a line here; a
-// route must never change state on a safe method.
+// route must never change state on a safe method, nor may the batch read.
 func mutates(r *http.Request) bool {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return false
+	case http.MethodPost:
+		if isMgetPath(routingPath(r.URL)) {
+			return false
+		}
 	}
 	return !isPeerPath(r.URL.Path)
 }

@@ -152,6 +152,7 @@ func (a *API) routes() *chi.Mux {
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodPut} {
 		r.MethodFunc(m, "/groups/{group}/keys/*", a.keyInManySegments)
 	}
+	r.Post("/groups/{group}/mget", a.mget)
 	r.Get("/groups/{group}", a.showGroup)
 	r.With(a.limitPurges).Delete("/groups/{group}", a.purgeGroup)
 	r.Get("/groups", a.listGroups)

@@ -17,6 +17,18 @@ const DefaultMaxKeyBytes = 1024
 // reaches their readers within a minute.
 const DefaultNoTTLMaxAge = time.Minute
 
+// Defaults of the batch read, POST /groups/{group}/mget (mget.go): a thousand keys, a 1 MiB
+// request body (a thousand keys of up to about 1 KiB, JSON-escaped), 16 MiB of values in one
+// answer (about 21 MiB of JSON once base64-encoded).
+const (
+	DefaultMaxBatchKeys          = 1000
+	DefaultMaxBatchRequestBytes  = 1 << 20
+	DefaultMaxBatchResponseBytes = 16 << 20
+)
+
+// batchKeysLimit is the largest MaxBatchKeys accepted.
+const batchKeysLimit = 100_000
+
 // keyBytesLimit is the largest MaxKeyBytes accepted. A key is one segment of a URL path;
 // escaped it may take three times its size, and proxies, logs and browsers handle request
 // lines of more than a few hundred KiB poorly or not at all.
@@ -43,13 +55,30 @@ type Config struct {
 	// lifetime.
 	NoTTLMaxAge time.Duration
 
+	// MaxBatchKeys bounds the keys of one batch read (POST /groups/{group}/mget): a longer
+	// list is answered 413 "too_large" before any key is looked up. Zero means
+	// DefaultMaxBatchKeys (1000); at most 100000; negative is invalid.
+	MaxBatchKeys int
+
+	// MaxBatchRequestBytes bounds the body of a batch read: a longer one is answered 413
+	// "too_large" without reading more of it than the limit. Zero means
+	// DefaultMaxBatchRequestBytes (1 MiB); negative is invalid.
+	MaxBatchRequestBytes int64
+
+	// MaxBatchResponseBytes bounds the value bytes (before base64) that one batch read
+	// answers with. Items are filled in request order; a value that no longer fits in what
+	// is left is answered as an item with status 413 "too_large" and no value (the client
+	// asks for it again in another request), so one large value does not cost the whole
+	// answer. Zero means DefaultMaxBatchResponseBytes (16 MiB); negative is invalid.
+	MaxBatchResponseBytes int64
+
 	// ReadHeaderTimeout bounds reading a request's headers, so a client that opens
 	// connections and trickles bytes cannot hold the node's sockets. Zero means
 	// ReadTimeout, and both zero means no limit.
 	ReadHeaderTimeout time.Duration
 
-	// ReadTimeout bounds reading a whole request, headers and body (the API's requests have
-	// no body). Zero means no limit.
+	// ReadTimeout bounds reading a whole request, headers and body (a PUT's value, an mget's
+	// list of keys). Zero means no limit.
 	ReadTimeout time.Duration
 
 	// WriteTimeout bounds the time from the end of the request headers to the end of the
@@ -70,8 +99,9 @@ type Config struct {
 
 	// AdminToken, when set, is required as "Authorization: Bearer <token>" on every request
 	// that may change the cache: any method but GET, HEAD and OPTIONS outside the peer
-	// endpoints (today DELETE of a key or a group; a write route added later is covered by
-	// its method). Without it, or with another token, the answer is 401 "unauthorized" with a
+	// endpoints and the batch read POST /groups/{group}/mget, which only reads (today PUT and
+	// DELETE of a key, DELETE of a group; a write route added later is covered by its
+	// method). Without it, or with another token, the answer is 401 "unauthorized" with a
 	// WWW-Authenticate challenge. Tokens are compared in constant time (as SHA-256 digests).
 	// Reads never need it. It may not hold spaces or control characters. Zero: anyone who
 	// reaches the port may remove keys and purge groups (the command refuses that on a
@@ -107,21 +137,25 @@ type Config struct {
 	Middleware []Middleware
 }
 
-// DefaultConfig returns production values: keys up to 1 KiB, max-age=60 for values without a
+// DefaultConfig returns production values: keys up to 1 KiB, batch reads of up to 1000 keys
+// (1 MiB of request, 16 MiB of values), max-age=60 for values without a
 // TTL, 5 s to send headers, 10 s to send a request, 60 s for a response (twice group's
 // default 30 s load timeout), 2 minutes of keep-alive, 64 KiB of headers, and a purge every
 // 5 s on average with bursts of 3. No admin token: set one.
 func DefaultConfig() Config {
 	return Config{
-		MaxKeyBytes:       DefaultMaxKeyBytes,
-		NoTTLMaxAge:       DefaultNoTTLMaxAge,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		PurgeRate:         0.2,
-		PurgeBurst:        3,
+		MaxKeyBytes:           DefaultMaxKeyBytes,
+		MaxBatchKeys:          DefaultMaxBatchKeys,
+		MaxBatchRequestBytes:  DefaultMaxBatchRequestBytes,
+		MaxBatchResponseBytes: DefaultMaxBatchResponseBytes,
+		NoTTLMaxAge:           DefaultNoTTLMaxAge,
+		ReadHeaderTimeout:     5 * time.Second,
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          60 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		MaxHeaderBytes:        64 << 10,
+		PurgeRate:             0.2,
+		PurgeBurst:            3,
 	}
 }
 
@@ -147,6 +181,15 @@ func (c Config) Validate() error {
 	if c.MaxKeyBytes < 0 || c.MaxKeyBytes > keyBytesLimit {
 		fail("MaxKeyBytes", "must be between 0 (the default, %v) and %v, got %d",
 			group.ByteSize(DefaultMaxKeyBytes), group.ByteSize(keyBytesLimit), c.MaxKeyBytes)
+	}
+	if c.MaxBatchKeys < 0 || c.MaxBatchKeys > batchKeysLimit {
+		fail("MaxBatchKeys", "must be between 0 (the default, %d) and %d, got %d", DefaultMaxBatchKeys, batchKeysLimit, c.MaxBatchKeys)
+	}
+	if c.MaxBatchRequestBytes < 0 {
+		fail("MaxBatchRequestBytes", "must be >= 0 (0: the default, %v), got %d", group.ByteSize(DefaultMaxBatchRequestBytes), c.MaxBatchRequestBytes)
+	}
+	if c.MaxBatchResponseBytes < 0 {
+		fail("MaxBatchResponseBytes", "must be >= 0 (0: the default, %v), got %d", group.ByteSize(DefaultMaxBatchResponseBytes), c.MaxBatchResponseBytes)
 	}
 	if c.NoTTLMaxAge < 0 {
 		fail("NoTTLMaxAge", "must be >= 0s, got %v", c.NoTTLMaxAge)

@@ -20,10 +20,12 @@
 //	    outermost) → recoverer → requireAdmin → dispatch
 //	    GET/HEAD /groups/{group}/keys/{key}  → serveKey → group.Group.Get   (the fast path)
 //	    peers.PathPrefix and below           → the cluster's peer handler
-//	    everything else                      → the chi router (DELETE /groups/{g}: limitPurges)
+//	    everything else                      → the chi router (DELETE /groups/{g}: limitPurges;
+//	                                           POST /groups/{g}/mget: mget → Group.GetMany)
 //
 // What the node trusts: anyone who reaches the port may read; a request that may change the
-// cache (any method but GET, HEAD and OPTIONS, outside the peer endpoints) needs
+// cache (any method but GET, HEAD and OPTIONS, outside the peer endpoints and the batch read
+// POST /groups/{group}/mget, which only reads) needs
 // Config.AdminToken when one is set (requireAdmin, 401 otherwise), and group purges are
 // rate-limited per node (Config.PurgeRate, 429). The peer endpoints are the cluster's to
 // authenticate. NodeConfig.TLS serves the listeners over TLS with certificates reloaded as
@@ -36,8 +38,11 @@
 // Clients read values with GET /groups/{group}/keys/{key}, where the key is one escaped path
 // segment of any bytes; the answer carries the value's ETag, a Cache-Control max-age from its
 // remaining TTL and an X-Groupcached-Source header (main, hot, peer or loader; stale, with
-// Warning and Age, for an expired value served under the group's stale settings). DELETE
-// removes a key or purges a group across the cluster. GET /groups, /cluster, /healthz, /readyz and
+// Warning and Age, for an expired value served under the group's stale settings). POST
+// /groups/{group}/mget reads many keys in one round trip (mget.go): a JSON list in, one item
+// per key out with its own status, bounded in keys, body and value bytes; the node sends one
+// peer request per owner for the keys it does not hold. PUT stores a value on its owner;
+// DELETE removes a key or purges a group across the cluster. GET /groups, /cluster, /healthz, /readyz and
 // /metrics describe the node; GET / is a status page for people (status.go): members, ring
 // shares, each group's hit ratio, loads and bytes, charts of the last minutes from the
 // node's history (history.go: a fixed ring sampled by one goroutine between Start and Stop),

@@ -20,6 +20,9 @@ type metrics struct {
 
 	// requests counts and times every request (requestmetrics.go).
 	requests *requestMetrics
+
+	// mgetKeys counts the keys of batch reads by group and item status class (mget.go).
+	mgetKeys *prometheus.CounterVec
 }
 
 func newMetrics(groups []*group.Group, cluster Cluster) (*metrics, error) {
@@ -31,10 +34,16 @@ func newMetrics(groups []*group.Group, cluster Cluster) (*metrics, error) {
 			Help:      "Error answers of the HTTP API, by error code.",
 		}, []string{"code"}),
 		requests: newRequestMetrics(),
+		mgetKeys: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "mget_keys_total",
+			Help:      "Keys asked for in batch reads (POST /groups/{group}/mget), by group and by the status class of their item (code: 2xx, 4xx, 499 or 5xx).",
+		}, []string{"group", "code"}),
 	}
 	for _, c := range append([]prometheus.Collector{
 		newStatsCollector(groups, cluster),
 		m.httpErrors,
+		m.mgetKeys,
 		newBuildInfoGauge(ReadBuildInfo()),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -64,6 +73,7 @@ type statsCollector struct {
 
 	members, ringRebuilds, fetchErrors, unreachable, invalidations, rebuildLatency *prometheus.Desc
 	peerConns, peerAuthRefused                                                     *prometheus.Desc
+	batchesServed, batchKeysServed                                                 *prometheus.Desc
 }
 
 func newStatsCollector(groups []*group.Group, cluster Cluster) *statsCollector {
@@ -107,13 +117,15 @@ func newStatsCollector(groups []*group.Group, cluster Cluster) *statsCollector {
 		staleServed:           desc("stale_served_total", "Answers with an expired value, by reason: revalidate (stale_while_revalidate) or error (stale_if_error).", "group", "reason"),
 		staleRefreshes:        desc("stale_refreshes_total", "Background loads started to revalidate an expired value.", g...),
 
-		members:        desc("cluster_members", "Alive members of the cluster, this node included."),
-		ringRebuilds:   desc("ring_rebuilds_total", "Times a new hash ring was swapped in."),
-		fetchErrors:    desc("peer_fetch_errors_total", "Peer fetches that failed on this node, any reason."),
-		unreachable:    desc("peer_unreachable_total", "Peer fetches that failed because the owner could not be reached."),
-		invalidations:  desc("invalidations_sent_total", "Remove and Purge broadcasts sent to the cluster."),
-		rebuildLatency: desc("ring_rebuild_latency_seconds", "Time from the last membership event to the ring swap."),
-		peerConns:      desc("peer_connections", "Peer wire connections this node holds to its peers."),
+		members:         desc("cluster_members", "Alive members of the cluster, this node included."),
+		ringRebuilds:    desc("ring_rebuilds_total", "Times a new hash ring was swapped in."),
+		fetchErrors:     desc("peer_fetch_errors_total", "Peer fetches that failed on this node, any reason."),
+		unreachable:     desc("peer_unreachable_total", "Peer fetches that failed because the owner could not be reached."),
+		invalidations:   desc("invalidations_sent_total", "Remove and Purge broadcasts sent to the cluster."),
+		rebuildLatency:  desc("ring_rebuild_latency_seconds", "Time from the last membership event to the ring swap."),
+		peerConns:       desc("peer_connections", "Peer wire connections this node holds to its peers."),
+		batchesServed:   desc("peer_batches_served_total", "Batch fetches (one mget's keys for this node, in one peer message) that other nodes sent this node."),
+		batchKeysServed: desc("peer_batch_keys_served_total", "Keys of the batch fetches other nodes sent this node."),
 		peerAuthRefused: desc("peer_auth_refused_total", "Peer connections refused by the authentication checks, by reason: clock_skew (the nodes' clocks disagree) or other (no or a bad MAC, not a member, a replay).",
 			"reason"),
 	}
@@ -129,6 +141,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.loadsInFlight, c.loadQueue, c.loadingBytes, c.overloadRejected, c.queuedLoads,
 		c.rememberedErrors, c.failureLogsSuppressed, c.staleServed, c.staleRefreshes,
 		c.members, c.ringRebuilds, c.fetchErrors, c.unreachable, c.invalidations, c.rebuildLatency,
+		c.batchesServed, c.batchKeysServed,
 		c.peerConns, c.peerAuthRefused,
 	} {
 		ch <- d
@@ -206,6 +219,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.peerConns, float64(cs.PeerConns))
 	counter(c.peerAuthRefused, int64(cs.ClockSkewRefused), "clock_skew")
 	counter(c.peerAuthRefused, int64(cs.AuthRefused-cs.ClockSkewRefused), "other")
+	counter(c.batchesServed, int64(cs.BatchesServed))
+	counter(c.batchKeysServed, int64(cs.BatchKeysServed))
 }
 
 // constHistogram turns group's per-bucket counts into Prometheus's cumulative buckets.

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -146,7 +147,14 @@ func TestRequestMetricsHijack(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || string(body) != "up" {
 		t.Fatalf("hijacked answer: %d %q", resp.StatusCode, body)
 	}
+	// The middleware counts after the handler returns, which can be after the client has read
+	// the hijacked answer: wait for the count, with a deadline.
+	deadline := time.Now().Add(5 * time.Second)
 	got, timed := requestCount(t, reg, "GET", "/_peer/v2/conn", "1xx")
+	for got == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+		got, timed = requestCount(t, reg, "GET", "/_peer/v2/conn", "1xx")
+	}
 	if got != 1 || timed != 0 {
 		t.Errorf("hijacked request: counted %v, timed %d; want counted once, not timed", got, timed)
 	}

@@ -17,6 +17,7 @@ type route uint8
 const (
 	routeKey       route = iota // /groups/{group}/keys/{key}
 	routeKeyMany                // /groups/{group}/keys/* (a key in several segments: 400)
+	routeMget                   // /groups/{group}/mget (the batch read)
 	routeGroup                  // /groups/{group}
 	routeGroups                 // /groups
 	routeCluster                // /cluster
@@ -37,6 +38,8 @@ func (rt route) pattern() string {
 		return "/groups/{group}/keys/{key}"
 	case routeKeyMany:
 		return "/groups/{group}/keys/*"
+	case routeMget:
+		return "/groups/{group}/mget"
 	case routeGroup:
 		return "/groups/{group}"
 	case routeGroups:
@@ -76,6 +79,9 @@ func classifyRoute(path string) (rt route, groupSeg string) {
 			return routeUnmatched, ""
 		}
 		groupSeg, rest = rest[:i], rest[i:]
+		if rest == "/mget" {
+			return routeMget, groupSeg
+		}
 		keySeg, ok := strings.CutPrefix(rest, "/keys/")
 		switch {
 		case !ok:

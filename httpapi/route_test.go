@@ -19,6 +19,8 @@ func TestClassifyRoute(t *testing.T) {
 		{"/groups/g/keys/a/b", "/groups/{group}/keys/*", "g"},
 		{"/groups/g/keys/", "/groups/{group}/keys/*", "g"},
 		{"/groups/g", "/groups/{group}", "g"},
+		{"/groups/g/mget", "/groups/{group}/mget", "g"},
+		{"/groups/g/mget/x", "unmatched", ""},
 		{"/groups", "/groups", ""},
 		{"/groups/", "unmatched", ""},
 		{"/groups//keys/k", "unmatched", ""},

@@ -65,4 +65,8 @@ type Stats struct {
 	ClockSkewRefused uint64
 	// Tombstones counts the removals members did not confirm, kept to be sent again.
 	Tombstones TombstoneStats
+	// BatchesServed counts the batch fetches (a GetMany's keys for one owner, in one
+	// message) that other nodes sent this node and it served; BatchKeysServed the keys they
+	// held in all.
+	BatchesServed, BatchKeysServed uint64
 }

@@ -281,6 +281,7 @@ func (c *Cluster) Stats() Stats {
 	st.ClockSkewRefused = c.skewRefused.Load()
 	st.AuthRefused = c.authRefused.Load()
 	st.Tombstones = c.tombs.stats()
+	st.BatchesServed, st.BatchKeysServed = c.server.BatchesServed()
 	for _, p := range v.peers {
 		if p != nil {
 			st.PeerConns += p.conns()

@@ -30,7 +30,15 @@ type Server struct {
 	closed  bool
 	janitor bool // the janitor goroutine runs
 
-	requests atomic.Int64 // Handler calls in flight, for Shutdown
+	requests atomic.Int64  // Handler calls in flight, for Shutdown
+	batches  atomic.Uint64 // batch requests served
+	batchKey atomic.Uint64 // keys of those batches
+}
+
+// BatchesServed returns how many batch requests this Server has served, and how many keys they
+// held in all, so that a node can show how its peers batch their fetches.
+func (s *Server) BatchesServed() (batches, keys uint64) {
+	return s.batches.Load(), s.batchKey.Load()
 }
 
 // NewServer returns a Server that answers requests with h.

@@ -153,6 +153,8 @@ func (sc *serverConn) run(typ msgType, id uint32, group, key string, keys []stri
 		b, flags := appendSuccess(sc.w.begin(), v)
 		_ = sc.w.finish(b, typeFetchReply, flags, id, v.Bytes)
 	case typeBatch:
+		sc.s.batches.Add(1)
+		sc.s.batchKey.Add(uint64(len(keys)))
 		sc.batch(id, group, keys)
 	case typeRemove:
 		err := sc.checkKey(key)
