@@ -158,6 +158,14 @@ type NodeConfig struct {
 	// HandOffTimeout bounds the hand-off, within the 10s a stop may take. Above 0s, under
 	// 5s. Default 2s.
 	HandOffTimeout time.Duration `yaml:"handoff_timeout"`
+	// PeerEjectAfter is how many fetches in a row must find a peer unreachable before this
+	// node routes around it and loads its keys itself (peers.Config.PeerEjectAfter).
+	// Negative: never. Zero: 3.
+	PeerEjectAfter int `yaml:"peer_eject_after"`
+	// PeerEjectFor is how long an ejected peer stays routed around before a ping asks
+	// whether it is back; doubled per failed ping, up to 10x (peers.Config.PeerEjectFor).
+	// Zero: 5s.
+	PeerEjectFor time.Duration `yaml:"peer_eject_for"`
 }
 
 // TLSFilesConfig is the `node.tls:` block: PEM files (httpapi.TLSConfig documents each).
@@ -312,6 +320,12 @@ func (c *Config) peersConfig(httpAddr string, logger *slog.Logger) peers.Config 
 	}
 	if c.Node.PeekTimeout > 0 {
 		pc.PeekTimeout = c.Node.PeekTimeout
+	}
+	if c.Node.PeerEjectAfter != 0 {
+		pc.PeerEjectAfter = c.Node.PeerEjectAfter
+	}
+	if c.Node.PeerEjectFor != 0 {
+		pc.PeerEjectFor = c.Node.PeerEjectFor
 	}
 	pc.Logger = logger
 	return pc

@@ -106,6 +106,9 @@ func (c *Config) validate(f Flags, lookupEnv func(string) (string, bool)) error 
 		"AdminToken":            {"", "", n.AdminTokenEnv},
 		"PurgeRate":             {path: "node.purge_rate"},
 		"PurgeBurst":            {path: "node.purge_burst"},
+		"PeerEjectAfter":        {path: "node.peer_eject_after"},
+		"PeerEjectFor":          {path: "node.peer_eject_for"},
+		"TombstoneTTL":          {path: "node.tombstone_ttl"},
 	}
 	if n.Name == "" {
 		delete(nodeSources, "NodeName") // override reported why: the host name is unknown

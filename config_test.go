@@ -256,6 +256,8 @@ func TestConfigErrors(t *testing.T) {
 			nil, nil, []string{`FILE:`, `invalid YAML`}},
 		{"every mistake at once", "node:\n  nam: x\ngroups:\n  - name: g\n    ttl: soon\n    loader: {type: file, root: .}\n",
 			nil, nil, []string{`FILE:2: node.nam: unknown key`, `FILE:5: groups[0].ttl: invalid duration "soon"`}},
+		{"negative peer_eject_for", "node:\n  peer_eject_for: -1s\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.peer_eject_for: must be > 0s`}},
 		{"negative ttl", "groups:\n  - name: g\n    loader: {type: file, root: .}\n    ttl: -5s\n",
 			nil, nil, []string{`FILE:4: groups[0].ttl: must be >= 0s`}},
 		{"zero load timeout", "groups:\n  - name: g\n    load_timeout: 0s\n    loader: {type: file, root: .}\n",

@@ -11,7 +11,9 @@
 // (bounded), stop accepting and drain the requests in flight, stop the change feeds and
 // gossip, close the listener and the loaders. A group whose loader is a group.Watcher (the sql
 // loader with listen_channel) is watched from Start to Stop: changed keys are dropped on every
-// node, and a feed that was down purges the group when it is back (watch.go).
+// node, and a feed that was down purges the group when it is back (watch.go). A group whose
+// loader is a group.Readier (the sql loader, whose database may be down at start) keeps
+// /readyz at 503, with its reason, until its origin can serve (groupready.go).
 //
 // Every request passes one handler chain, so that what is added to it (authentication, an
 // access log, request metrics, limits) covers everything:

@@ -198,6 +198,8 @@ type clusterStats struct {
 	Unreachable    uint64    `json:"unreachable"`
 	Invalidations  uint64    `json:"invalidations"`
 	RebuildLatency string    `json:"rebuild_latency"`
+	Ejected        int       `json:"ejected"`   // peers routed around now (outlier detection)
+	Ejections      uint64    `json:"ejections"` // times a peer was ejected
 }
 
 func (a *API) showCluster(w http.ResponseWriter, _ *http.Request) {
@@ -222,6 +224,8 @@ func (a *API) showCluster(w http.ResponseWriter, _ *http.Request) {
 		Unreachable:    st.Unreachable,
 		Invalidations:  st.Invalidations,
 		RebuildLatency: st.RebuildLatency.String(),
+		Ejected:        st.Ejected,
+		Ejections:      st.Ejections,
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -238,8 +242,9 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 
 // readyz answers 200 between SetReady(true) and SetReady(false) while the membership is
 // ready too (it has joined one of its seeds, or has none, and no live member holds its name),
-// 503 otherwise with the membership's reason, so that a load balancer sends traffic only to
-// a node that has joined its cluster and is not stopping.
+// and every group's origin can serve (groupsReady), 503 otherwise with the reason, so that a
+// load balancer sends traffic only to a node that has joined its cluster, can reach its
+// origins and is not stopping.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	if !a.ready.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the node is not ready", Code: CodeNotReady})
@@ -250,6 +255,10 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "node " + a.cfg.NodeName + " is not ready: " + reason, Code: CodeNotReady})
 			return
 		}
+	}
+	if ok, reason := a.groupsReady(); !ok {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "node " + a.cfg.NodeName + " is not ready: " + reason, Code: CodeNotReady})
+		return
 	}
 	writeJSON(w, http.StatusOK, health{Status: "ready", Node: a.cfg.NodeName})
 }

@@ -74,6 +74,7 @@ type statsCollector struct {
 	members, ringRebuilds, fetchErrors, unreachable, invalidations, rebuildLatency *prometheus.Desc
 	peerConns, peerAuthRefused                                                     *prometheus.Desc
 	batchesServed, batchKeysServed                                                 *prometheus.Desc
+	peersEjected, peerEjections                                                    *prometheus.Desc
 }
 
 func newStatsCollector(groups []*group.Group, cluster Cluster) *statsCollector {
@@ -126,6 +127,8 @@ func newStatsCollector(groups []*group.Group, cluster Cluster) *statsCollector {
 		peerConns:       desc("peer_connections", "Peer wire connections this node holds to its peers."),
 		batchesServed:   desc("peer_batches_served_total", "Batch fetches (one mget's keys for this node, in one peer message) that other nodes sent this node."),
 		batchKeysServed: desc("peer_batch_keys_served_total", "Keys of the batch fetches other nodes sent this node."),
+		peersEjected:    desc("peers_ejected", "Peers this node routes around now (outlier detection: consecutive unreachable fetches); it loads their keys itself."),
+		peerEjections:   desc("peer_ejections_total", "Times this node ejected a peer from its routing after consecutive unreachable fetches."),
 		peerAuthRefused: desc("peer_auth_refused_total", "Peer connections refused by the authentication checks, by reason: clock_skew (the nodes' clocks disagree) or other (no or a bad MAC, not a member, a replay).",
 			"reason"),
 	}
@@ -143,6 +146,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.members, c.ringRebuilds, c.fetchErrors, c.unreachable, c.invalidations, c.rebuildLatency,
 		c.batchesServed, c.batchKeysServed,
 		c.peerConns, c.peerAuthRefused,
+		c.peersEjected, c.peerEjections,
 	} {
 		ch <- d
 	}
@@ -217,6 +221,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.invalidations, int64(cs.Invalidations))
 	gauge(c.rebuildLatency, cs.RebuildLatency.Seconds())
 	gauge(c.peerConns, float64(cs.PeerConns))
+	gauge(c.peersEjected, float64(cs.Ejected))
+	counter(c.peerEjections, int64(cs.Ejections))
 	counter(c.peerAuthRefused, int64(cs.ClockSkewRefused), "clock_skew")
 	counter(c.peerAuthRefused, int64(cs.AuthRefused-cs.ClockSkewRefused), "other")
 	counter(c.batchesServed, int64(cs.BatchesServed))

@@ -181,6 +181,9 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	attrs = append(attrs, "tls", n.tls != nil)
 	n.log.Info("groupcached ready", append(attrs, "groups", names)...)
+	if ok, reason := n.api.groupsReady(); !ok {
+		n.log.Warn("an origin is not ready: /readyz answers 503 until it is (retrying)", "reason", reason)
+	}
 	return nil
 }
 

@@ -55,6 +55,7 @@ type statusView struct {
 type memberView struct {
 	Name, State, HTTPAddr string
 	Self                  bool
+	Ejected               bool // routed around by this node (outlier detection)
 	Share                 float64
 	ShareWidth            float64 // the share bar's width in px
 }
@@ -144,7 +145,7 @@ func (a *API) statusView(refresh bool) statusView {
 	}
 	for _, m := range members {
 		v.Members = append(v.Members, memberView{
-			Name: m.Name, State: string(m.State), HTTPAddr: m.HTTPAddr, Self: m.Self,
+			Name: m.Name, State: string(m.State), HTTPAddr: m.HTTPAddr, Self: m.Self, Ejected: m.Ejected,
 			Share: m.Share, ShareWidth: math.Round(120 * min(max(m.Share, 0), 1)),
 		})
 	}
@@ -179,6 +180,9 @@ func (a *API) statusView(refresh bool) statusView {
 func (a *API) readiness() (bool, string) {
 	if !a.ready.Load() {
 		return false, "not serving yet, or stopping"
+	}
+	if ok, reason := a.groupsReady(); !ok {
+		return false, reason
 	}
 	if a.cluster != nil {
 		return a.cluster.Ready()

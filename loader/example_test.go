@@ -148,6 +148,11 @@ func ExampleNewSQL() {
 	}
 	defer os.RemoveAll(dir)
 	dsn := filepath.Join(dir, "items.db")
+	// The loader opens the database read-only and never creates it: an empty file is an
+	// empty SQLite database.
+	if err := os.WriteFile(dsn, nil, 0o600); err != nil {
+		log.Fatal(err)
+	}
 
 	s, err := loader.NewSQL(loader.SQLConfig{Driver: "sqlite", DSN: dsn, Query: "SELECT 'value of ' || ? WHERE 1 = 1"})
 	if err != nil {

@@ -34,7 +34,13 @@
 // implement io.Closer; whoever built them closes them at shutdown. Embedders with their own
 // origin need none of this: group.LoaderFunc adapts a plain function.
 //
-// The package never caches, retries or knows about peers: that is the group's job.
+// A loader whose origin may be down when the node starts implements group.Readier: SQL does.
+// An unreachable database is not a configuration mistake, so NewSQL succeeds, Ready says why
+// the origin cannot serve (the node's /readyz answers 503 with it), and a background check
+// retries with a backoff until it can (ready.go). What no database can fix (a DSN that does
+// not parse, a missing SQLite file, a query that does not prepare) still fails at start.
+//
+// The package never caches, retries loads or knows about peers: that is the group's job.
 package loader
 
 import (

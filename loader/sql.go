@@ -31,6 +31,10 @@ import (
 // With SQLConfig.ListenChannel set, SQL is also a group.Watcher: its Watch listens for the
 // keys that change (see sqllisten.go).
 //
+// A database that cannot be reached at start does not stop the node: SQL is a group.Readier
+// that reports it, and retries in the background (ready.go). SQLite files are opened
+// read-only and never created.
+//
 // SQL is safe for concurrent use. Close closes the pool.
 type SQL struct {
 	db          *sql.DB
@@ -40,6 +44,10 @@ type SQL struct {
 
 	// listen holds what Watch needs; nil without a ListenChannel.
 	listen *listener
+
+	// ready is what Ready reports while the database could not be reached at start, and the
+	// background check that retries (ready.go).
+	ready readiness
 }
 
 var (
@@ -51,11 +59,14 @@ var (
 // driverNames maps SQLConfig.Driver to the database/sql driver name.
 var driverNames = map[string]string{"postgres": "pgx", "sqlite": "sqlite"}
 
-// NewSQL builds a SQL loader after checking cfg (SQLConfig.Validate), and checks it against
-// the database before returning: it connects, prepares the query (so a syntax error or a
-// missing table fails now, not on the first miss) and checks that the query has exactly one
-// placeholder. The DSN comes from the environment variable named by DSNEnv when that is set,
-// else from DSN. Errors never include the DSN, which may hold a password.
+// NewSQL builds a SQL loader after checking cfg (SQLConfig.Validate) and the DSN (it must
+// parse; a SQLite file must exist, and is opened read-only), and checks it against the
+// database before returning: it connects, prepares the query (so a syntax error or a missing
+// table fails now, not on the first miss) and checks that the query has exactly one
+// placeholder. A database that cannot be reached is not an error: the loader is returned not
+// ready (Ready says why) and checks again in the background until it can (ready.go). The DSN
+// comes from the environment variable named by DSNEnv when that is set, else from DSN. Errors
+// never include the DSN, which may hold a password.
 func NewSQL(cfg SQLConfig) (*SQL, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sql loader: %w", err)
@@ -63,6 +74,9 @@ func NewSQL(cfg SQLConfig) (*SQL, error) {
 	cfg = cfg.withDefaults()
 	dsn, err := resolveDSN(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if dsn, err = checkDSN(cfg.Driver, dsn); err != nil {
 		return nil, err
 	}
 	db, err := sql.Open(driverNames[cfg.Driver], dsn)
@@ -74,15 +88,25 @@ func NewSQL(cfg SQLConfig) (*SQL, error) {
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	s := &SQL{db: db, query: cfg.Query, timeout: cfg.QueryTimeout, contentType: cfg.ContentType}
 
-	ctx, cancel := context.WithTimeout(context.Background(), max(cfg.QueryTimeout, 5*time.Second))
-	defer cancel()
-	if err := s.check(ctx, cfg.Driver); err != nil {
+	checkTimeout := max(cfg.QueryTimeout, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	err = s.check(ctx, cfg.Driver)
+	cancel()
+	var ce *connectError
+	switch {
+	case errors.As(err, &ce): // the database is down: not ready, retried in the background
+		s.ready.err = publicError(err)
+		var rctx context.Context
+		rctx, s.ready.stop = context.WithCancel(context.Background())
+		s.ready.done = make(chan struct{})
+		go s.retryCheck(rctx, cfg.Driver, checkTimeout)
+	case err != nil:
 		db.Close()
 		return nil, err
 	}
 	if cfg.ListenChannel != "" {
 		if s.listen, err = newListener(dsn, cfg.ListenChannel); err != nil {
-			db.Close()
+			s.Close()
 			return nil, err
 		}
 	}
@@ -106,11 +130,11 @@ func resolveDSN(cfg SQLConfig) (string, error) {
 func (s *SQL) check(ctx context.Context, driverName string) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("sql loader: connecting to %s: %w", driverName, err)
+		return &connectError{fmt.Errorf("sql loader: connecting to %s: %w", driverName, err)}
 	}
 	defer conn.Close()
 	if err := conn.PingContext(ctx); err != nil {
-		return fmt.Errorf("sql loader: connecting to %s: %w", driverName, err)
+		return &connectError{fmt.Errorf("sql loader: connecting to %s: %w", driverName, err)}
 	}
 	params := -1
 	err = conn.Raw(func(dc any) error {
@@ -128,7 +152,7 @@ func (s *SQL) check(ctx context.Context, driverName string) error {
 		params = countPlaceholders(s.query, driverName)
 	}
 	if params != 1 {
-		return fmt.Errorf("sql loader: the query has %d placeholders, want exactly 1 (the key)", params)
+		return &placeholderError{params}
 	}
 	return nil
 }
@@ -196,8 +220,11 @@ func (s *SQL) queryError(ctx context.Context, key string, err error) error {
 	return fmt.Errorf("sql loader: %q: %w", key, err)
 }
 
-// Close closes the connection pool.
-func (s *SQL) Close() error { return s.db.Close() }
+// Close stops the background check, if one runs, and closes the connection pool.
+func (s *SQL) Close() error {
+	s.stopRetry()
+	return s.db.Close()
+}
 
 // countPlaceholders counts the distinct parameters of query, for drivers that cannot report
 // them: ?, ?NNN, :name, @name and $name for sqlite, $N for postgres. String literals, quoted

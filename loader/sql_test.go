@@ -39,6 +39,9 @@ func sqliteBackend(t *testing.T) backend {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	if err := db.Ping(); err != nil { // creates the file, which the loader never does
+		t.Fatal(err)
+	}
 	return backend{
 		driver: "sqlite", dsn: dsn, admin: db, param: "?", bytesType: "BLOB",
 		// An endless recursive query: only the query timeout (sqlite3_interrupt) stops it.
@@ -204,10 +207,13 @@ func TestNewSQLChecks(t *testing.T) {
 			b := open(t)
 			table := itemsTable(t, b)
 			second := map[string]string{"sqlite": "?", "postgres": "$2"}[b.driver]
-			unreachable := map[string]string{
+			// An unreachable PostgreSQL is not a configuration mistake (TestSQLOriginDownAtStart);
+			// a missing SQLite file is.
+			missing := map[string]string{
 				"sqlite":   filepath.Join(t.TempDir(), "no", "such", "dir", "x.db"),
-				"postgres": "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=5",
+				"postgres": "postgres://postgres@127.0.0.1:5432/test?sslmode=bogus",
 			}[b.driver]
+			missingErr := map[string]string{"sqlite": "never creates it", "postgres": "does not parse"}[b.driver]
 			tests := []struct {
 				name    string
 				cfg     SQLConfig
@@ -217,7 +223,7 @@ func TestNewSQLChecks(t *testing.T) {
 				{"two placeholders", SQLConfig{DSN: b.dsn, Query: fmt.Sprintf("SELECT v FROM %s WHERE k = %s OR k = %s", table, b.param, second)}, "2 placeholders"},
 				{"syntax error", SQLConfig{DSN: b.dsn, Query: "SELEC v FROM " + table}, "preparing the query"},
 				{"missing table", SQLConfig{DSN: b.dsn, Query: "SELECT v FROM no_such_table_here WHERE k = " + b.param}, "preparing the query"},
-				{"unreachable database", SQLConfig{DSN: unreachable, Query: "SELECT " + b.param}, "connecting to"},
+				{"missing file or bad DSN", SQLConfig{DSN: missing, Query: "SELECT " + b.param}, missingErr},
 				{"invalid config", SQLConfig{DSN: b.dsn, Query: "SELECT " + b.param, MaxOpenConns: -1}, "MaxOpenConns: must be >= 0"},
 			}
 			for _, tt := range tests {

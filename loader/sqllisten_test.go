@@ -194,7 +194,11 @@ func TestSQLWatchUnreachable(t *testing.T) {
 }
 
 func TestSQLWatchWithoutChannel(t *testing.T) {
-	s := newSQLLoader(t, SQLConfig{Driver: "sqlite", DSN: filepath.Join(t.TempDir(), "w.db"), Query: "SELECT ?"})
+	dsn := filepath.Join(t.TempDir(), "w.db")
+	if err := os.WriteFile(dsn, nil, 0o600); err != nil { // an empty SQLite database
+		t.Fatal(err)
+	}
+	s := newSQLLoader(t, SQLConfig{Driver: "sqlite", DSN: dsn, Query: "SELECT ?"})
 	if err := s.Watch(t.Context(), newRecordingSink()); err != nil {
 		t.Fatalf("Watch without a channel = %v, want nil at once", err)
 	}

@@ -18,6 +18,11 @@ type Member struct {
 	State      MemberState `json:"state"`
 	Self       bool        `json:"self"`
 	Share      float64     `json:"share"` // fraction of the key space this member owns, 0..1
+	// Ejected is set while this node routes around the member (outlier detection: its
+	// fetches failed Config.PeerEjectAfter times in a row) and loads its keys itself, until
+	// EjectedUntil, when a ping decides whether it gets them back.
+	Ejected      bool       `json:"ejected,omitempty"`
+	EjectedUntil *time.Time `json:"ejected_until,omitempty"`
 }
 
 // MemberState is what this node knows of a member's liveness. It is a string so that a
@@ -52,6 +57,11 @@ type Stats struct {
 	Unreachable    uint64        // peer fetches that failed because the owner could not be reached
 	Invalidations  uint64        // Remove/Purge broadcasts sent
 	RebuildLatency time.Duration // last membership event to ring swap
+
+	// Ejected is the peers this node routes around now (outlier detection), Ejections how
+	// many times it ejected one.
+	Ejected   int
+	Ejections uint64
 
 	// PeerConns is the peer wire connections this node holds to its peers now: at most
 	// MaxConnsPerPeer per peer, however many fetches are in flight.

@@ -72,14 +72,23 @@ func (p *wirePeer) fetchChunk(ctx context.Context, groupName string, keys []stri
 		expired = true // the wire's timer may fire a moment before the context's own
 	}
 	whole := err != nil && (len(results) != len(keys) || !errors.Is(err, wire.ErrUnavailable))
+	// The outlier count (observe) takes one outcome per message, as a fetch's: the peer
+	// unreachable if any key found it so, else answered. Counted per key, one lost batch
+	// would eject a peer.
+	var seen, seenWire error
 	for i, key := range keys {
 		var v wire.Value
 		keyErr := err
 		if !whole {
 			v, keyErr = results[i].Value, results[i].Err
 		}
-		out[i].Value, out[i].Err = p.result(groupName, key, v, keyErr, keyErr != nil && expired)
+		var wireErr error
+		out[i].Value, out[i].Err, wireErr = p.resolve(groupName, key, v, keyErr, keyErr != nil && expired)
+		if seen == nil || !errors.Is(seen, group.ErrPeerUnavailable) {
+			seen, seenWire = out[i].Err, wireErr
+		}
 	}
+	p.observe(seen, seenWire)
 }
 
 // checkBatchKeys answers in out the keys the wire would refuse before sending (empty, or over

@@ -94,6 +94,12 @@ func TestFetchBatchUnreachable(t *testing.T) {
 	if st := asker.c.Stats(); st.Unreachable != 3 {
 		t.Errorf("Unreachable %d, want 3", st.Unreachable)
 	}
+	// The outlier count takes one failure per message, not per key: three keys in one lost
+	// batch are one failure toward the default PeerEjectAfter (3), so the peer stays routed.
+	if peer.isEjected() || peer.out.failures.Load() != 1 {
+		t.Errorf("after one lost batch of 3 keys: ejected %v, %d failures counted; want 1, not ejected",
+			peer.isEjected(), peer.out.failures.Load())
+	}
 }
 
 // A Group's GetMany on a real cluster whose owner of some keys has just crashed (no leave,

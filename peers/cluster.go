@@ -104,6 +104,7 @@ type Cluster struct {
 	invalidations  atomic.Uint64
 	authRefused    atomic.Uint64
 	skewRefused    atomic.Uint64
+	ejections      atomic.Uint64
 
 	// handOffs counts the hand-offs this node made as it stopped, and what they sent
 	// (handoff.go).
@@ -230,12 +231,13 @@ const defaultMaxKeyBytes = 1 << 10
 // the prefix, behind the node's middleware chain: the upgrade passes it like any request.
 func (c *Cluster) Handler() http.Handler { return peerHandler{c} }
 
-// PickPeer returns the owner of key, or ok == false when this node owns it. It never blocks
-// and does not allocate.
+// PickPeer returns the owner of key, or ok == false when this node owns it or the owner is
+// ejected (outlier.go: it failed PeerEjectAfter fetches in a row). It never blocks and does
+// not allocate.
 func (c *Cluster) PickPeer(key string) (group.Peer, bool) {
 	v := c.view.Load()
 	i := v.ring.Owner(key)
-	if i < 0 || v.peers[i] == nil {
+	if i < 0 || v.peers[i] == nil || v.peers[i].isEjected() {
 		return nil, false
 	}
 	return v.peers[i], true
@@ -257,7 +259,18 @@ func (c *Cluster) InvalidateGroup(ctx context.Context, groupName string) (int, e
 // Members returns every member this node knows, sorted by name: the Alive ones with their
 // share of the ring, and those that left or died in the last five minutes (MemberState says
 // what each state means, and why none is "suspect").
-func (c *Cluster) Members() []Member { return slices.Clone(c.view.Load().members) }
+func (c *Cluster) Members() []Member {
+	v := c.view.Load()
+	ms := slices.Clone(v.members)
+	for i := range ms {
+		if p := v.peer(ms[i].Name); p != nil && ms[i].State == Alive {
+			if until := p.ejectedUntil(); !until.IsZero() {
+				ms[i].Ejected, ms[i].EjectedUntil = true, &until
+			}
+		}
+	}
+	return ms
+}
 
 // Owner returns the name of the member that owns key in this node's current ring.
 func (c *Cluster) Owner(key string) string { return c.view.Load().ring.OwnerName(key) }
@@ -281,10 +294,14 @@ func (c *Cluster) Stats() Stats {
 	st.ClockSkewRefused = c.skewRefused.Load()
 	st.AuthRefused = c.authRefused.Load()
 	st.Tombstones = c.tombs.stats()
+	st.Ejections = c.ejections.Load()
 	st.BatchesServed, st.BatchKeysServed = c.server.BatchesServed()
 	for _, p := range v.peers {
 		if p != nil {
 			st.PeerConns += p.conns()
+			if p.isEjected() {
+				st.Ejected++
+			}
 		}
 	}
 	if ns := c.lastRebuild.Load(); ns != 0 {

@@ -83,6 +83,20 @@ type Config struct {
 	// so a peer that is gone or frozen is detected quickly whatever this value.
 	FetchTimeout time.Duration
 
+	// PeerEjectAfter is how many fetches in a row must find a peer unreachable (refused,
+	// reset, a dial timeout, no pong) before this node ejects it from its routing: its keys
+	// are then loaded here, with no wait, until a ping after PeerEjectFor finds it back
+	// (outlier.go). Lower routes around a dead or hung peer sooner, and ejects a peer over a
+	// brief network blip; an owner's verdict or a slow answer never counts. Negative: never
+	// eject. Zero: 3.
+	PeerEjectAfter int
+
+	// PeerEjectFor is how long an ejected peer stays out of this node's routing before the
+	// first ping asks whether it is back; each failed ping doubles the wait, up to 10x. Longer
+	// costs the origin more duplicate loads after a short outage; shorter pings a dead peer
+	// more often (a ping costs one dial). Zero: 5 s.
+	PeerEjectFor time.Duration
+
 	// LeaveTimeout bounds how long Leave waits for its departure to be gossiped; the
 	// caller's context may end the wait sooner. Leave usually returns well before: once the
 	// departure has gone out, or no other member is alive to hear it.
@@ -197,6 +211,8 @@ func DefaultConfig() Config {
 		FetchTimeout:            30 * time.Second,
 		LeaveTimeout:            5 * time.Second,
 		MaxConnsPerPeer:         2,
+		PeerEjectAfter:          3,
+		PeerEjectFor:            5 * time.Second,
 		ProbeInterval:           time.Second,
 		ProbeTimeout:            500 * time.Millisecond,
 		GossipInterval:          200 * time.Millisecond,
@@ -261,6 +277,7 @@ func (c Config) withDefaults() Config {
 		{&c.TombstoneTTL, &d.TombstoneTTL},
 		{&c.WarmTime, &d.WarmTime},
 		{&c.PeekTimeout, &d.PeekTimeout},
+		{&c.PeerEjectFor, &d.PeerEjectFor},
 	} {
 		if *f.v == 0 {
 			*f.v = *f.def
@@ -268,6 +285,7 @@ func (c Config) withDefaults() Config {
 	}
 	for _, f := range []struct{ v, def *int }{
 		{&c.MaxConnsPerPeer, &d.MaxConnsPerPeer},
+		{&c.PeerEjectAfter, &d.PeerEjectAfter},
 		{&c.SuspicionMult, &d.SuspicionMult},
 		{&c.SuspicionMaxTimeoutMult, &d.SuspicionMaxTimeoutMult},
 	} {
@@ -327,6 +345,7 @@ func (c Config) validate() error {
 		{"GossipInterval", c.GossipInterval}, {"PushPullInterval", c.PushPullInterval},
 		{"TCPTimeout", c.TCPTimeout}, {"GossipToTheDeadTime", c.GossipToTheDeadTime},
 		{"PeekTimeout", c.PeekTimeout},
+		{"PeerEjectFor", c.PeerEjectFor},
 	} {
 		if f.v <= 0 {
 			fail(f.name, "must be > 0s, got %v", f.v)

@@ -186,6 +186,42 @@
 //     1024 peer connections in all, so keep MaxConnsPerPeer at 2 or lower it to 1 above
 //     500 nodes.
 //
+// Timeouts: every wait on a peer, in one place. The principle: waits that prove a peer is
+// there (connecting, answering a ping) are short and separate from the owner's own load,
+// which may legitimately take the whole load_timeout; only the first kind ever sends a key
+// to a local load, so a slow origin is never mistaken for a dead peer (and asked twice).
+//   - group load_timeout (30 s): a fill, local or from the owner; the owner's load has its
+//     own. The asking node reports a fetch that outlives it as ErrLoadTimeout, not as an
+//     unreachable owner. Longer lets slow origins finish; shorter frees callers sooner.
+//   - FetchTimeout (30 s, 10 s on the local preset): the most one peer call may take; keep it
+//     at or above load_timeout, so that the group's deadline ends a slow fetch first.
+//   - connect: min(FetchTimeout, 2 s) for TCP, TLS and the upgrade's 101 (wire
+//     DialTimeout). A frozen or hung peer (the kernel accepts, nobody answers) costs the
+//     callers waiting for that dial 2 s at most; longer would tolerate a slower network.
+//   - liveness: a connection with fetches in flight that has been silent for 500 ms is
+//     pinged, and closed without a pong within 1 s (wire PingAfter, PingTimeout); its
+//     fetches fail as unreachable and fall back to one local load per key. An owner that is
+//     loading still answers pings (its reader goroutine does), so a 20 s load is waited for;
+//     a stopped process is detected in 1.5 s, well before memberlist suspects it. Shorter
+//     would cut peers on a GC pause or a loaded machine.
+//   - redial backoff: 50 ms doubling to 5 s after a failed dial (jittered), during which
+//     fetches fail at once as unreachable instead of each waiting for a dial.
+//   - outlier ejection (outlier.go): PeerEjectAfter (3) unreachable fetches in a row eject the
+//     peer from this node's routing; its keys are loaded here at once, with no wait at all,
+//     and its fetches in flight are failed (they fall back). A ping after PeerEjectFor (5 s,
+//     doubled per failed ping up to 10x) gives it its keys back. Lower ejects sooner and
+//     over shorter blips; each ejection costs the origin the ejected peer's share of misses.
+//   - membership: memberlist probes a member every ProbeInterval (1 s, 500 ms local) and
+//     declares it dead after its suspicion timeout (4 to 7 s for 3 nodes on the LAN preset,
+//     about 2.5 s on the local one); RebuildQuiet (500 ms) later the ring drops it and its
+//     peer is closed, failing what is still in flight to it.
+//
+// Measured (TestFrozenPeerUnderLoad, BENCHMARKS.md "Peer failures (issue 11)"): with one of
+// three nodes stopped by SIGSTOP under load, no request to a healthy node took more than
+// about 1.6 s, the longest time without a completion was the first 1.5 s (the liveness
+// check), and after the ejection the healthy nodes served at full rate until memberlist
+// declared the node dead, then after SIGCONT took it back.
+//
 // The package never parses configuration files and never registers on a global mux: a node
 // is the values main.go builds, so many nodes live in one test process.
 package peers

@@ -68,11 +68,15 @@ type wirePeer struct {
 	addr   string       // host:port
 	client *wire.Client // nil when the member's name or address cannot be dialled (err says why)
 	err    error
+
+	out       outlier       // consecutive failures and ejection (outlier.go)
+	done      chan struct{} // closed by close: ends the ejection's probe
+	closeOnce sync.Once
 }
 
 // newWirePeer returns the peer of member name at addr. It dials nothing: the first fetch does.
 func newWirePeer(c *Cluster, name, addr string) *wirePeer {
-	p := &wirePeer{c: c, name: name, addr: addr}
+	p := &wirePeer{c: c, name: name, addr: addr, done: make(chan struct{})}
 	cfg := wire.DefaultClientConfig()
 	cfg.Addr, cfg.Self, cfg.Peer = addr, c.cfg.NodeName, name
 	cfg.Secret, cfg.TLS = c.cfg.SecretKey, c.cfg.TLS
@@ -91,6 +95,7 @@ func newWirePeer(c *Cluster, name, addr string) *wirePeer {
 // close fails the fetches in flight to the peer as unavailable (their callers load the keys
 // themselves) and closes its connections.
 func (p *wirePeer) close() {
+	p.closeOnce.Do(func() { close(p.done) })
 	if p.client != nil {
 		_ = p.client.Close()
 	}
@@ -147,12 +152,21 @@ func (p *wirePeer) unusable() error {
 // result turns the wire's answer into the group's: the value with its TTL capped at the
 // group's, or an error that keeps its meaning (see fetchError). It counts the failures.
 func (p *wirePeer) result(groupName, key string, v wire.Value, err error, expired bool) (group.Value, error) {
+	gv, err, wireErr := p.resolve(groupName, key, v, err, expired)
+	p.observe(err, wireErr)
+	return gv, err
+}
+
+// resolve is result without the outlier count (observe): a batch counts once per message,
+// not once per key (fetchChunk). It also returns the wire's own error, for observe.
+func (p *wirePeer) resolve(groupName, key string, v wire.Value, err error, expired bool) (_ group.Value, _ error, wireErr error) {
 	if err == nil {
 		var gv group.Value
 		if gv, err = p.c.received(groupName, v); err == nil {
-			return gv, nil
+			return gv, nil, nil
 		}
 	}
+	wireErr = err
 	err = p.fetchError(key, err, expired)
 	if !errors.Is(err, group.ErrNotFound) {
 		p.c.fetchErrors.Add(1)
@@ -160,7 +174,7 @@ func (p *wirePeer) result(groupName, key string, v wire.Value, err error, expire
 			p.c.unreachable.Add(1)
 		}
 	}
-	return group.Value{}, err
+	return group.Value{}, err, wireErr
 }
 
 // received applies the asking group's bounds to a value a peer sent: a TTL beyond the

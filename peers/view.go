@@ -264,6 +264,7 @@ func (c *Cluster) rebuild() {
 	}
 	// Who owned each key before the change: a new owner asks it first (warm.go).
 	next.keepHistory(prev, c.cfg.NodeName, changed, now)
+	readmitRestarted(prev, next)   // a new process behind a kept peer starts with a clean record
 	c.retire(prev, next)           // before the swap: no Get of the new view finds a departed member's copy
 	c.resendBeforeSwap(prev, next) // and none is routed to a returning member still holding a removed value
 	c.view.Store(next)

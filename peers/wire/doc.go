@@ -37,7 +37,9 @@
 // SweepInterval, not by a timer per request; while requests are in flight and the connection
 // has been silent for PingAfter it is pinged, and without an answer within PingTimeout it is
 // closed and its calls fail: a stopped peer (SIGSTOP, the kernel still accepts) is detected in
-// 1.5 s by default, however long a legitimate load runs.
+// 1.5 s by default, however long a legitimate load runs. Abort fails the calls in flight as
+// unavailable and closes the connections, the Client staying usable (the peers package
+// calls it when it ejects a peer that keeps failing).
 //
 // Errors keep their meaning: a reply's code (not_found, unknown_group, invalid_key,
 // loader_panic, load_failed, load_timeout, bad_request, unauthorized) is the peer's verdict,
