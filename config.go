@@ -143,6 +143,21 @@ type NodeConfig struct {
 	// was cut off or down), to apply it when the member is back (peers.Config.TombstoneTTL).
 	// Negative: none kept. Zero: 10m.
 	TombstoneTTL time.Duration `yaml:"tombstone_ttl"`
+	// WarmTime is how long after a change of the ring a node that now owns a key first asks
+	// the key's previous owner for the value in its memory (never its loader) before loading
+	// it from the origin (peers.Config.WarmTime). 0s: never. Default 1m.
+	WarmTime time.Duration `yaml:"warm_time"`
+	// PeekTimeout bounds that question: a previous owner that does not answer within it
+	// delays the load no more (peers.Config.PeekTimeout). Above 0s, at most 5s. Default 100ms.
+	PeekTimeout time.Duration `yaml:"peek_timeout"`
+	// HandOffBytes bounds what a node stopping on SIGTERM hands to the keys' next owners
+	// before it leaves: its most valuable values first, by its eviction policy, up to this
+	// many bytes of keys and values (httpapi.NodeConfig.HandOffBytes). 0: no hand-off.
+	// Default 64MiB.
+	HandOffBytes group.ByteSize `yaml:"handoff_bytes"`
+	// HandOffTimeout bounds the hand-off, within the 10s a stop may take. Above 0s, under
+	// 5s. Default 2s.
+	HandOffTimeout time.Duration `yaml:"handoff_timeout"`
 	// PeerEjectAfter is how many fetches in a row must find a peer unreachable before this
 	// node routes around it and loads its keys itself (peers.Config.PeerEjectAfter).
 	// Negative: never. Zero: 3.
@@ -210,8 +225,15 @@ const (
 	defaultPurgeBurst    = 3
 	defaultMaxKeyBytes   = group.ByteSize(1 << 10)
 	defaultShutdownDelay = time.Second
-	defaultLogLevel      = "info"
-	defaultLogFormat     = "text"
+	defaultWarmTime      = time.Minute
+	defaultPeekTimeout   = 100 * time.Millisecond
+	defaultHandOffTime   = 2 * time.Second
+
+	// maxPeekTimeout and maxHandOffTime keep a peek short and the hand-off within a stop.
+	maxPeekTimeout   = 5 * time.Second
+	maxHandOffTime   = 5 * time.Second
+	defaultLogLevel  = "info"
+	defaultLogFormat = "text"
 
 	// maxShutdownDelay keeps delay + leave + drain within the 10s a stop may take.
 	maxShutdownDelay = 5 * time.Second
@@ -238,6 +260,10 @@ func defaultConfig() Config {
 			MaxBatchRequestBytes:  httpapi.DefaultMaxBatchRequestBytes,
 			MaxBatchResponseBytes: httpapi.DefaultMaxBatchResponseBytes,
 			ShutdownDelay:         defaultShutdownDelay,
+			WarmTime:              defaultWarmTime,
+			PeekTimeout:           defaultPeekTimeout,
+			HandOffBytes:          httpapi.DefaultHandOffBytes,
+			HandOffTimeout:        defaultHandOffTime,
 			LogLevel:              defaultLogLevel,
 			LogFormat:             defaultLogFormat,
 		},
@@ -287,6 +313,13 @@ func (c *Config) peersConfig(httpAddr string, logger *slog.Logger) peers.Config 
 	pc.Label = c.Node.Label
 	if c.Node.TombstoneTTL != 0 {
 		pc.TombstoneTTL = c.Node.TombstoneTTL
+	}
+	pc.WarmTime = c.Node.WarmTime
+	if pc.WarmTime == 0 {
+		pc.WarmTime = -1 // 0s in the file: no peeks (peers' zero means its default)
+	}
+	if c.Node.PeekTimeout > 0 {
+		pc.PeekTimeout = c.Node.PeekTimeout
 	}
 	if c.Node.PeerEjectAfter != 0 {
 		pc.PeerEjectAfter = c.Node.PeerEjectAfter

@@ -75,6 +75,15 @@ func (c *Config) validate(f Flags, lookupEnv func(string) (string, bool)) error 
 	if n.ShutdownDelay < 0 || n.ShutdownDelay >= maxShutdownDelay {
 		fail(source{path: "node.shutdown_delay"}, "must be at least 0s and under %v, got %v", maxShutdownDelay, n.ShutdownDelay)
 	}
+	if n.WarmTime < 0 {
+		fail(source{path: "node.warm_time"}, "must be at least 0s (0s: no peeks), got %v", n.WarmTime)
+	}
+	if n.PeekTimeout <= 0 || n.PeekTimeout > maxPeekTimeout {
+		fail(source{path: "node.peek_timeout"}, "must be above 0s and at most %v, got %v", maxPeekTimeout, n.PeekTimeout)
+	}
+	if n.HandOffTimeout <= 0 || n.HandOffTimeout >= maxHandOffTime {
+		fail(source{path: "node.handoff_timeout"}, "must be above 0s and under %v, got %v", maxHandOffTime, n.HandOffTimeout)
+	}
 	if _, err := parseLogLevel(n.LogLevel); err != nil {
 		fail(source{"node.log_level", "", "GROUPCACHED_LOG_LEVEL"}, "%v", err)
 	}

@@ -296,6 +296,14 @@ func TestConfigErrors(t *testing.T) {
 			nil, nil, []string{`FILE:2: node.preset: unknown preset "wan"`}},
 		{"shutdown delay too long", "node:\n  shutdown_delay: 9s\n" + okGroup,
 			nil, nil, []string{`FILE:2: node.shutdown_delay: must be at least 0s and under 5s`}},
+		{"negative warm time", "node:\n  warm_time: -1s\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.warm_time: must be at least 0s`}},
+		{"peek timeout zero", "node:\n  peek_timeout: 0s\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.peek_timeout: must be above 0s and at most 5s`}},
+		{"hand-off too long", "node:\n  handoff_timeout: 6s\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.handoff_timeout: must be above 0s and under 5s`}},
+		{"negative hand-off bytes", "node:\n  handoff_bytes: -1\n" + okGroup,
+			nil, nil, []string{`FILE:2: node.handoff_bytes: invalid size "-1": negative`}},
 		{"bad log level", "node:\n  log_level: loud\n" + okGroup,
 			nil, nil, []string{`FILE:2: node.log_level: unknown log level "loud"`}},
 		{"bad log format", "node:\n  name: n\n  log_format: xml\n" + okGroup,
@@ -634,5 +642,31 @@ func TestMemoryLimit(t *testing.T) {
 				t.Errorf("memoryLimit() = %d, want %d", got, tt.expect)
 			}
 		})
+	}
+}
+
+// TestWarmSettings: node.warm_time, peek_timeout, handoff_bytes and handoff_timeout reach
+// the cluster's and the node's configurations, with 0s warm_time meaning no peeks.
+func TestWarmSettings(t *testing.T) {
+	const okGroup = "groups:\n  - name: g\n    loader: {type: file, root: .}\n"
+	cfg, err := loadConfig(mustFlags(t, "-config", writeConfig(t, "node:\n  warm_time: 30s\n  peek_timeout: 20ms\n  handoff_bytes: 1MiB\n  handoff_timeout: 1s\n"+okGroup)), envMap{}.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := nodeSettings(cfg, nil)
+	if nc.Cluster.WarmTime != 30*time.Second || nc.Cluster.PeekTimeout != 20*time.Millisecond ||
+		nc.HandOffBytes != 1<<20 || nc.HandOffTimeout != time.Second {
+		t.Fatalf("warm settings: cluster %v/%v, node %d/%v", nc.Cluster.WarmTime, nc.Cluster.PeekTimeout, nc.HandOffBytes, nc.HandOffTimeout)
+	}
+	cfg, err = loadConfig(mustFlags(t, "-config", writeConfig(t, "node:\n  warm_time: 0s\n  handoff_bytes: 0\n"+okGroup)), envMap{}.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc := nodeSettings(cfg, nil); nc.Cluster.WarmTime >= 0 || nc.HandOffBytes != 0 {
+		t.Fatalf("0s warm_time and 0 handoff_bytes: cluster WarmTime %v, HandOffBytes %d", nc.Cluster.WarmTime, nc.HandOffBytes)
+	}
+	def := defaultConfig()
+	if def.Node.WarmTime != time.Minute || def.Node.HandOffBytes != 64<<20 {
+		t.Fatalf("defaults %+v", def.Node)
 	}
 }

@@ -33,6 +33,8 @@ func nodeSettings(cfg Config, logger *slog.Logger) httpapi.NodeConfig {
 	nc.Name = cfg.Node.Name
 	nc.HTTPAddr = cfg.Node.HTTPAddr
 	nc.ShutdownDelay = cfg.Node.ShutdownDelay
+	nc.HandOffBytes = int64(cfg.Node.HandOffBytes)
+	nc.HandOffTimeout = cfg.Node.HandOffTimeout
 	nc.Logger = logger
 	nc.API = cfg.apiConfig()
 	nc.PeerAddr = cfg.Node.PeerAddr

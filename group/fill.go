@@ -41,6 +41,9 @@ func (g *Group) slow(ctx context.Context, c *call) (Value, error) {
 	if c.peer != nil {
 		return c.peer.Fetch(ctx, g.name, c.key.key)
 	}
+	if v, ok := g.peekPrevious(ctx, c); ok { // the previous owner's memory first (peek.go)
+		return v, nil
+	}
 	return g.load(ctx, c.key.key) // the loader's Load, once admitted (admit.go)
 }
 
@@ -66,7 +69,9 @@ func (g *Group) settleLoad(ctx context.Context, c *call, v Value, err error) (Re
 	switch {
 	case err == nil:
 		g.failures.forget(key)
-		g.stats.localLoads.Add(1)
+		if !c.peeked.Load() { // a peek's hit is no load (peek.go counts it)
+			g.stats.localLoads.Add(1)
+		}
 		ttl := v.TTL
 		if ttl <= 0 {
 			ttl = g.cfg.TTL

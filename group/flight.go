@@ -44,6 +44,10 @@ type filler interface {
 type call struct {
 	key  flightKey
 	peer Peer // the owner a remote fill fetches from; nil for a local load
+	// peeked: a local load's value came from the key's previous owner (peek.go), not from
+	// the loader; set by the slow call, read when it settles (atomic: a timeout settles
+	// while the slow call may still run).
+	peeked atomic.Bool
 
 	// done is closed once res and err are final. It is made when a second caller joins: the
 	// first one, which drives the fill, does not wait for it, and most fills have no other.

@@ -27,6 +27,11 @@
 // ErrorTTL (errmemory.go), and an expired value can be served while it is refreshed or when
 // its load fails (Config.StaleWhileRevalidate, Config.StaleIfError; stale.go).
 //
+// When a key's owner changes, the value need not come from the origin again (peek.go): a
+// local load first asks the key's previous owner (a PreviousOwnerPicker says who) for the value
+// in its memory (Peek, which never loads), and a node that leaves hands its hottest entries
+// (Hottest) to their next owners, which keep them only where they hold none (Push).
+//
 // Eviction is W-TinyLFU (github.com/maypok86/otter/v2): it keeps frequently used keys through
 // one-time scans that flush an LRU. BENCHMARKS.md has the hit ratios measured against
 // golang/groupcache's LRU.
@@ -118,6 +123,9 @@ type Group struct {
 	admit      *admission
 	failures   *failureMemory
 	refreshing sync.Map
+
+	// warm holds the peek and push counters and the time of the last removal (peek.go).
+	warm warmState
 
 	// sizer estimates the hit ratio at other cache sizes (Config.Sizing; sizing.go). Nil when
 	// sizing is off: the Get path then pays one nil check.
@@ -309,6 +317,7 @@ func (e *entry) result(ttl time.Duration, src Source) (Result, error) {
 
 // RemoveLocal drops key from this node's caches and keeps a fill under way from caching it.
 func (g *Group) RemoveLocal(key string) {
+	g.warm.removed(g.clock.now()) // a push read before this removal is refused (Push)
 	g.flights.invalidate(key, false)
 	g.failures.forget(key)
 	g.main.remove(key)
@@ -317,6 +326,7 @@ func (g *Group) RemoveLocal(key string) {
 
 // PurgeLocal drops every entry of this node's caches.
 func (g *Group) PurgeLocal() {
+	g.warm.removed(g.clock.now()) // a push read before this purge is refused (Push)
 	g.flights.invalidate("", true)
 	g.failures.forgetAll()
 	g.main.purge()

@@ -6,7 +6,8 @@
 // API's Config, the cluster's peers.Config or nil for a node alone, the stop's timings) and
 // the groups it serves. Start serves HTTP, joins the cluster and turns /readyz to 200;
 // WaitMembers waits until the ring holds the whole cluster; Stop takes the node out of service
-// in the order load balancers and peers need: /readyz 503, ShutdownDelay, leave the cluster
+// in the order load balancers and peers need: /readyz 503, ShutdownDelay, hand the hottest
+// owned values to their next owners (HandOffBytes, HandOffTimeout; handoff.go), leave the cluster
 // (bounded), stop accepting and drain the requests in flight, stop the change feeds and
 // gossip, close the listener and the loaders. A group whose loader is a group.Watcher (the sql
 // loader with listen_channel) is watched from Start to Stop: changed keys are dropped on every

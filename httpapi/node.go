@@ -128,6 +128,9 @@ func (n *Node) build(groups []*group.Group) (err error) {
 	if err := n.buildWatches(); err != nil {
 		return err
 	}
+	if err := n.api.Registry().Register(newWarmCollector(n.groups)); err != nil { // handoff.go
+		return fmt.Errorf("httpapi: registering metrics: %w", err)
+	}
 	n.api.history = newHistory(n.cfg.History, n.groups)
 	n.server = n.newServer(n.listener, false)
 	if n.peerListener != nil {
@@ -185,7 +188,8 @@ func (n *Node) Start(ctx context.Context) error {
 }
 
 // Stop takes the node out of service gracefully: /readyz turns 503, the node waits
-// ShutdownDelay for load balancers to notice, leaves the cluster (peers stop sending it keys;
+// ShutdownDelay for load balancers to notice, hands its most valuable entries to their next
+// owners (HandOffBytes, bounded by HandOffTimeout), leaves the cluster (peers stop sending it keys;
 // bounded by LeaveTimeout), stops accepting connections and drains the requests in flight,
 // then stops the change feeds and gossip and closes the listener and the closers. ctx and
 // StopTimeout bound the whole stop; an error means requests in flight were cut off. Stop on a
@@ -218,6 +222,7 @@ func (n *Node) Stop(ctx context.Context) error {
 			t.Stop()
 		}
 	}
+	n.handOff(ctx) // while still a member: the values this node owns go to their next owners (handoff.go)
 	if n.cluster != nil {
 		leaveCtx, cancel := ctx, context.CancelFunc(func() {})
 		if n.cfg.LeaveTimeout > 0 {

@@ -81,7 +81,19 @@ type NodeConfig struct {
 	// applies too: the shorter wins. Zero: only Cluster.LeaveTimeout.
 	LeaveTimeout time.Duration
 
-	// StopTimeout bounds a whole Stop: delay, leave, drain and close. Requests still in flight
+	// HandOffBytes bounds what Stop hands over before it leaves the cluster: the values this
+	// node owns, the ones its eviction policy ranks highest first, up to this many bytes of
+	// keys and values (all groups together), each pushed to the member that owns it once
+	// this node is gone, so that a rolling restart does not send every key back to the
+	// origin (handoff.go; the receivers keep a value only where they hold none). Zero or
+	// negative: no hand-off. DefaultNodeConfig: 64 MiB.
+	HandOffBytes int64
+
+	// HandOffTimeout bounds the hand-off step of Stop; it counts against StopTimeout, so it
+	// must be shorter. Zero: 2 s.
+	HandOffTimeout time.Duration
+
+	// StopTimeout bounds a whole Stop: delay, hand-off, leave, drain and close. Requests still in flight
 	// when it ends are cut off. Stop's context may end it sooner. Zero: only that context.
 	StopTimeout time.Duration
 
@@ -107,6 +119,7 @@ func DefaultNodeConfig() NodeConfig {
 		ShutdownDelay: time.Second,
 		LeaveTimeout:  3 * time.Second,
 		StopTimeout:   9 * time.Second,
+		HandOffBytes:  DefaultHandOffBytes,
 	}
 }
 
@@ -139,6 +152,7 @@ func (c NodeConfig) Validate() error {
 		{"ShutdownDelay", c.ShutdownDelay},
 		{"LeaveTimeout", c.LeaveTimeout},
 		{"StopTimeout", c.StopTimeout},
+		{"HandOffTimeout", c.HandOffTimeout},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must be >= 0, got %v", d.name, d.v))
@@ -147,6 +161,10 @@ func (c NodeConfig) Validate() error {
 	if c.StopTimeout > 0 && c.ShutdownDelay >= c.StopTimeout {
 		errs = append(errs, fmt.Errorf("ShutdownDelay (%v) must be shorter than StopTimeout (%v), which it counts against",
 			c.ShutdownDelay, c.StopTimeout))
+	}
+	if c.StopTimeout > 0 && c.HandOffBytes > 0 && c.handOffTimeout() >= c.StopTimeout {
+		errs = append(errs, fmt.Errorf("HandOffTimeout (%v) must be shorter than StopTimeout (%v), which it counts against",
+			c.handOffTimeout(), c.StopTimeout))
 	}
 	if c.PeerAddr != "" {
 		if _, _, err := net.SplitHostPort(c.PeerAddr); err != nil {

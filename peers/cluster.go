@@ -105,6 +105,10 @@ type Cluster struct {
 	authRefused    atomic.Uint64
 	skewRefused    atomic.Uint64
 	ejections      atomic.Uint64
+
+	// handOffs counts the hand-offs this node made as it stopped, and what they sent
+	// (handoff.go).
+	handOffs, handOffEntries, handOffBytes atomic.Uint64
 }
 
 // New validates cfg (zero fields take DefaultConfig's values) and returns a Cluster that knows

@@ -184,6 +184,19 @@ type Config struct {
 	// member, more collapse into a purge of their group. Negative keeps none. Zero:
 	// DefaultConfig's, 10 minutes.
 	TombstoneTTL time.Duration
+
+	// WarmTime is how long after a change of the ring (a member joined, left or restarted)
+	// a local load of a key whose owner changed first asks the key's previous owner for the
+	// value it holds in memory (the peer wire's peek: never its loader), so that the origin
+	// is not asked again for a value the cluster still has (warm.go). Longer keeps asking
+	// for longer, at up to PeekTimeout per miss. Negative: no peeks. Zero: DefaultConfig's,
+	// one minute.
+	WarmTime time.Duration
+
+	// PeekTimeout bounds one peek: a previous owner that does not answer within it costs
+	// the load that follows no more. A peek is a lookup in memory, answered in well under a
+	// millisecond on a LAN. Zero: DefaultConfig's, 100 ms.
+	PeekTimeout time.Duration
 }
 
 // DefaultConfig returns production values for a LAN: memberlist's DefaultLANConfig timings
@@ -211,6 +224,8 @@ func DefaultConfig() Config {
 		DeadNodeReclaimTime:     30 * time.Second,
 		SeedRetryInterval:       time.Second,
 		TombstoneTTL:            10 * time.Minute,
+		WarmTime:                time.Minute,
+		PeekTimeout:             100 * time.Millisecond,
 	}
 }
 
@@ -260,6 +275,8 @@ func (c Config) withDefaults() Config {
 		{&c.GossipToTheDeadTime, &d.GossipToTheDeadTime},
 		{&c.SeedRetryInterval, &d.SeedRetryInterval},
 		{&c.TombstoneTTL, &d.TombstoneTTL},
+		{&c.WarmTime, &d.WarmTime},
+		{&c.PeekTimeout, &d.PeekTimeout},
 		{&c.PeerEjectFor, &d.PeerEjectFor},
 	} {
 		if *f.v == 0 {
@@ -327,6 +344,7 @@ func (c Config) validate() error {
 		{"ProbeInterval", c.ProbeInterval}, {"ProbeTimeout", c.ProbeTimeout},
 		{"GossipInterval", c.GossipInterval}, {"PushPullInterval", c.PushPullInterval},
 		{"TCPTimeout", c.TCPTimeout}, {"GossipToTheDeadTime", c.GossipToTheDeadTime},
+		{"PeekTimeout", c.PeekTimeout},
 		{"PeerEjectFor", c.PeerEjectFor},
 	} {
 		if f.v <= 0 {

@@ -73,6 +73,17 @@
 // A stale value (group.Result.Stale) is sent with a TTL of 1 ns, so the asking node keeps no
 // copy of it.
 //
+// Warm ownership changes (warm.go, handoff.go). A change of the ring moves keys whose values
+// the cluster still holds. The view keeps the ring before the last change; for WarmTime after
+// it, the Cluster is a group.PreviousOwnerPicker: a local load of a key that moved here first
+// peeks the member that owned it (its memory only, within PeekTimeout), and a node that was
+// alone before the change (it just started or came back) counts the ring without itself as the
+// previous one. A fallback load (the owner did not answer) peeks the member that owns the key
+// without that owner. A node that stops gracefully calls HandOff before Leave: it pushes the
+// values it owns, in its eviction policy's order and within a byte bound, to their owners in
+// the ring without it, on the same authenticated connections; the receivers keep a value only
+// where they hold none (group.Push).
+//
 // Bounds. At most MaxConnsPerPeer (2) connections per peer, whatever the number of fetches
 // (500 concurrent fetches use 2 sockets; beyond 256 per connection callers wait for a slot).
 // A reply's header is checked before anything is allocated for its payload: a value above

@@ -37,6 +37,12 @@ type view struct {
 	members  []Member             // every known member, sorted by name, Share filled
 	departed map[string]time.Time // when each listed member that is not Alive left or died
 	boots    map[string]string    // the boot identifier each listed member gossips, if any
+
+	// The ring before the last change of ownership, or prevWithoutSelf: this ring less this
+	// node; and when it changed (zero: never). Who may still hold a key in memory (warm.go).
+	prevRing        *Ring
+	prevWithoutSelf bool
+	changedAt       time.Time
 }
 
 // startView is the view New begins from: this node is the only member, and there is no ring
@@ -256,6 +262,8 @@ func (c *Cluster) rebuild() {
 	for _, err := range rejected {
 		c.log.Warn("membership event", "err", err)
 	}
+	// Who owned each key before the change: a new owner asks it first (warm.go).
+	next.keepHistory(prev, c.cfg.NodeName, changed, now)
 	readmitRestarted(prev, next)   // a new process behind a kept peer starts with a clean record
 	c.retire(prev, next)           // before the swap: no Get of the new view finds a departed member's copy
 	c.resendBeforeSwap(prev, next) // and none is routed to a returning member still holding a removed value

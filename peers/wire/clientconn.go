@@ -110,11 +110,11 @@ func (cc *clientConn) start(cl *call, group, key string, keys []string) {
 	}
 	b := cc.w.begin()
 	switch cl.typ {
-	case typeFetch, typeRemove, typePurge:
+	case typeFetch, typeRemove, typePurge, typePeek: // a peek is laid out as a fetch (warm.go)
 		b = appendKeyRequest(b, group, key)
 	case typeBatch:
 		b = appendBatchRequest(b, group, keys)
-	case typeSet:
+	case typeSet, typePush: // a push is laid out as a set (warm.go)
 		b = appendSetRequest(b, group, key, cl.val)
 		_ = cc.w.finish(b, cl.typ, 0, id, cl.val.Bytes)
 		return
@@ -167,7 +167,7 @@ func (cc *clientConn) readLoop() {
 	check := func(h header) error { return h.checkReply(maxValue) }
 	// A success (with or without metadata) is a value the caller keeps; an error is not.
 	own := func(h header) bool {
-		return h.flags&flagError == 0 && (h.typ == typeFetchReply || h.typ == typeBatchItem)
+		return h.flags&flagError == 0 && (h.typ == typeFetchReply || h.typ == typeBatchItem || h.typ == typePeekReply)
 	}
 	for {
 		h, p, err := cc.r.next(check, own)
@@ -213,9 +213,9 @@ func (cc *clientConn) handle(h header, p []byte) error {
 	switch {
 	case cl.typ|replyBit != h.typ:
 		err = protocolError("reply type %#x to request type %#x", h.typ, cl.typ)
-	case h.typ == typeFetchReply:
+	case h.typ == typeFetchReply || h.typ == typePeekReply:
 		cl.val, cl.err = parseResult(h.flags, p, true)
-	case h.typ == typeRemoveAck || h.typ == typePurgeAck || h.typ == typeSetAck:
+	case h.typ == typeRemoveAck || h.typ == typePurgeAck || h.typ == typeSetAck || h.typ == typePushAck:
 		_, cl.err = parseResult(h.flags, p, false)
 	}
 	if err == nil && errors.Is(cl.err, ErrProtocol) {

@@ -13,13 +13,15 @@
 // and is then hijacked (http.NewResponseController, so wrapped ResponseWriters work). After
 // the 101 each side sends frames: a 10-byte header (u32 payload length, u8 type, u8 flags, u32
 // request id), the payload and, when a cluster secret is set, a 16-byte tag. Requests: fetch
-// (group, key), batch fetch (group, up to MaxBatchKeys keys), remove, purge, ping; replies: a
+// (group, key), batch fetch (group, up to MaxBatchKeys keys), remove, purge, set, peek (a
+// previous owner's memory only, never its loader) and push (a value handed to its new owner,
+// kept only where the receiver holds none; warm.go), ping; replies: a
 // result per request (u64 remaining TTL in nanoseconds, then, flagged, the value's
 // Content-Type (at most MaxContentTypeBytes) and Last-Modified (Unix seconds), and the value;
 // or an error code and a message of at most MaxMessageBytes), one item per key of a batch (each answered as soon as
 // it is known; the client reassembles them in order), pong; and GoAway from the server. Types
-// 0x05–0x3f are reserved (peek, push, set come with version 2, negotiated in the upgrade); a
-// server answers a type it does not know bad_request.
+// 0x08–0x3f are reserved; a server answers a type it does not know (or a peek or push when
+// its Handler is no WarmHandler) bad_request, so a newer client learns what is missing.
 //
 // A Client holds up to MaxConns connections (default 2), dialled lazily one at a time,
 // filled oldest first up to SpreadAt requests in flight, redialled with a jittered backoff

@@ -26,8 +26,8 @@ const (
 	typeBatch  msgType = 0x02 // [u8 glen][group][u16 n]{u32 klen, key}×n → batchItem×n
 	typeRemove msgType = 0x03 // [u8 glen][group][key]          → removeReply: ack
 	typePurge  msgType = 0x04 // [u8 glen][group]               → purgeReply: ack
-	typePeek   msgType = 0x05 // reserved: ask a previous owner's memory only (hand-off issue)
-	typePush   msgType = 0x06 // reserved: hand a value to its new owner (hand-off issue)
+	typePeek   msgType = 0x05 // [u8 glen][group][key]          → peekReply: result (memory only: warm.go)
+	typePush   msgType = 0x06 // as set                          → pushAck: ack (stored only where absent: warm.go)
 	typeSet    msgType = 0x07 // [u8 glen][group][u32 klen][key][u64 ttl][meta][value] → setAck: ack
 	// 0x08–0x3f: reserved requests. A server answers an unknown request type with
 	// CodeBadRequest, so a newer client learns the feature is missing without a hang.
@@ -42,6 +42,8 @@ const (
 	typeRemoveAck  = typeRemove | replyBit // result without TTL and value
 	typePurgeAck   = typePurge | replyBit  // result without TTL and value
 	typeSetAck     = typeSet | replyBit    // result without TTL and value
+	typePeekReply  = typePeek | replyBit   // result, as a fetch's
+	typePushAck    = typePush | replyBit   // result without TTL and value
 	typePong       = typePing | replyBit   // empty
 )
 
@@ -105,7 +107,7 @@ func (h header) checkRequest(maxKey, maxBatch int) error {
 	}
 	var max int
 	switch {
-	case h.typ == typeFetch || h.typ == typeRemove:
+	case h.typ == typeFetch || h.typ == typeRemove || h.typ == typePeek:
 		max = 1 + MaxGroupBytes + maxKey
 	case h.typ == typePurge:
 		max = 1 + MaxGroupBytes
@@ -127,11 +129,11 @@ func (h header) checkRequest(maxKey, maxBatch int) error {
 func (h header) checkReply(maxValue int) error {
 	var max int64
 	switch h.typ {
-	case typeFetchReply:
+	case typeFetchReply, typePeekReply:
 		max = ttlLen + int64(maxValue)
 	case typeBatchItem:
 		max = indexLen + ttlLen + int64(maxValue)
-	case typeRemoveAck, typePurgeAck, typeSetAck:
+	case typeRemoveAck, typePurgeAck, typeSetAck, typePushAck:
 		max = 0
 	case typePong:
 		max = 0
@@ -150,7 +152,7 @@ func (h header) checkReply(maxValue int) error {
 		return protocolError("reply type %#x with flags %#x", h.typ, h.flags)
 	}
 	if h.flags&flagMeta != 0 {
-		if h.typ != typeFetchReply && h.typ != typeBatchItem {
+		if h.typ != typeFetchReply && h.typ != typeBatchItem && h.typ != typePeekReply {
 			return protocolError("reply type %#x with flags %#x", h.typ, h.flags)
 		}
 		max += maxMetaLen
@@ -167,7 +169,7 @@ func (h header) checkReply(maxValue int) error {
 	return nil
 }
 
-// appendKeyRequest appends the payload of a fetch or remove (key != "") or a purge.
+// appendKeyRequest appends the payload of a fetch, peek or remove (key != "") or a purge.
 func appendKeyRequest(b []byte, group, key string) []byte {
 	b = append(b, byte(len(group)))
 	b = append(b, group...)
@@ -184,7 +186,7 @@ func parseKeyRequest(p []byte) (group, key []byte, err error) {
 	return p[1:n], p[n:], nil
 }
 
-// appendSetRequest appends the payload of a set up to its value, metadata included (always:
+// appendSetRequest appends the payload of a set (or a push, which has the same layout) up to its value, metadata included (always:
 // a set is rare, and one layout is simpler). The caller has checked the bounds.
 func appendSetRequest(b []byte, group, key string, v Value) []byte {
 	b = append(b, byte(len(group)))

@@ -37,6 +37,11 @@ func TestHeaderChecks(t *testing.T) {
 		{"ping with payload", header{typ: typePing, length: 1}, true, ErrTooLarge},
 		{"batch at its bound", header{typ: typeBatch, length: maxBatch}, true, nil},
 		{"reserved request", header{typ: typeSet, length: 10}, true, nil},
+		{"peek at its bound", header{typ: typePeek, length: 1 + 255 + maxKey}, true, nil},
+		{"peek over", header{typ: typePeek, length: 1 + 255 + maxKey + 1}, true, ErrTooLarge},
+		{"peek reply with metadata", header{typ: typePeekReply, flags: flagMeta, length: ttlLen + maxMetaLen + maxValue}, false, nil},
+		{"peek reply over", header{typ: typePeekReply, length: ttlLen + maxValue + 1}, false, ErrTooLarge},
+		{"push ack with payload", header{typ: typePushAck, length: 1}, false, ErrTooLarge},
 		{"request with flags", header{typ: typeFetch, flags: 1}, true, ErrProtocol},
 		{"reply as request", header{typ: typeFetchReply}, true, ErrProtocol},
 		{"type zero", header{}, true, ErrProtocol},
@@ -216,12 +221,13 @@ func TestReservedRequestTypesAreAnswered(t *testing.T) {
 	if resp.StatusCode != 101 {
 		t.Fatalf("upgrade: %s", resp.Status)
 	}
-	nc.Write(rawFrame(typePeek, 0, 7, appendKeyRequest(nil, "g", "k")))
+	const reserved msgType = 0x08 // the first type no version serves yet
+	nc.Write(rawFrame(reserved, 0, 7, appendKeyRequest(nil, "g", "k")))
 	nc.Write(rawFrame(typeFetch, 0, 8, appendKeyRequest(nil, "g", "k")))
 	for _, want := range []struct {
 		typ msgType
 		id  uint32
-	}{{typePeek | replyBit, 7}, {typeFetchReply, 8}} {
+	}{{reserved | replyBit, 7}, {typeFetchReply, 8}} {
 		hdr := make([]byte, headerLen)
 		if _, err := io.ReadFull(br, hdr); err != nil {
 			t.Fatal(err)

@@ -23,6 +23,8 @@ func FuzzFrameServer(f *testing.F) {
 	f.Add(rawFrame(typeSet, 0, 6, []byte("reserved")))
 	f.Add(rawFrame(typeSet, 0, 8, append(appendSetRequest(nil, "g", "k", Value{TTL: time.Second, ContentType: "text/plain"}), "v"...)))
 	f.Add(rawFrame(typeFetch, 0, 7, []byte{200, 'g'}))
+	f.Add(rawFrame(typePeek, 0, 9, appendKeyRequest(nil, "g", "k")))
+	f.Add(rawFrame(typePush, 0, 10, append(appendSetRequest(nil, "g", "k", Value{TTL: time.Second}), "v"...)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg := testServerConfig()
 		cfg.MaxStreams = 4
@@ -66,6 +68,8 @@ func FuzzFrameClient(f *testing.F) {
 	meta, _ := appendSuccess(nil, Value{TTL: time.Minute, ContentType: "application/json", LastModified: time.Unix(1e9, 0)})
 	f.Add(rawFrame(typeFetchReply, flagMeta, 1, append(meta, "{}"...)))
 	f.Add(rawFrame(typeBatchItem, flagMeta, 2, append([]byte{0, 0, 0, 0}, meta...)))
+	f.Add(append(rawFrame(typePeekReply, flagMeta, 7, append(meta, "{}"...)), rawFrame(typePushAck, 0, 8, nil)...))
+	f.Add(rawFrame(typePeekReply, flagError, 7, []byte{byte(CodeNotFound), 'n'}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const maxValue = 1024
 		cfg := testClientConfig("127.0.0.1:1")
@@ -81,6 +85,7 @@ func FuzzFrameClient(f *testing.F) {
 		calls := []*call{
 			{typ: typeFetch}, {typ: typeBatch, results: make([]Result, 3)}, {typ: typeRemove},
 			{typ: typePurge}, {typ: typePing}, {typ: typeFetch, fn: func(Value, error) { asyncDone++ }},
+			{typ: typePeek}, {typ: typePush},
 		}
 		for i, cl := range calls {
 			if cl.fn == nil {

@@ -39,7 +39,7 @@ func (sc *serverConn) serve() error {
 	maxKey, maxBatch := sc.s.cfg.MaxKeyBytes, sc.s.cfg.maxRequest()
 	maxSet := sc.s.cfg.maxSet()
 	check := func(h header) error {
-		if h.typ == typeSet && h.flags == 0 {
+		if (h.typ == typeSet || h.typ == typePush) && h.flags == 0 { // a push is laid out as a set
 			if int64(h.length) > maxSet {
 				return fmt.Errorf("%w: set of %d bytes, limit %d", ErrTooLarge, h.length, maxSet)
 			}
@@ -83,7 +83,7 @@ func (sc *serverConn) start(h header, p []byte) error {
 	var keys []string
 	var val Value
 	switch h.typ {
-	case typeSet:
+	case typeSet, typePush: // a push is laid out as a set (warm.go)
 		g, k, v, err := parseSetRequest(p)
 		if err != nil {
 			return err
@@ -92,7 +92,7 @@ func (sc *serverConn) start(h header, p []byte) error {
 		// and the group keeps that copy.
 		v.Bytes = append([]byte(nil), v.Bytes...)
 		group, key, val = sc.intern(g), string(k), v
-	case typeFetch, typeRemove, typePurge:
+	case typeFetch, typeRemove, typePurge, typePeek:
 		g, k, err := parseKeyRequest(p)
 		if err != nil {
 			return err
@@ -174,6 +174,8 @@ func (sc *serverConn) run(typ msgType, id uint32, group, key string, keys []stri
 			}
 		}
 		_ = sc.ack(typeSetAck, id, err)
+	case typePeek, typePush: // the warm hand-off's messages (warm.go)
+		sc.runWarm(typ, id, group, key, val)
 	}
 }
 
