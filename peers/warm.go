@@ -82,7 +82,9 @@ func (c *Cluster) PreviousOwner(key string) (group.Peeker, bool) {
 		return nil, false
 	}
 	p := v.peer(name)
-	if p == nil {
+	if p == nil || p.isEjected() {
+		// An ejected peer (outlier.go) is not asked for its keys: a peek would cost the
+		// peek timeout on every local load until it is readmitted.
 		return nil, false
 	}
 	return p, true

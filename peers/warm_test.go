@@ -2,6 +2,7 @@ package peers
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -165,5 +166,35 @@ func TestOwnerWithout(t *testing.T) {
 	}
 	if got := NewRing([]string{"a"}).ownerWithout("k", "a"); got != "" {
 		t.Fatalf("ownerWithout on a ring of the excluded member alone = %q", got)
+	}
+}
+
+// TestNoPeekOfAnEjectedPeer: a previous owner that this node has ejected (outlier.go) is not
+// offered for a peek, which would cost every local load of its keys the peek timeout; once
+// readmitted it is offered again.
+func TestNoPeekOfAnEjectedPeer(t *testing.T) {
+	nodes := startCluster(t, 3, newLoadLog(), nil)
+	asker := nodes[0]
+	v := asker.c.view.Load()
+	// A key owned by node-1 whose owner without node-1 is node-2: node-0's fallback load of
+	// it peeks node-2, where a stopping node-1 would have handed it.
+	var key string
+	for i := 0; key == ""; i++ {
+		k := fmt.Sprintf("key-%d", i)
+		if v.ring.OwnerName(k) == "node-1" && v.ring.ownerWithout(k, "node-1") == "node-2" {
+			key = k
+		}
+	}
+	if _, ok := asker.c.PreviousOwner(key); !ok {
+		t.Fatalf("no previous owner offered for %q", key)
+	}
+	p := v.peer("node-2")
+	p.out.ejected.Store(true)
+	if _, ok := asker.c.PreviousOwner(key); ok {
+		t.Errorf("the ejected node-2 was offered for a peek of %q", key)
+	}
+	p.out.ejected.Store(false)
+	if _, ok := asker.c.PreviousOwner(key); !ok {
+		t.Errorf("the readmitted node-2 was not offered for a peek of %q", key)
 	}
 }
