@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/groupcached/groupcached/internal/downproxy"
 )
 
 // TestFrozenPeerUnderLoad stops (SIGSTOP) one node of three, on the lan preset (production
@@ -269,8 +270,8 @@ func TestOriginDownAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newDownProxy(t, u.Host)
-	u.Host = proxy.addr
+	proxy := downproxy.New(t, u.Host)
+	u.Host = proxy.Addr()
 	t.Setenv("GROUPCACHED_TEST_ORIGIN_DSN", u.String())
 	bin := buildBinary(t, t.TempDir())
 	cfg := writeConfig(t, `node:
@@ -290,12 +291,12 @@ groups:
 	if err != nil || status != http.StatusServiceUnavailable || !strings.Contains(body, "origin not ready") || !strings.Contains(body, "refuses connections") {
 		t.Fatalf("/readyz with the database down = %d %s, %v; want 503 saying the origin refuses connections", status, body, err)
 	}
-	if strings.Contains(body, proxy.addr) || strings.Contains(body, "postgres@") {
+	if strings.Contains(body, proxy.Addr()) || strings.Contains(body, "postgres@") {
 		t.Errorf("/readyz reveals the DSN: %s", body)
 	}
 	t.Logf("/readyz with the database down: %d %s", status, body)
 
-	proxy.up(t)
+	proxy.Up(t)
 	up := time.Now()
 	waitFor(t, 20*time.Second, "/readyz 200 once the database is up", func() error {
 		status, body, err := readyz(n.http)
@@ -328,67 +329,6 @@ func readyz(addr string) (int, string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
-}
-
-// downProxy is a TCP port that refuses connections (nothing listens on it) until up, from
-// when it forwards each connection to target.
-type downProxy struct {
-	addr, target string
-	mu           sync.Mutex
-	l            net.Listener
-	wg           sync.WaitGroup
-}
-
-func newDownProxy(t *testing.T, target string) *downProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &downProxy{addr: l.Addr().String(), target: target}
-	l.Close() // refused from now on, until up listens again on the same port
-	t.Cleanup(func() {
-		p.mu.Lock()
-		if p.l != nil {
-			p.l.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *downProxy) up(t *testing.T) {
-	t.Helper()
-	l, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		t.Fatalf("bringing the proxy up on %s: %v", p.addr, err)
-	}
-	p.mu.Lock()
-	p.l = l
-	p.mu.Unlock()
-	p.wg.Go(func() {
-		var conns sync.WaitGroup
-		defer conns.Wait()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns.Go(func() {
-				defer c.Close()
-				d, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-				if err != nil {
-					return
-				}
-				defer d.Close()
-				done := make(chan struct{}, 2)
-				go func() { _, _ = io.Copy(d, c); done <- struct{}{} }()
-				go func() { _, _ = io.Copy(c, d); done <- struct{}{} }()
-				<-done
-			})
-		}
-	})
 }
 
 // TestPeerEjectSettings: node.peer_eject_after and node.peer_eject_for reach the cluster's

@@ -5,13 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/groupcached/groupcached/group"
+	"github.com/groupcached/groupcached/internal/downproxy"
 )
 
 // TestSQLiteReadOnly: a SQLite DSN opens its file read-only and never creates one.
@@ -100,8 +98,8 @@ func TestSQLOriginDownAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newDownProxy(t, u.Host)
-	u.Host = proxy.addr
+	proxy := downproxy.New(t, u.Host)
+	u.Host = proxy.Addr()
 	dsn := u.String()
 
 	s, err := NewSQL(SQLConfig{Driver: "postgres", DSN: dsn, Query: "SELECT 'value of ' || $1::text"})
@@ -113,14 +111,14 @@ func TestSQLOriginDownAtStart(t *testing.T) {
 	if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "refuses connections") {
 		t.Fatalf("Ready with the database down = %v, want ErrNotReady: refuses connections", err)
 	}
-	if strings.Contains(err.Error(), proxy.addr) || strings.Contains(err.Error(), "postgres@") {
+	if strings.Contains(err.Error(), proxy.Addr()) || strings.Contains(err.Error(), "postgres@") {
 		t.Errorf("Ready's reason reveals the DSN: %v", err)
 	}
 	if _, err := s.Load(context.Background(), "k"); err == nil || errors.Is(err, group.ErrNotFound) {
 		t.Errorf("Load with the database down = %v, want a load failure", err)
 	}
 
-	proxy.up(t)
+	proxy.Up(t)
 	up := time.Now()
 	deadline := time.Now().Add(20 * time.Second)
 	for s.Ready() != nil {
@@ -133,67 +131,6 @@ func TestSQLOriginDownAtStart(t *testing.T) {
 	if v, err := s.Load(context.Background(), "k"); err != nil || string(v.Bytes) != "value of k" {
 		t.Errorf("Load once ready = %q, %v", v.Bytes, err)
 	}
-}
-
-// downProxy is a TCP port that refuses connections (nothing listens on it) until up, from
-// when it forwards each connection to target.
-type downProxy struct {
-	addr, target string
-	mu           sync.Mutex
-	l            net.Listener
-	wg           sync.WaitGroup
-}
-
-func newDownProxy(t *testing.T, target string) *downProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &downProxy{addr: l.Addr().String(), target: target}
-	l.Close() // refused from now on, until up listens again on the same port
-	t.Cleanup(func() {
-		p.mu.Lock()
-		if p.l != nil {
-			p.l.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *downProxy) up(t *testing.T) {
-	t.Helper()
-	l, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		t.Fatalf("bringing the proxy up on %s: %v", p.addr, err)
-	}
-	p.mu.Lock()
-	p.l = l
-	p.mu.Unlock()
-	p.wg.Go(func() {
-		var conns sync.WaitGroup
-		defer conns.Wait()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns.Go(func() {
-				defer c.Close()
-				d, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-				if err != nil {
-					return
-				}
-				defer d.Close()
-				done := make(chan struct{}, 2)
-				go func() { _, _ = io.Copy(d, c); done <- struct{}{} }()
-				go func() { _, _ = io.Copy(c, d); done <- struct{}{} }()
-				<-done
-			})
-		}
-	})
 }
 
 // TestPublicError: Ready's reasons keep the kind of failure and drop what pgx's messages
