@@ -16,9 +16,13 @@ import (
 // admits (or refuses) its own loads, and its refusal travels back over the peer wire as
 // ErrOverloaded, which the asking node hands to its client instead of loading the key itself.
 //
-// Config.MaxLoadingBytes adds a byte budget. A value's size is unknown until the loader
-// returns it, so each load in progress is charged an estimate, the moving mean of the sizes
-// this group loaded recently, and a load is admitted only while the charges fit the budget.
+// Config.MaxLoadingBytes adds a byte budget. A value's size is often unknown until the loader
+// returns it, so each load is admitted with an estimate, the moving mean of the sizes this
+// group loaded recently, and only while the charges fit the budget. A loader that learns the
+// size first (the http loader from Content-Length, the file loader from the file's size, both
+// as a buffer of unknown size grows) raises its load's charge with ReserveBytes before it
+// allocates, and stops with ErrOverloaded when that does not fit: the bytes of values being
+// loaded then stay within the budget even on a fresh node whose estimate knows nothing.
 
 // ErrOverloaded means the group refused to start a load: Config.MaxConcurrentLoads loads were
 // in progress and Config.MaxQueuedLoads more were waiting. Nothing was asked of the origin;
@@ -170,14 +174,64 @@ func (a *admission) stats() AdmissionStats {
 }
 
 // load is a local fill's slow call: the loader's Load, once admitted. ctx is the fill's, so a
-// queued load waits at most until the load timeout.
-func (g *Group) load(ctx context.Context, key string) (v Value, err error) {
+// queued load waits at most until the load timeout. The loader finds the load's reservation
+// through ctx (ReserveBytes).
+func (g *Group) load(ctx context.Context, c *call) (v Value, err error) {
 	charge, err := g.admit.acquire(ctx)
 	if err != nil {
 		return Value{}, err
 	}
-	defer func() { g.admit.release(charge, len(v.Bytes), err == nil) }()
-	return g.loader.Load(ctx, key)
+	c.ctx.res = reservation{a: g.admit, charge: charge}
+	defer func() { g.admit.release(c.ctx.res.charge, len(v.Bytes), err == nil) }()
+	return g.loader.Load(ctx, c.key.key)
+}
+
+// reservation is one admitted load's charge against MaxLoadingBytes: the estimate it was
+// admitted with, raised by its loader when it learns the value's size (ReserveBytes).
+type reservation struct {
+	a      *admission
+	charge int64 // under a.mu once the load runs
+}
+
+// reserveKey finds a load's reservation in its context (fillContext.Value).
+type reserveKey struct{}
+
+// ReserveBytes tells the group that the load running under ctx is about to hold n bytes: a
+// loader calls it when it learns a value's size before reading it (an HTTP origin's
+// Content-Length, a file's size) and as a buffer of unknown final size grows. It raises the
+// load's charge against Config.MaxLoadingBytes to n, so that the bytes of values being loaded
+// are bounded by what they really are, not only by the estimate a load is admitted with. When
+// n does not fit the budget beside the other loads in progress, it returns ErrOverloaded
+// (wrapped) and the loader should stop and return that error: the client gets 503
+// "overloaded" and retries, rather than the node holding more than the budget. A load alone
+// is always allowed its bytes (up to the loader's own limit). Outside a group's load, or
+// without a byte budget, it does nothing and returns nil.
+func ReserveBytes(ctx context.Context, n int64) error {
+	r, _ := ctx.Value(reserveKey{}).(*reservation)
+	if r == nil || r.a == nil {
+		return nil
+	}
+	return r.a.grow(r, n)
+}
+
+// grow raises r's charge to n if it fits the byte budget (see ReserveBytes).
+func (a *admission) grow(r *reservation, n int64) error {
+	if a.maxBytes == 0 {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n <= r.charge {
+		return nil
+	}
+	if a.inFlight > 1 && a.charged-r.charge+n > a.maxBytes {
+		a.rejected.Add(1)
+		return fmt.Errorf("%w: a value of %d bytes does not fit max_loading_bytes (%d) beside the %d bytes of %d other loads",
+			ErrOverloaded, n, a.maxBytes, a.charged-r.charge, a.inFlight-1)
+	}
+	a.charged += n - r.charge
+	r.charge = n
+	return nil
 }
 
 // validateIsolation checks the admission, failure-memory and stale fields of c.

@@ -228,3 +228,64 @@ func TestIsolationConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReserveBytesBoundsLoadingBytes is issue 11's case of many cold large values on a fresh
+// node, where the estimate knows nothing yet: 32 loads admitted at once, each learning (as an
+// HTTP origin's Content-Length tells it) that its value has 8 MiB. Only what fits the 64 MiB
+// budget goes on; the others end with ErrOverloaded before holding their bytes, and the
+// bytes charged never pass the budget.
+func TestReserveBytesBoundsLoadingBytes(t *testing.T) {
+	const (
+		loads  = 32
+		size   = 8 << 20
+		budget = 64 << 20
+	)
+	gt := newGate()
+	var reserved, refused atomic.Int32
+	l := LoaderFunc(func(ctx context.Context, key string) (Value, error) {
+		if err := ReserveBytes(ctx, size); err != nil {
+			refused.Add(1)
+			return Value{}, err
+		}
+		reserved.Add(1)
+		if err := gt.wait(ctx); err != nil {
+			return Value{}, err
+		}
+		return Value{Bytes: []byte("eight mebibytes, notionally")}, nil
+	})
+	cfg := testConfig()
+	cfg.MaxConcurrentLoads, cfg.MaxQueuedLoads, cfg.MaxLoadingBytes = loads, loads, budget
+	g := newTestGroup(t, l, cfg)
+	var wg sync.WaitGroup
+	var overloaded atomic.Int32
+	for i := range loads {
+		wg.Go(func() {
+			_, err := g.Get(context.Background(), fmt.Sprintf("big-%d", i))
+			switch {
+			case errors.Is(err, ErrOverloaded):
+				overloaded.Add(1)
+			case err != nil:
+				t.Errorf("Get: %v", err)
+			}
+		})
+	}
+	eventually(t, 10*time.Second, "every load reserved or was refused", func() bool {
+		return reserved.Load()+refused.Load() == loads
+	})
+	if st := g.Stats().Admission; reserved.Load() != budget/size || st.LoadingBytes > budget {
+		t.Errorf("%d loads hold their 8 MiB, %d bytes charged; want %d loads, at most %d bytes",
+			reserved.Load(), st.LoadingBytes, budget/size, budget)
+	}
+	gt.release()
+	wg.Wait()
+	if overloaded.Load() != loads-budget/size {
+		t.Errorf("%d Gets answered ErrOverloaded, want %d", overloaded.Load(), loads-budget/size)
+	}
+	if st := g.Stats().Admission; st.LoadingBytes != 0 || st.InFlight != 0 {
+		t.Errorf("after the loads: %+v, want nothing charged", st)
+	}
+	// Outside a load ReserveBytes does nothing.
+	if err := ReserveBytes(context.Background(), 1<<40); err != nil {
+		t.Errorf("ReserveBytes outside a load: %v", err)
+	}
+}

@@ -25,6 +25,7 @@ type fillContext struct {
 	values   context.Context // the first caller's context: only its values count
 	deadline time.Time
 	made     atomic.Pointer[derivedContext]
+	res      reservation // a local load's byte reservation (admit.go), found by Value
 }
 
 type derivedContext struct {
@@ -49,6 +50,9 @@ func (c *fillContext) Err() error {
 // Value answers from the derived context once there is one, so that a context derived from
 // this one finds its cancelCtx there and is cancelled with it without a goroutine of its own.
 func (c *fillContext) Value(key any) any {
+	if _, ok := key.(reserveKey); ok {
+		return &c.res
+	}
 	if d := c.made.Load(); d != nil {
 		return d.ctx.Value(key)
 	}

@@ -44,7 +44,7 @@ func (g *Group) slow(ctx context.Context, c *call) (Value, error) {
 	if v, ok := g.peekPrevious(ctx, c); ok { // the previous owner's memory first (peek.go)
 		return v, nil
 	}
-	return g.load(ctx, c.key.key) // the loader's Load, once admitted (admit.go)
+	return g.load(ctx, c) // the loader's Load, once admitted (admit.go)
 }
 
 func (g *Group) settle(ctx context.Context, c *call, v Value, err error) (Result, error, bool) {

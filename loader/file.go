@@ -79,7 +79,7 @@ func (f *File) Load(ctx context.Context, key string) (group.Value, error) {
 	if st.Size() > f.maxBytes {
 		return group.Value{}, fmt.Errorf("file loader: %q has %d bytes, limit %d: %w", key, st.Size(), f.maxBytes, ErrTooLarge)
 	}
-	data, err := readLimited(fh, st.Size(), f.maxBytes)
+	data, err := readLimited(ctx, fh, st.Size(), f.maxBytes)
 	if err != nil {
 		return group.Value{}, fmt.Errorf("file loader: reading %q: %w", key, err)
 	}
@@ -94,14 +94,23 @@ func (f *File) Close() error { return f.root.Close() }
 // readLimited reads r to the end into one buffer sized from sizeHint, and fails with
 // ErrTooLarge as soon as more than limit bytes arrive (a file that grew since its Stat, a body
 // longer than announced).
-func readLimited(r io.Reader, sizeHint, limit int64) ([]byte, error) {
+func readLimited(ctx context.Context, r io.Reader, sizeHint, limit int64) ([]byte, error) {
 	if sizeHint < 0 {
 		sizeHint = 512
 	}
-	// One spare byte: a read that fills the hint exactly then meets EOF without growing.
-	buf := make([]byte, 0, min(sizeHint, limit)+1)
+	// The bytes are reserved against the group's max_loading_bytes before they are
+	// allocated: the hint's, then twice the buffer each time it must grow (append grows it by
+	// less). A reservation that does not fit ends the read with group.ErrOverloaded.
+	first := min(sizeHint, limit) + 1 // one spare byte: a read that fills the hint meets EOF without growing
+	if err := group.ReserveBytes(ctx, first); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 0, first)
 	for {
 		if len(buf) == cap(buf) {
+			if err := group.ReserveBytes(ctx, min(2*int64(cap(buf)), limit+1)); err != nil {
+				return nil, err
+			}
 			buf = append(buf, 0)[:len(buf)]
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])

@@ -299,7 +299,7 @@ func TestReadLimited(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			want := bytes.Repeat([]byte("abcdefg"), int(tt.size/7)+1)[:tt.size]
 			// iotest-style: a reader that hands out at most 33 bytes per Read.
-			got, err := readLimited(&smallReader{r: bytes.NewReader(want)}, tt.hint, tt.lim)
+			got, err := readLimited(context.Background(), &smallReader{r: bytes.NewReader(want)}, tt.hint, tt.lim)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) || got != nil {
 					t.Fatalf("readLimited = %d bytes, %v; want %v", len(got), err, tt.wantErr)

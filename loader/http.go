@@ -181,9 +181,12 @@ func (h *HTTP) Load(ctx context.Context, key string) (group.Value, error) {
 	if resp.ContentLength > h.maxBytes {
 		return group.Value{}, fmt.Errorf("http loader: %q: origin sent %d bytes, limit %d: %w", key, resp.ContentLength, h.maxBytes, ErrTooLarge)
 	}
-	body, err := readLimited(resp.Body, resp.ContentLength, h.maxBytes)
+	body, err := readLimited(ctx, resp.Body, resp.ContentLength, h.maxBytes)
 	if errors.Is(err, ErrTooLarge) {
 		return group.Value{}, fmt.Errorf("http loader: %q: body %w", key, err)
+	}
+	if errors.Is(err, group.ErrOverloaded) {
+		return group.Value{}, fmt.Errorf("http loader: %q: %w", key, err)
 	}
 	if err != nil {
 		return group.Value{}, h.requestError(ctx, key, err)
