@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 )
@@ -169,6 +170,12 @@ func (a *API) readMgetKeys(w http.ResponseWriter, r *http.Request) ([]string, er
 		}
 		return nil, badRequest("reading the request body failed", err)
 	}
+	// encoding/json turns invalid UTF-8, and a \u escape of a lone surrogate, into U+FFFD:
+	// the mget would read another key than the one sent, and two keys could become one.
+	// Refused instead (a key of other bytes is read with a GET).
+	if !utf8.Valid(body) {
+		return nil, badRequest("the body is not valid UTF-8: keys that are not UTF-8 text are read with a GET", nil)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	var req mgetRequest
@@ -180,6 +187,13 @@ func (a *API) readMgetKeys(w http.ResponseWriter, r *http.Request) ([]string, er
 	}
 	if req.Keys == nil {
 		return nil, badRequest(`the body has no "keys" array`, nil)
+	}
+	if literalFFFD := bytes.Contains(body, []byte("\uFFFD")) || bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`)); !literalFFFD {
+		for _, k := range req.Keys {
+			if strings.ContainsRune(k, utf8.RuneError) {
+				return nil, badRequest("a key holds a \\u escape of a lone surrogate, which is not a character", nil)
+			}
+		}
 	}
 	if max := a.batchKeys(); len(req.Keys) > max {
 		return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,

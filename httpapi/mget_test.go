@@ -266,6 +266,8 @@ func TestMgetRefused(t *testing.T) {
 		{"empty body", "g", "application/json", ``, http.StatusBadRequest, CodeBadRequest},
 		{"no keys", "g", "application/json", `{}`, http.StatusBadRequest, CodeBadRequest},
 		{"keys not strings", "g", "application/json", `{"keys":[1,2]}`, http.StatusBadRequest, CodeBadRequest},
+		{"invalid UTF-8", "g", "application/json", "{\"keys\":[\"a\xff\xfe\"]}", http.StatusBadRequest, CodeBadRequest},
+		{"lone surrogate escape", "g", "application/json", `{"keys":["a\ud800"]}`, http.StatusBadRequest, CodeBadRequest},
 		{"unknown field", "g", "application/json", `{"key":["a"]}`, http.StatusBadRequest, CodeBadRequest},
 		{"two values", "g", "application/json", `{"keys":["a"]} {"keys":["b"]}`, http.StatusBadRequest, CodeBadRequest},
 	}

@@ -34,9 +34,11 @@ func put(t *testing.T, n *clusterNode, key, body string, header ...string) (*htt
 // expires on time.
 func TestPutOnNonOwner(t *testing.T) {
 	o := &origin{}
-	a := startClusterNode(t, "node-a", o)
-	b := startClusterNode(t, "node-b", o, a.Cluster().GossipAddr())
-	c := startClusterNode(t, "node-c", o, a.Cluster().GossipAddr())
+	gcfg := testGroupConfig()
+	gcfg.HotCacheRate = 1
+	a := startClusterNodeGroup(t, "node-a", o, nil, gcfg)
+	b := startClusterNodeGroup(t, "node-b", o, nil, gcfg, a.Cluster().GossipAddr())
+	c := startClusterNodeGroup(t, "node-c", o, nil, gcfg, a.Cluster().GossipAddr())
 	nodes := []*clusterNode{a, b, c}
 	waitMembers(t, nodes...)
 
@@ -55,6 +57,16 @@ func TestPutOnNonOwner(t *testing.T) {
 		}
 	}
 	loads := o.count(key)
+	// With hot_cache_rate 1 each non-owner now holds a hot copy of the old value: the stale
+	// copies the PUT must replace.
+	for _, n := range nodes {
+		if n.Cluster().Owner(key) == n.Name() {
+			continue
+		}
+		if resp, _ := n.get(t, http.MethodGet, keyPath("g", key)); resp.Header.Get("X-Groupcached-Source") != "hot" {
+			t.Fatalf("second GET before the PUT on %s: source %q, want a hot copy", n.Name(), resp.Header.Get("X-Groupcached-Source"))
+		}
+	}
 
 	resp, body := put(t, writer, key, `{"v":1}`, "Content-Type", "application/json", "Cache-Control", "max-age=2")
 	if resp.StatusCode != http.StatusOK {
