@@ -206,6 +206,21 @@ func TestFloodOfColdKeysIsBounded(t *testing.T) {
 	if slowest503 >= gcfg.LoadTimeout/2 {
 		t.Errorf("the slowest 503 took %v", slowest503)
 	}
+	// /metrics says the same: the refusals counted, and nothing left in the queue or in flight.
+	var scraped int64
+	for _, n := range nodes {
+		v, ok := metricValue(t, n.Node, `groupcached_load_rejections_total{group="g"}`)
+		got, err := strconv.ParseInt(v, 10, 64)
+		if !ok || err != nil {
+			t.Fatalf("%s: load_rejections_total = %q (present %v)", n.Name(), v, ok)
+		}
+		scraped += got
+		wantMetric(t, n.Node, `groupcached_load_queue_depth{group="g"}`, "0")
+		wantMetric(t, n.Node, `groupcached_loads_in_flight{group="g"}`, "0")
+	}
+	if scraped != rejected || scraped == 0 {
+		t.Errorf("/metrics counts %d load rejections, the groups %d", scraped, rejected)
+	}
 }
 
 // TestFailingOriginIsAskedOncePerErrorTTL: an origin that answers 500 to 100 concurrent
