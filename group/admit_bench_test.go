@@ -40,3 +40,19 @@ func BenchmarkGetMissAdmission(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAdmissionAcquireRelease is the admission check alone, as every miss pays it with
+// DefaultConfig's bounds: acquire a slot (no queue), release it with a loaded value's size.
+// A miss costs microseconds; this is what admission adds to it.
+func BenchmarkAdmissionAcquireRelease(b *testing.B) {
+	a := newAdmission(DefaultConfig())
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		charge, err := a.acquire(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		a.release(charge, 128, true)
+	}
+}
