@@ -111,6 +111,14 @@ func (g *Group) settleLoad(ctx context.Context, c *call, v Value, err error) (Re
 func (g *Group) settleFetch(ctx context.Context, c *call, v Value, err error) (Result, error, bool) {
 	key := c.key.key
 	switch {
+	case err == nil && v.Stale:
+		// The owner served its expired value (stale.go): answered as such, never kept.
+		g.stats.peerLoads.Add(1)
+		e := g.newEntry(v.Bytes, 0)
+		e.meta = newMeta(v)
+		res, err := e.result(0, SourcePeer)
+		res.Stale, res.Age = true, v.Age
+		return res, err, false
 	case err == nil:
 		g.stats.peerLoads.Add(1)
 		e := g.newEntry(v.Bytes, v.TTL)

@@ -26,6 +26,12 @@ type Value struct {
 	// LastModified is when the origin last changed the value (zero when unknown); the HTTP
 	// API serves it as Last-Modified and answers If-Modified-Since with it.
 	LastModified time.Time
+
+	// Stale and Age are read from a Peer's value only (a Loader's, a Set's are ignored): the
+	// owner answered a value that expired Age ago, under its serve-stale settings (stale.go).
+	// The Group keeps no copy of it and answers it as a stale Result.
+	Stale bool
+	Age   time.Duration
 }
 
 // A Loader fetches the value of a key from the origin (a file, a database, a service) when no

@@ -24,7 +24,9 @@ type Peer interface {
 	// loads the key itself, and never forwards the request again.
 	//
 	// The returned Value.TTL is the remaining lifetime at the owner (zero: never expires), so
-	// no clock synchronisation is needed. Errors keep their meaning across the wire:
+	// no clock synchronisation is needed. Value.Stale says the owner answered its expired
+	// value under its serve-stale settings, Age ago: the Group keeps no copy of it and answers
+	// it stale. Errors keep their meaning across the wire:
 	//   - ErrNotFound: the owner's origin has no such key;
 	//   - ErrPeerUnavailable (wrapped): the peer could not be reached or did not answer in
 	//     time; only then does the asking Group load the key locally;

@@ -19,8 +19,9 @@ import (
 //
 // Only the main cache keeps expired values: they are served by the node that loaded them,
 // the key's owner (or a node that loaded it because the owner was unreachable). A node that
-// fetches a key from its owner gets the owner's stale value as a value that expires at once,
-// so it keeps no copy of it (peers.wireHandler), and does not know it is stale.
+// fetches a key from its owner gets the owner's stale value marked so (Value.Stale and Age,
+// carried by the peer wire): it keeps no hot copy of it and answers it as a stale Result, with
+// the owner's Age (settleFetch).
 
 // staleResult is e as a stale answer, past its deadline by past.
 func (e *entry) staleResult(past time.Duration) Result {

@@ -202,3 +202,35 @@ func TestFailedRevalidationKeepsServingStale(t *testing.T) {
 		t.Fatalf("loader calls = %d, want 2 (the load and one failed refresh)", n)
 	}
 }
+
+// TestStaleValueFromPeer: a value the owner answers stale is answered stale with the owner's
+// Age, through Get and GetMany, and never kept as a hot copy, even with every fetch copied.
+func TestStaleValueFromPeer(t *testing.T) {
+	cfg := testConfig()
+	cfg.HotCacheRate = 1
+	g := newTestGroup(t, &countingLoader{}, cfg)
+	peer := &fakePeer{fn: func(_ context.Context, _, key string) (Value, error) {
+		return Value{Bytes: []byte("old " + key), TTL: time.Nanosecond, ContentType: "text/plain",
+			Stale: true, Age: 42 * time.Second}, nil
+	}}
+	g.SetPeers(&ownerPicker{peer: peer})
+	check := func(how string, res Result, err error) {
+		t.Helper()
+		if err != nil || string(res.Bytes) != "old k" || !res.Stale || res.Age != 42*time.Second || res.TTL != 0 ||
+			res.Source != SourcePeer || res.ContentType != "text/plain" {
+			t.Fatalf("%s = %+v, %v; want the stale value, Age 42s, TTL 0", how, res, err)
+		}
+	}
+	for i := range 3 {
+		res, err := g.Get(context.Background(), "k")
+		check("Get", res, err)
+		if n := peer.calls.Load(); n != int64(i+1) {
+			t.Fatalf("after %d Gets the owner was asked %d times: a stale value was kept", i+1, n)
+		}
+	}
+	items := g.GetMany(context.Background(), []string{"k"})
+	check("GetMany", items[0].Result, items[0].Err)
+	if st := g.Stats(); st.Hot.Items != 0 || st.Main.Items != 0 {
+		t.Errorf("stale values kept: hot %d, main %d items", st.Hot.Items, st.Main.Items)
+	}
+}

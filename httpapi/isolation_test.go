@@ -279,12 +279,14 @@ func TestFailingOriginIsAskedOncePerErrorTTL(t *testing.T) {
 }
 
 // TestStaleIfErrorServesTheLastValue: with stale_if_error, clients keep getting the last value
-// while the origin is down, marked stale by the node that holds it (the owner); the other
-// nodes get it from the owner as a value that expires at once.
+// while the origin is down, marked stale by every node: the owner, which holds it, and the
+// others, which get it from the owner marked stale over the peer wire (with its Age), keep no
+// copy of it, and say so on a GET and in an mget.
 func TestStaleIfErrorServesTheLastValue(t *testing.T) {
 	o := newHTTPOrigin(t)
 	gcfg := testGroupConfig()
 	gcfg.StaleIfError = time.Hour
+	gcfg.HotCacheRate = 1 // every fetch from the owner would keep a hot copy of a fresh value
 	nodes := startIsolationCluster(t, o.loader(200*time.Millisecond), gcfg)
 	const key = "page"
 	owner := ownerNode(t, nodes, key)
@@ -304,18 +306,31 @@ func TestStaleIfErrorServesTheLastValue(t *testing.T) {
 			if resp.StatusCode != http.StatusOK || string(body) != "page@v0" {
 				t.Fatalf("GET on %s while the origin is down: %d %q", n.Name(), resp.StatusCode, body)
 			}
-			if n != owner {
-				// The owner sent its stale value as one that expires at once: never a hot copy.
-				if src := resp.Header.Get("X-Groupcached-Source"); src != "peer" {
-					t.Fatalf("GET on %s (not the owner) while the origin is down: source %q, want peer", n.Name(), src)
-				}
-				continue
-			}
 			h := resp.Header
 			if h.Get("X-Groupcached-Source") != "stale" || h.Get("Warning") != `110 - "Response is Stale"` ||
 				h.Get("Age") == "" || h.Get("Cache-Control") != "max-age=0" {
-				t.Fatalf("stale answer's headers: %v", h)
+				t.Fatalf("stale answer's headers on %s (owner: %v): %v", n.Name(), n == owner, h)
 			}
+		}
+	}
+	for _, n := range nodes {
+		if n == owner {
+			continue
+		}
+		if st := n.Groups()[0].Stats(); st.Hot.Items != 0 {
+			t.Errorf("%s keeps %d hot copies of a stale value", n.Name(), st.Hot.Items)
+		}
+		resp, body := postMget(t, n.client, n.url, "g", "application/json", `{"keys":["`+key+`"]}`)
+		type item struct {
+			Value      []byte
+			Stale      bool
+			TTLSeconds *int64 `json:"ttl_seconds"`
+			AgeSeconds *int64 `json:"age_seconds"`
+		}
+		items := decodeJSON[struct{ Items []item }](t, body).Items
+		if resp.StatusCode != http.StatusOK || len(items) != 1 || string(items[0].Value) != "page@v0" || !items[0].Stale ||
+			items[0].AgeSeconds == nil || items[0].TTLSeconds == nil || *items[0].TTLSeconds != 0 {
+			t.Fatalf("mget on %s while the origin is down: %d %s", n.Name(), resp.StatusCode, body)
 		}
 	}
 	t.Logf("origin down: every node answered the last value; origin calls %d", o.count(key))

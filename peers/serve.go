@@ -211,13 +211,10 @@ func (h wireHandler) Fetch(ctx context.Context, groupName, key string) (wire.Val
 		return wire.Value{}, &wire.Error{Code: wire.CodeLoadFailed, Message: fmt.Sprintf(
 			"value of %d bytes is above group %q's limit for peers (%d bytes)", len(res.Bytes), groupName, s.maxValue)}
 	}
-	ttl := res.TTL
-	if res.Stale {
-		// Zero would read "never expires": a stale value goes out as one that expires at
-		// once, so that the asking node keeps no copy of it (group's stale.go).
-		ttl = time.Nanosecond
-	}
-	return wire.Value{Bytes: res.Bytes, TTL: ttl, ContentType: res.ContentType, LastModified: res.LastModified}, nil
+	// A stale value travels marked so (the wire sends its TTL as 1 ns): the asking node
+	// keeps no copy of it and answers it stale (group's stale.go).
+	return wire.Value{Bytes: res.Bytes, TTL: res.TTL, ContentType: res.ContentType, LastModified: res.LastModified,
+		Stale: res.Stale, Age: res.Age}, nil
 }
 
 func (h wireHandler) Remove(_ context.Context, groupName, key string) error {

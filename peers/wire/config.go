@@ -11,8 +11,9 @@ import (
 
 // Version is the highest version of the frame set this package speaks, sent in the upgrade
 // (header Groupcached-Wire). A server answers with the lower of the two versions; the
-// reserved message types (peek, push, set) arrive with version 2.
-const Version = 1
+// reserved message types (peek, push, set) arrive with version 2, which also marks a stale
+// value's results (flagStale): a server sends that flag only on a connection speaking 2.
+const Version = 2
 
 // DefaultPath is the request-target of the upgrade, on the node's own HTTP port.
 const DefaultPath = "/_peer/v2/conn"

@@ -51,10 +51,13 @@ const (
 // flagMeta marks a success result whose TTL is followed by the value's metadata:
 // [u64 ttl][meta][value] instead of [u64 ttl][value], so a value without metadata costs no
 // byte more. meta is [u8 ctlen][content type][i64 last modified, Unix seconds; 0: unknown].
-// A frame with another bit set, or with both, is a protocol error.
+// flagStale (version 2) marks a success result whose value is stale: its TTL (always 1 ns) is
+// followed by [u64 age, nanoseconds since it expired], then the metadata if flagMeta is set.
+// A frame with another bit set, or flagError with another, is a protocol error.
 const (
 	flagError = 0x01
 	flagMeta  = 0x02
+	flagStale = 0x04
 )
 
 // allItems, as a batchItem's index, is a verdict on the whole batch (bad_request: too many
@@ -65,6 +68,7 @@ const allItems = math.MaxUint32
 const (
 	MaxGroupBytes = 255 // a group name's length travels in one byte
 	ttlLen        = 8
+	ageLen        = 8
 	indexLen      = 4
 
 	// MaxContentTypeBytes bounds a value's Content-Type on the wire (its length travels in
@@ -148,14 +152,17 @@ func (h header) checkReply(maxValue int) error {
 	default:
 		return protocolError("type %#x is not a reply", h.typ)
 	}
-	if h.flags&^(flagError|flagMeta) != 0 || h.flags == flagError|flagMeta {
+	if h.flags&^(flagError|flagMeta|flagStale) != 0 || (h.flags&flagError != 0 && h.flags != flagError) {
+		return protocolError("reply type %#x with flags %#x", h.typ, h.flags)
+	}
+	if h.flags&(flagMeta|flagStale) != 0 && h.typ != typeFetchReply && h.typ != typeBatchItem && h.typ != typePeekReply {
 		return protocolError("reply type %#x with flags %#x", h.typ, h.flags)
 	}
 	if h.flags&flagMeta != 0 {
-		if h.typ != typeFetchReply && h.typ != typeBatchItem && h.typ != typePeekReply {
-			return protocolError("reply type %#x with flags %#x", h.typ, h.flags)
-		}
 		max += maxMetaLen
+	}
+	if h.flags&flagStale != 0 {
+		max += ageLen
 	}
 	if h.flags&flagError != 0 {
 		max = 1 + MaxMessageBytes
@@ -260,13 +267,28 @@ func parseMeta(p []byte) (Value, error) {
 }
 
 // appendSuccess appends a success result's part before its value and returns the frame's
-// flags: flagMeta when v has metadata.
-func appendSuccess(b []byte, v Value) ([]byte, uint8) {
-	b = appendTTL(b, v.TTL)
-	if !hasMeta(v) {
-		return b, 0
+// flags: flagMeta when v has metadata. A stale v goes out unmarked (see appendResult).
+func appendSuccess(b []byte, v Value) ([]byte, uint8) { return appendResult(b, v, false) }
+
+// appendResult is appendSuccess that also marks a stale v with flagStale and its age when
+// the connection speaks version 2 (withStale). A stale value's TTL goes out as 1 ns either
+// way: zero would read "never expires", and a client that cannot be told it is stale keeps
+// no copy of it.
+func appendResult(b []byte, v Value, withStale bool) ([]byte, uint8) {
+	var flags uint8
+	if v.Stale {
+		b = appendTTL(b, time.Nanosecond)
+		if withStale {
+			flags |= flagStale
+			b = appendTTL(b, v.Age) // a negative age, which no group produces, goes as 1 ns
+		}
+	} else {
+		b = appendTTL(b, v.TTL)
 	}
-	return appendMeta(b, v), flagMeta
+	if !hasMeta(v) {
+		return b, flags
+	}
+	return appendMeta(b, v), flags | flagMeta
 }
 
 // appendBatchRequest appends the payload of a batch fetch. The caller has checked the bounds.
@@ -346,7 +368,7 @@ func appendErrorResult(b []byte, code Code, msg string) []byte {
 
 // parseResult decodes a result payload. A value aliases p, which the caller then owns.
 // withValue is false for acks (remove, purge), whose success payload is empty.
-func parseResult(flags uint8, p []byte, withValue bool) (Value, error) {
+func parseResult(flags uint8, p []byte, withValue bool) (v Value, err error) {
 	if flags&flagError != 0 {
 		if len(p) < 1 || p[0] == 0 {
 			return Value{}, protocolError("error result without a code")
@@ -366,10 +388,23 @@ func parseResult(flags uint8, p []byte, withValue bool) (Value, error) {
 	if ttl > math.MaxInt64 {
 		return Value{}, protocolError("negative TTL")
 	}
-	if flags&flagMeta == 0 {
-		return Value{Bytes: p[ttlLen:len(p):len(p)], TTL: time.Duration(ttl)}, nil
+	p = p[ttlLen:]
+	var age uint64
+	if flags&flagStale != 0 {
+		if len(p) < ageLen {
+			return Value{}, protocolError("stale result of %d bytes has no age", len(p)+ttlLen)
+		}
+		if age = binary.BigEndian.Uint64(p); age > math.MaxInt64 {
+			return Value{}, protocolError("negative age")
+		}
+		p = p[ageLen:]
 	}
-	v, err := parseMeta(p[ttlLen:])
+	if flags&flagMeta == 0 {
+		v.Bytes = p[:len(p):len(p)]
+	} else if v, err = parseMeta(p); err != nil {
+		return Value{}, err
+	}
 	v.TTL = time.Duration(ttl)
-	return v, err
+	v.Stale, v.Age = flags&flagStale != 0, time.Duration(age)
+	return v, nil
 }

@@ -94,7 +94,7 @@ func (s *Server) Accept(w http.ResponseWriter, r *http.Request) error {
 		in = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
 	}
 	resp, send, rcv := s.acceptResponse(claim, version)
-	sc := &serverConn{s: s, nc: nc, peer: claim.sender, slots: make(chan struct{}, s.cfg.MaxStreams),
+	sc := &serverConn{s: s, nc: nc, peer: claim.sender, version: version, slots: make(chan struct{}, s.cfg.MaxStreams),
 		r: newReader(in, rcv, s.cfg.ReadBufferBytes)}
 	sc.ctx, sc.cancel = context.WithCancel(s.life)
 	defer sc.cancel()

@@ -14,14 +14,16 @@ import (
 
 // serverConn is one upgraded connection.
 type serverConn struct {
-	s      *Server
-	nc     net.Conn
-	peer   string // the client's node name, for logs
-	r      *reader
-	w      *writer
-	ctx    context.Context
-	cancel context.CancelFunc
-	slots  chan struct{} // one per request being served: MaxStreams
+	s    *Server
+	nc   net.Conn
+	peer string // the client's node name, for logs
+	// version is the frame set both sides speak: results say a value is stale from 2 on.
+	version int
+	r       *reader
+	w       *writer
+	ctx     context.Context
+	cancel  context.CancelFunc
+	slots   chan struct{} // one per request being served: MaxStreams
 
 	draining atomic.Bool // GoAway sent: requests are answered shutting_down
 	readSeen atomic.Bool // a frame arrived since the janitor last looked
@@ -150,7 +152,7 @@ func (sc *serverConn) run(typ msgType, id uint32, group, key string, keys []stri
 			_ = sc.replyError(typeFetchReply, id, err)
 			return
 		}
-		b, flags := appendSuccess(sc.w.begin(), v)
+		b, flags := appendResult(sc.w.begin(), v, sc.version >= 2)
 		_ = sc.w.finish(b, typeFetchReply, flags, id, v.Bytes)
 	case typeBatch:
 		sc.s.batches.Add(1)
@@ -238,7 +240,7 @@ func (sc *serverConn) replyItem(id, index uint32, v Value, err error) error {
 		code, msg := sc.verdict(err)
 		return sc.w.finish(appendErrorResult(b, code, msg), typeBatchItem, flagError, id, nil)
 	}
-	b, flags := appendSuccess(b, v)
+	b, flags := appendResult(b, v, sc.version >= 2)
 	return sc.w.finish(b, typeBatchItem, flags, id, v.Bytes)
 }
 

@@ -12,11 +12,18 @@ import (
 //
 // ContentType travels when it is at most MaxContentTypeBytes long (a longer one is dropped,
 // never cut into another type); LastModified travels with a second's precision, HTTP's.
+//
+// Stale says the owner answered a value that expired Age ago, under its group's serve-stale
+// settings; it travels (flagStale) to a client that speaks Version 2, and the TTL of a stale
+// value always travels as 1 ns, so that a version-1 client, which cannot be told, keeps no
+// copy of it. A Set or a Push carries no staleness.
 type Value struct {
 	Bytes        []byte
 	TTL          time.Duration
 	ContentType  string
 	LastModified time.Time
+	Stale        bool
+	Age          time.Duration
 }
 
 // Result is one key's answer in a batch: a Value, or Err (an *Error verdict, or an error
