@@ -16,12 +16,17 @@
 // (group, key), batch fetch (group, up to MaxBatchKeys keys), remove, purge, set, peek (a
 // previous owner's memory only, never its loader) and push (a value handed to its new owner,
 // kept only where the receiver holds none; warm.go), ping; replies: a
-// result per request (u64 remaining TTL in nanoseconds, then, flagged, the value's
-// Content-Type (at most MaxContentTypeBytes) and Last-Modified (Unix seconds), and the value;
+// result per request (u64 remaining TTL in nanoseconds; then, flagged from version 2, for a
+// stale value (the owner's serve-stale: its TTL then travels as 1 ns) the u64 nanoseconds
+// since it expired; then, flagged, the value's Content-Type (at most MaxContentTypeBytes) and
+// Last-Modified (Unix seconds); and the value;
 // or an error code and a message of at most MaxMessageBytes), one item per key of a batch (each answered as soon as
 // it is known; the client reassembles them in order), pong; and GoAway from the server. Types
 // 0x08–0x3f are reserved; a server answers a type it does not know (or a peek or push when
-// its Handler is no WarmHandler) bad_request, so a newer client learns what is missing.
+// its Handler is no WarmHandler) bad_request, so a newer client learns what is missing. The
+// upgrade settles the version both sides speak (Version, 2; the lower of the two): a server
+// marks a stale value only on a connection speaking 2, and a version-1 client gets it as a
+// value that expires at once, so that it keeps no copy of it.
 //
 // A Client holds up to MaxConns connections (default 2), dialled lazily one at a time,
 // filled oldest first up to SpreadAt requests in flight, redialled with a jittered backoff

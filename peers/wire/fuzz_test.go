@@ -70,6 +70,9 @@ func FuzzFrameClient(f *testing.F) {
 	f.Add(rawFrame(typeBatchItem, flagMeta, 2, append([]byte{0, 0, 0, 0}, meta...)))
 	f.Add(append(rawFrame(typePeekReply, flagMeta, 7, append(meta, "{}"...)), rawFrame(typePushAck, 0, 8, nil)...))
 	f.Add(rawFrame(typePeekReply, flagError, 7, []byte{byte(CodeNotFound), 'n'}))
+	stale, flags := appendResult(nil, Value{ContentType: "text/plain", Stale: true, Age: time.Minute}, true)
+	f.Add(rawFrame(typeFetchReply, flags, 1, append(stale, "old"...)))
+	f.Add(rawFrame(typeBatchItem, flagStale, 2, append([]byte{0, 0, 0, 2}, append(appendTTL(nil, 1), appendTTL(nil, time.Second)...)...)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const maxValue = 1024
 		cfg := testClientConfig("127.0.0.1:1")

@@ -21,7 +21,7 @@ import (
 //	GET /_peer/v2/conn HTTP/1.1
 //	Connection: Upgrade
 //	Upgrade: groupcached-peer/2
-//	Groupcached-Wire: 1                    the highest version it speaks
+//	Groupcached-Wire: 2                    the highest version it speaks
 //	Groupcached-Peer: <sender name>
 //	Groupcached-Peer-To: <receiver name>   ┐
 //	Groupcached-Peer-Time: <unix seconds>  │ with a secret only (see auth.go)
