@@ -208,6 +208,10 @@ type GroupConfig struct {
 	// which takes a size such as 64MiB). group.Config documents them and validates them; a
 	// key left out keeps group.DefaultConfig's value.
 	group.Config
+	// NoTTLMaxAge is this group's Cache-Control max-age for values that never expire, in
+	// place of node.no_ttl_max_age (httpapi.Config.GroupNoTTLMaxAge); 0s sends no-cache. Left
+	// out, the group follows the node's.
+	NoTTLMaxAge time.Duration `yaml:"no_ttl_max_age"`
 	// Loader says where values come from: {type: file, root: ...}, {type: http, url: ...},
 	// {type: sql, ...} or a type registered on the node's loader.Registry, whose keys it
 	// defines. Required.
@@ -296,7 +300,13 @@ func (n *NodeConfig) fillZeros() {
 
 // setDefaults gives a group entry the engine's production values before the file's keys are
 // applied, so that a key left out means its default rather than zero.
-func (g *GroupConfig) setDefaults() { *g = GroupConfig{Config: group.DefaultConfig()} }
+func (g *GroupConfig) setDefaults() {
+	*g = GroupConfig{Config: group.DefaultConfig(), NoTTLMaxAge: inheritNoTTLMaxAge}
+}
+
+// inheritNoTTLMaxAge marks a group's no_ttl_max_age as left out: the node's applies. A file
+// cannot write it (a negative duration is refused by validate).
+const inheritNoTTLMaxAge = time.Duration(-1)
 
 // peersConfig is the membership configuration of the node block, advertising httpAddr (the
 // HTTP listener's address, whose port is the real one even when 0 was asked for).
@@ -340,6 +350,14 @@ func (c *Config) apiConfig() httpapi.Config {
 	ac.MaxBatchRequestBytes = int64(c.Node.MaxBatchRequestBytes)
 	ac.MaxBatchResponseBytes = int64(c.Node.MaxBatchResponseBytes)
 	ac.NoTTLMaxAge = c.Node.NoTTLMaxAge
+	for _, g := range c.Groups {
+		if g.NoTTLMaxAge != inheritNoTTLMaxAge {
+			if ac.GroupNoTTLMaxAge == nil {
+				ac.GroupNoTTLMaxAge = make(map[string]time.Duration)
+			}
+			ac.GroupNoTTLMaxAge[g.Name] = g.NoTTLMaxAge
+		}
+	}
 	ac.AdminToken = c.AdminToken
 	ac.AccessLog = c.Node.AccessLog
 	ac.PurgeRate = c.Node.PurgeRate

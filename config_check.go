@@ -145,6 +145,9 @@ func (c *Config) validate(f Flags, lookupEnv func(string) (string, bool)) error 
 			groupSources[f.Name] = source{path: p + "." + f.Key}
 		}
 		blame(g.Config.Validate(), groupSources, fmt.Sprintf("group %q", g.Name))
+		if g.NoTTLMaxAge < 0 && g.NoTTLMaxAge != inheritNoTTLMaxAge {
+			fail(source{path: p + ".no_ttl_max_age"}, "must be >= 0s (0s: no-cache; left out: node.no_ttl_max_age), got %v", g.NoTTLMaxAge)
+		}
 		if g.Loader.Settings == nil {
 			fail(source{path: p}, "loader is required, e.g. {type: file, root: ./examples/data}")
 		}

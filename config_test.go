@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -244,6 +245,8 @@ func TestConfigErrors(t *testing.T) {
 			nil, nil, []string{`FILE:3: groups[0].cache_bytes: invalid size "64 megs"`}},
 		{"bad duration", "groups:\n  - name: g\n    loader: {type: file, root: .}\n    ttl: 30 seconds\n",
 			nil, nil, []string{`FILE:4: groups[0].ttl: invalid duration "30 seconds"`}},
+		{"negative group no_ttl_max_age", "groups:\n  - name: g\n    no_ttl_max_age: -5s\n    loader: {type: file, root: .}\n",
+			nil, nil, []string{`FILE:3: groups[0].no_ttl_max_age: must be >= 0s`}},
 		{"bad number", "groups:\n  - name: g\n    hot_cache_fraction: lots\n    loader: {type: file, root: .}\n",
 			nil, nil, []string{`FILE:3: groups[0].hot_cache_fraction: invalid number "lots"`}},
 		{"list where a value belongs", "node:\n  name: [a, b]\n" + okGroup,
@@ -668,5 +671,23 @@ func TestWarmSettings(t *testing.T) {
 	def := defaultConfig()
 	if def.Node.WarmTime != time.Minute || def.Node.HandOffBytes != 64<<20 {
 		t.Fatalf("defaults %+v", def.Node)
+	}
+}
+
+// TestGroupNoTTLMaxAge: a group's no_ttl_max_age reaches httpapi.Config.GroupNoTTLMaxAge (0s
+// included: no-cache for that group); a group that leaves it out follows node.no_ttl_max_age.
+func TestGroupNoTTLMaxAge(t *testing.T) {
+	path := writeConfig(t, "node: {no_ttl_max_age: 2m}\ngroups:\n"+
+		"  - name: short\n    no_ttl_max_age: 5s\n    loader: {type: file, root: .}\n"+
+		"  - name: never\n    no_ttl_max_age: 0s\n    loader: {type: file, root: .}\n"+
+		"  - name: node\n    loader: {type: file, root: .}\n")
+	cfg, err := loadConfig(mustFlags(t, "-config", path), envMap(nil).lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := cfg.apiConfig()
+	want := map[string]time.Duration{"short": 5 * time.Second, "never": 0}
+	if ac.NoTTLMaxAge != 2*time.Minute || !maps.Equal(ac.GroupNoTTLMaxAge, want) {
+		t.Errorf("NoTTLMaxAge %v, GroupNoTTLMaxAge %v; want 2m0s and %v", ac.NoTTLMaxAge, ac.GroupNoTTLMaxAge, want)
 	}
 }

@@ -62,6 +62,9 @@ type API struct {
 	// noTTLCacheControl is the Cache-Control value for values that never expire, computed
 	// once from Config.NoTTLMaxAge.
 	noTTLCacheControl []string
+	// groupNoTTL holds the groups' own values of it (Config.GroupNoTTLMaxAge); nil when no
+	// group has one, so that a hit pays the map lookup only where it can matter.
+	groupNoTTL map[*group.Group][]string
 
 	ready   atomic.Bool
 	metrics *metrics
@@ -77,6 +80,25 @@ type API struct {
 	splitPeers bool
 }
 
+// noTTLCacheControl is the Cache-Control value of a value that never expires, for a max-age
+// of d (0: no-cache).
+func noTTLCacheControl(d time.Duration) []string {
+	if d <= 0 {
+		return cacheControlNoCache
+	}
+	return []string{fmt.Sprintf("max-age=%d", int64(d/time.Second))}
+}
+
+// noTTL returns the Cache-Control value of g's values that never expire.
+func (a *API) noTTL(g *group.Group) []string {
+	if a.groupNoTTL != nil {
+		if cc, ok := a.groupNoTTL[g]; ok {
+			return cc
+		}
+	}
+	return a.noTTLCacheControl
+}
+
 // New builds the API over groups (names must be unique) and an optional cluster: with
 // cluster == nil the node serves alone and has no peer endpoints. logger receives failed
 // requests and handler panics; nil means slog.Default().
@@ -85,19 +107,16 @@ func New(cfg Config, groups []*group.Group, cluster Cluster, logger *slog.Logger
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}
 	a := &API{
-		cfg:               cfg,
-		log:               orDefault(logger),
-		cluster:           cluster,
-		groups:            make(map[string]*group.Group, len(groups)),
-		maxKeyBytes:       cfg.MaxKeyBytes,
-		noTTLCacheControl: cacheControlNoCache,
+		cfg:         cfg,
+		log:         orDefault(logger),
+		cluster:     cluster,
+		groups:      make(map[string]*group.Group, len(groups)),
+		maxKeyBytes: cfg.MaxKeyBytes,
 	}
 	if a.maxKeyBytes == 0 {
 		a.maxKeyBytes = DefaultMaxKeyBytes
 	}
-	if cfg.NoTTLMaxAge > 0 {
-		a.noTTLCacheControl = []string{fmt.Sprintf("max-age=%d", int64(cfg.NoTTLMaxAge/time.Second))}
-	}
+	a.noTTLCacheControl = noTTLCacheControl(cfg.NoTTLMaxAge)
 	for _, g := range groups {
 		if g == nil {
 			return nil, errors.New("httpapi: nil group")
@@ -107,6 +126,12 @@ func New(cfg Config, groups []*group.Group, cluster Cluster, logger *slog.Logger
 		}
 		a.groups[g.Name()] = g
 		a.order = append(a.order, g)
+		if d, ok := cfg.GroupNoTTLMaxAge[g.Name()]; ok {
+			if a.groupNoTTL == nil {
+				a.groupNoTTL = make(map[*group.Group][]string)
+			}
+			a.groupNoTTL[g] = noTTLCacheControl(d)
+		}
 		if cfg.WriteTimeout > 0 && g.Config().LoadTimeout >= cfg.WriteTimeout {
 			a.log.Warn("a slow load will be cut off by the server's WriteTimeout before it can be answered 504",
 				"group", g.Name(), "load_timeout", g.Config().LoadTimeout, "write_timeout", cfg.WriteTimeout)

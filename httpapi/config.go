@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"errors"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,6 +56,11 @@ type Config struct {
 	// read). Negative is invalid. Values with a TTL always get max-age from their remaining
 	// lifetime.
 	NoTTLMaxAge time.Duration
+
+	// GroupNoTTLMaxAge overrides NoTTLMaxAge for the groups it names: a group whose values
+	// never expire but change often can send a shorter max-age (or "no-cache", with 0) than
+	// the node's other groups. A group it does not name gets NoTTLMaxAge. Negative is invalid.
+	GroupNoTTLMaxAge map[string]time.Duration
 
 	// MaxBatchKeys bounds the keys of one batch read (POST /groups/{group}/mget): a longer
 	// list is answered 413 "too_large" before any key is looked up. Zero means
@@ -193,6 +200,11 @@ func (c Config) Validate() error {
 	}
 	if c.NoTTLMaxAge < 0 {
 		fail("NoTTLMaxAge", "must be >= 0s, got %v", c.NoTTLMaxAge)
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.GroupNoTTLMaxAge)) {
+		if d := c.GroupNoTTLMaxAge[name]; d < 0 {
+			fail("GroupNoTTLMaxAge["+name+"]", "must be >= 0s, got %v", d)
+		}
 	}
 	for _, d := range []struct {
 		name string

@@ -22,7 +22,7 @@ const (
 	CodeLoadFailed       = "load_failed"             // 502: the loader (here or on the owner) failed
 	CodePeerUnavailable  = "peer_unavailable"        // 502: the owner could not be reached
 	CodeInvalidation     = "invalidation_incomplete" // 502: some peers did not confirm a Remove/Purge
-	CodeTimeout          = "timeout"                 // 504: the load ran past its timeout
+	CodeTimeout          = "timeout"                 // 504: the load ran past its timeout; 408: a request body arrived too slowly
 	CodeLoaderPanic      = "loader_panic"            // 500: the loader panicked; nothing was cached
 	CodeCanceled         = "canceled"                // 499: the client went away first
 	CodeInternal         = "internal"                // 500: a bug in this node; see its log

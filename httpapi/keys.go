@@ -63,7 +63,7 @@ func (a *API) serveKey(w http.ResponseWriter, r *http.Request, groupSeg, keySeg 
 	if res.TTL > 0 {
 		h["Cache-Control"] = hb.vals[2:3:3]
 	} else {
-		h["Cache-Control"] = a.noTTLCacheControl
+		h["Cache-Control"] = a.noTTL(g)
 	}
 	h["X-Groupcached-Source"] = sourceHeader[res.Source]
 	if res.Stale {

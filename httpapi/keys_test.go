@@ -285,10 +285,21 @@ func TestCacheControl(t *testing.T) {
 		{"no TTL: revalidate", testGroupConfig(), 0, `^no-cache$`},
 		{"no TTL with NoTTLMaxAge", testGroupConfig(), 90 * time.Second, `^max-age=90$`},
 		{"TTL of an hour", withTTL, 0, `^max-age=3(5[0-9][0-9]|600)$`},
+		{"the group's own max-age", testGroupConfig(), 90 * time.Second, `^max-age=300$`},
+		{"the group's own no-cache", testGroupConfig(), 90 * time.Second, `^no-cache$`},
+		{"another group's max-age", testGroupConfig(), 90 * time.Second, `^max-age=90$`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := LocalConfig()
 			cfg.NoTTLMaxAge = tc.noTTLAge
+			switch tc.name {
+			case "the group's own max-age":
+				cfg.GroupNoTTLMaxAge = map[string]time.Duration{"ttl": 5 * time.Minute}
+			case "the group's own no-cache":
+				cfg.GroupNoTTLMaxAge = map[string]time.Duration{"ttl": 0}
+			case "another group's max-age":
+				cfg.GroupNoTTLMaxAge = map[string]time.Duration{"other": 5 * time.Minute}
+			}
 			g := newTestGroup(t, "ttl", &origin{}, tc.group)
 			n := startNode(t, cfg, nil, g)
 			for i := range 2 {

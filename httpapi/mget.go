@@ -168,7 +168,7 @@ func (a *API) readMgetKeys(w http.ResponseWriter, r *http.Request) ([]string, er
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			return nil, tooLarge
 		}
-		return nil, badRequest("reading the request body failed", err)
+		return nil, bodyReadError(err)
 	}
 	// encoding/json turns invalid UTF-8, and a \u escape of a lone surrogate, into U+FFFD:
 	// the mget would read another key than the one sent, and two keys could become one.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -44,8 +45,7 @@ func (a *API) putKey(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, tooLarge)
 			return
 		}
-		a.fail(w, r, &apiError{status: http.StatusBadRequest, code: CodeBadRequest,
-			msg: "reading the request body failed", err: err})
+		a.fail(w, r, bodyReadError(err))
 		return
 	}
 	v := group.Value{Bytes: body, TTL: ttl, ContentType: r.Header.Get("Content-Type")}
@@ -90,4 +90,15 @@ func notModifiedSince(r *http.Request, lastModified time.Time) bool {
 	}
 	t, err := http.ParseTime(ims)
 	return err == nil && !lastModified.Truncate(time.Second).After(t)
+}
+
+// bodyReadError is the answer to a request body that could not be read (the size limit aside):
+// 408 "timeout" when it did not arrive within the server's ReadTimeout (a client sending
+// slowly), else 400 "bad_request" (a body cut short, a malformed chunk).
+func bodyReadError(err error) *apiError {
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		return &apiError{status: http.StatusRequestTimeout, code: CodeTimeout,
+			msg: "the request body did not arrive within the server's read timeout", err: err}
+	}
+	return &apiError{status: http.StatusBadRequest, code: CodeBadRequest, msg: "reading the request body failed", err: err}
 }
