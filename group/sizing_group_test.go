@@ -68,7 +68,7 @@ func TestGroupSizing(t *testing.T) {
 			t.Errorf("the hit ratio falls from %.3f at %vx to %.3f at %vx", est.Sizes[i-1].HitRatio, est.Sizes[i-1].Ratio, s.HitRatio, s.Ratio)
 		}
 	}
-	if lo, hi := est.Sizes[0].HitRatio, est.Sizes[4].HitRatio; hi-lo < 0.1 {
+	if lo, hi := est.Sizes[0].HitRatio, est.Sizes[4].HitRatio; hi-lo < 0.05 {
 		t.Errorf("¼x %.3f and 4x %.3f: want 4x well above ¼x for this working set", lo, hi)
 	}
 	// The real cache, 1x, hit about as the estimate for 1x says (its miniature holds a few
