@@ -24,6 +24,14 @@ import (
 func evilMember(t *testing.T, gcfg group.Config, opt fakeOptions) (*testNode, *Cluster, string) {
 	t.Helper()
 	asker := startNode(t, "node-0", newLoadLog(), nodeOptions{group: gcfg, tune: withSecret("").tune})
+	return asker, startEvil(t, asker, opt), keyOwnedBy(t, []string{"node-0", "node-evil"}, "node-evil", "evil")
+}
+
+// startEvil starts node-evil, a member of asker's cluster (with the cluster secret) whose
+// HTTP address is a fake owner serving the peer wire with opt, and waits until asker's ring
+// holds both. The Cluster it returns is node-evil's membership only.
+func startEvil(t *testing.T, asker *testNode, opt fakeOptions) *Cluster {
+	t.Helper()
 	opt.name, opt.secret = "node-evil", testSecret
 	cfg := LocalConfig()
 	cfg.NodeName = "node-evil"
@@ -40,7 +48,7 @@ func evilMember(t *testing.T, gcfg group.Config, opt fakeOptions) (*testNode, *C
 	}
 	t.Cleanup(func() { _ = evil.Shutdown() })
 	waitRing(t, asker, "node-0", "node-evil")
-	return asker, evil, keyOwnedBy(t, []string{"node-0", "node-evil"}, "node-evil", "evil")
+	return evil
 }
 
 // waitRing polls until n's ring holds exactly names.

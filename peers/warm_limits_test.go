@@ -34,22 +34,7 @@ func hungPreviousOwner(t *testing.T, peekTimeout time.Duration, opt fakeOptions)
 			c.PeekTimeout, c.WarmTime = 0, -1
 		}
 	}})
-	opt.name, opt.secret = "node-evil", testSecret
-	cfg := LocalConfig()
-	cfg.NodeName = "node-evil"
-	cfg.HTTPAddr = fakeOwner(t, opt)
-	cfg.Seeds = []string{asker.c.GossipAddr()}
-	cfg.SecretKey = testSecret
-	cfg.Logger = testLogger()
-	evil, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := evil.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = evil.Shutdown() })
-	waitRing(t, asker, "node-0", "node-evil")
+	startEvil(t, asker, opt)
 	return asker, log, keyOwnedBy(t, []string{"node-0", "node-evil"}, "node-0", "warm")
 }
 
