@@ -51,15 +51,7 @@ func BenchmarkMget(b *testing.B) {
 			b.Fatal(err)
 		}
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := a.client.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			b.Fatalf("mget: %d", resp.StatusCode)
-		}
+		benchDo(b, a, req)
 	}
 	report := func(b *testing.B, requestsPerOp int) {
 		secs := b.Elapsed().Seconds()
@@ -86,13 +78,22 @@ func BenchmarkMget(b *testing.B) {
 
 // benchGet GETs path on n and fails the benchmark unless it is answered 200.
 func benchGet(b *testing.B, n *clusterNode, path string) {
-	resp, err := n.client.Get(n.url + path)
+	req, err := http.NewRequest(http.MethodGet, n.url+path, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchDo(b, n, req)
+}
+
+// benchDo sends req to n, reads the whole answer and fails the benchmark unless it is 200.
+func benchDo(b *testing.B, n *clusterNode, req *http.Request) {
+	resp, err := n.client.Do(req)
 	if err != nil {
 		b.Fatal(err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		b.Fatalf("GET %s: %d", path, resp.StatusCode)
+		b.Fatalf("%s %s: %d", req.Method, req.URL.Path, resp.StatusCode)
 	}
 }

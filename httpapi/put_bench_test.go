@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"io"
 	"net/http"
 	"strconv"
 	"testing"
@@ -26,15 +25,7 @@ func BenchmarkPut(b *testing.B) {
 			b.Fatal(err)
 		}
 		req.Header.Set("Cache-Control", "max-age=60")
-		resp, err := a.client.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			b.Fatalf("PUT: %d", resp.StatusCode)
-		}
+		benchDo(b, a, req)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
 }

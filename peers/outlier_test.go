@@ -199,9 +199,15 @@ func TestSlowOwnerNotCut(t *testing.T) {
 		done <- result{v, err}
 	}()
 	<-arrived
-	// Pacing, not an assertion: hold the load past the liveness check (500 ms of silence,
-	// 1 s without a pong), which an owner that answers pings must survive.
-	time.Sleep(2500 * time.Millisecond)
+	// Hold the load past the liveness check (500 ms of silence, 1 s without a pong): an owner
+	// that answers pings must survive it, so the asker's Get must still be waiting then.
+	held := time.NewTimer(2500 * time.Millisecond)
+	select {
+	case r := <-done:
+		held.Stop()
+		t.Fatalf("Get(%q) returned %q, %v while its owner was still loading it", k, r.v.Bytes, r.err)
+	case <-held.C:
+	}
 	close(release)
 	r := <-done
 	if r.err != nil || string(r.v.Bytes) != "value of "+k {
