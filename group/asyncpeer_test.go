@@ -124,7 +124,9 @@ func TestAsyncPeerFetch(t *testing.T) {
 }
 
 // TestAsyncPeerCostsNoGoroutine: fetches waiting on an AsyncPeer hold only their callers'
-// goroutines; on a blocking Peer each also holds one for its slow call.
+// goroutines; on a blocking Peer each also holds one for its slow call. The callers' context
+// can end (a caller whose context never ends makes a blocking call on its own goroutine:
+// flights.inline).
 func TestAsyncPeerCostsNoGoroutine(t *testing.T) {
 	const fetches = 200
 	measure := func(t *testing.T, peer Peer, waitSent func(), release func()) int {
@@ -135,7 +137,7 @@ func TestAsyncPeerCostsNoGoroutine(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range fetches {
 			wg.Go(func() {
-				if _, err := g.Get(context.Background(), fmt.Sprint("k", i)); err != nil {
+				if _, err := g.Get(t.Context(), fmt.Sprint("k", i)); err != nil {
 					t.Error(err)
 				}
 			})

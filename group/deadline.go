@@ -156,7 +156,9 @@ func (f *flights) expire() {
 	for d.head != nil && !now.Before(d.head.ctx.deadline) {
 		c := d.head
 		f.untrack(c)
-		c.deliver(outcome{err: fmt.Errorf("no answer: %w", context.DeadlineExceeded)})
+		if c.deliver(outcome{err: fmt.Errorf("no answer: %w", context.DeadlineExceeded)}) && c.inline {
+			go f.settleTimedOut(c)
+		}
 	}
 	if d.head != nil {
 		f.arm(d.head.ctx.deadline.Sub(now))

@@ -68,6 +68,7 @@ type call struct {
 	// the group's deadline timer, whichever comes first.
 	ctx       fillContext
 	started   time.Time
+	inline    bool // the slow call runs on the first caller's goroutine (see inline)
 	delivered atomic.Bool
 	outcome   outcome
 	answered  chan struct{} // receives once outcome is set
@@ -156,25 +157,90 @@ func (f *flights) lead(ctx context.Context, c *call) (res Result, err error) {
 	if res, err, found := f.fill.cached(c.key); found {
 		return f.complete(c, res, err)
 	}
+	if ctx.Done() == nil && !isAsync(c.peer) {
+		return f.inline(ctx, c)
+	}
 	f.start(ctx, c)
 	return f.await(ctx, c)
+}
+
+// inline makes c's slow call on its first caller's own goroutine, for a caller whose context
+// never ends (context.Background, or a drive): such a caller can never leave early, so the
+// fill needs no goroutine of its own, nor the two thread wake-ups of handing the call to one
+// and back (most of the cost of a miss on an idle machine: BENCHMARKS.md). The load timeout
+// still ends the slow call's context and, if the call ignores it, still releases every other
+// waiter at the deadline (see expire); only this caller, whose goroutine is the one making the
+// call, stays until the call returns, then gets the same timeout. That is golang/groupcache's
+// behaviour for every caller; here it is that of a caller that asked for no cancellation.
+func (f *flights) inline(ctx context.Context, c *call) (Result, error) {
+	c.inline = true
+	f.prepare(ctx, c)
+	o := f.callInline(c)
+	if c.delivered.CompareAndSwap(false, true) {
+		return f.settle(ctx, c, o)
+	}
+	// The deadline came first: the timer handed the fill a timeout and a goroutine settles
+	// it (expire). Take the fill's result when that is done; the answer is dropped.
+	f.mu.Lock()
+	if c.completed {
+		f.mu.Unlock()
+		return c.res, c.err
+	}
+	if c.done == nil {
+		c.done = make(chan struct{})
+	}
+	done := c.done
+	f.mu.Unlock()
+	<-done
+	return c.res, c.err
+}
+
+// callInline makes c's slow call and returns its outcome, a panic included.
+func (f *flights) callInline(c *call) (o outcome) {
+	defer func() {
+		if r := recover(); r != nil {
+			o = outcome{err: newPanicError(r)}
+		}
+		c.ctx.release()
+	}()
+	o.v, o.err = f.fill.slow(&c.ctx, c)
+	return o
+}
+
+// settleTimedOut settles the inline fill c with the timeout the deadline timer delivered, on
+// a goroutine of its own, while c's first caller is still in the slow call.
+func (f *flights) settleTimedOut(c *call) {
+	var res Result
+	var err error
+	defer f.recoverFill(c, &res, &err)
+	res, err = f.settle(context.Background(), c, c.outcome)
+}
+
+func isAsync(p Peer) bool {
+	_, ok := p.(AsyncPeer)
+	return ok
 }
 
 // start makes c's slow call on a goroutine of its own, under a context that keeps ctx's values
 // but not its cancellation and ends at the load timeout; or, for a fetch from an AsyncPeer,
 // sends it without a goroutine (asyncpeer.go).
 func (f *flights) start(ctx context.Context, c *call) {
-	c.started = time.Now()
-	c.ctx.values = ctx
-	c.ctx.deadline = c.started.Add(f.timeout)
 	c.answered = make(chan struct{}, 1)
-	f.mu.Lock()
-	f.track(c)
-	f.mu.Unlock()
+	f.prepare(ctx, c)
 	if f.startAsync(c) {
 		return
 	}
 	go f.callSlow(c)
+}
+
+// prepare sets c's slow call's context and tracks its deadline.
+func (f *flights) prepare(ctx context.Context, c *call) {
+	c.started = time.Now()
+	c.ctx.values = ctx
+	c.ctx.deadline = c.started.Add(f.timeout)
+	f.mu.Lock()
+	f.track(c)
+	f.mu.Unlock()
 }
 
 // callSlow makes c's slow call and delivers its outcome, a panic included.
@@ -190,12 +256,18 @@ func (f *flights) callSlow(c *call) {
 	o.v, o.err = f.fill.slow(&c.ctx, c)
 }
 
-// deliver hands o to whoever drives c, unless an outcome came first.
-func (c *call) deliver(o outcome) {
-	if c.delivered.CompareAndSwap(false, true) {
-		c.outcome = o
+// deliver hands o to whoever drives c, unless an outcome came first, and reports whether it
+// did. An inline fill (see inline) has no answered channel: its first caller takes the
+// outcome of its own call, and expire settles a timeout.
+func (c *call) deliver(o outcome) bool {
+	if !c.delivered.CompareAndSwap(false, true) {
+		return false
+	}
+	c.outcome = o
+	if c.answered != nil {
 		c.answered <- struct{}{}
 	}
+	return true
 }
 
 // await waits for the slow call's outcome and settles the fill. A slow call that ignores its
