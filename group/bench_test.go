@@ -213,14 +213,14 @@ func BenchmarkGetMiss(b *testing.B) {
 
 // BenchmarkStore measures what a miss pays to store its value, alone: a new key of 128 bytes
 // into a full 1 MiB cache, evicting what the bound requires, as BenchmarkGetMiss's fills do.
-// "otter" is the group's cache.add (otter's Set and its maintenance pass: W-TinyLFU admission
-// and eviction); "lru" is golang/groupcache's store (its lru package, with its cache's byte
+// "groupcached" is the group's cache.add (the S3-FIFO store's set, with its eviction);
+// "lru" is golang/groupcache's store (its lru package, with its cache's byte
 // count), the part of a golang/groupcache miss that corresponds.
 func BenchmarkStore(b *testing.B) {
 	value := make([]byte, 128)
 	keys := benchKeys(1 << 20)
 	const maxBytes = 1 << 20
-	b.Run("otter", func(b *testing.B) {
+	b.Run("groupcached", func(b *testing.B) {
 		c := newCache(maxBytes, newClock())
 		b.ReportAllocs()
 		cpu := startCPUClock()

@@ -32,9 +32,11 @@
 // in its memory (Peek, which never loads), and a node that leaves hands its hottest entries
 // (Hottest) to their next owners, which keep them only where they hold none (Push).
 //
-// Eviction is W-TinyLFU (github.com/maypok86/otter/v2): it keeps frequently used keys through
-// one-time scans that flush an LRU. BENCHMARKS.md has the hit ratios measured against
-// golang/groupcache's LRU.
+// Eviction is S3-FIFO (store.go): a small queue that one-time keys pass through, a main queue
+// that keeps the keys read again, and a ghost of recently dropped keys; it keeps frequently
+// used keys through one-time scans that flush an LRU, and a read only sets a counter under a
+// shard's read lock. BENCHMARKS.md has the hit ratios measured against golang/groupcache's LRU
+// (and against the W-TinyLFU of github.com/maypok86/otter/v2 that this package used before).
 //
 // The package knows nothing of HTTP, gossip or configuration files: the peers package
 // implements PeerPicker and Invalidator, and the httpapi package turns errors into statuses.
@@ -159,7 +161,7 @@ func New(name string, loader Loader, cfg Config, logger *slog.Logger) (*Group, e
 		log:    logger.With("group", name),
 		clock:  clk,
 		main:   newCache(cfg.CacheBytes, clk),
-		hot:    newCache(0, clk), // sized by SetPeers: without peers nothing is fetched
+		hot:    newCacheShards(0, clk, storeShards(cfg.CacheBytes)), // sized by SetPeers: without peers nothing is fetched
 	}
 	g.flights = flights{fill: g, timeout: cfg.LoadTimeout, log: g.log}
 	g.admit = newAdmission(cfg)

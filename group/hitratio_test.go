@@ -11,8 +11,8 @@ import (
 	"github.com/golang/groupcache/lru"
 )
 
-// The hit-ratio benchmarks replay one deterministic trace of keys through our cache (otter's
-// W-TinyLFU behind the group's own cache type) and through golang/groupcache's LRU, bounded by
+// The hit-ratio benchmarks replay one deterministic trace of keys through our cache (the
+// S3-FIFO store behind the group's own cache type) and through golang/groupcache's LRU, bounded by
 // bytes the way golang/groupcache bounds it: evict the oldest entry while the bytes exceed the
 // budget. Both charge an entry the same weight (key + value + EntryOverhead), so that with the
 // same budget they hold the same number of entries and only the policy differs.

@@ -8,17 +8,16 @@ package group
 // just before it sends it. The policy's lock is held only while the keys are copied out.
 func (g *Group) Hottest(maxBytes int64) (keys []string, total int64) {
 	now := g.clock.now()
-	for ent := range g.main.c.Hottest() {
-		e := ent.Value
+	for key, e := range g.main.s.hottest() {
 		if e.negative || (e.expires != 0 && e.expires <= now) {
 			continue
 		}
-		size := int64(len(ent.Key) + len(e.value))
+		size := int64(len(key) + len(e.value))
 		if total+size > maxBytes {
 			break
 		}
 		total += size
-		keys = append(keys, ent.Key)
+		keys = append(keys, key)
 	}
 	return keys, total
 }

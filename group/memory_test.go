@@ -21,9 +21,9 @@ func heapInUse() int64 {
 // BenchmarkEntryOverhead measures what one cached entry costs the heap beyond its key and
 // value bytes: it fills a Group to its bound, without evicting, with n entries through Get,
 // each key made by the caller and each value by the loader as a server would, and divides the
-// heap's growth, less the keys' and values' lengths, by n. The growth includes otter's node,
-// its hash-table slot, its frequency sketch (sized when the cache is half full, so the cache
-// must be filled to its bound to count it), the entry struct and the size-class rounding of
+// heap's growth, less the keys' and values' lengths, by n. The growth includes the store's node
+// (with the entry struct), its hash-table slot (the tables grow by powers of two, so the cache
+// must be filled to its bound to count them) and the size-class rounding of
 // the key and value allocations. EntryOverhead is set from it.
 func BenchmarkEntryOverhead(b *testing.B) {
 	for _, n := range []int{100_000, 200_000, 300_000} {

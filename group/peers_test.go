@@ -259,7 +259,7 @@ func TestSetPeersMovesTheBound(t *testing.T) {
 	cfg.HotCacheRate = 1
 	l := &countingLoader{fn: func(context.Context, string) (Value, error) { return Value{Bytes: make([]byte, 1000)}, nil }}
 	g := newTestGroup(t, l, cfg)
-	if got := g.main.c.GetMaximum(); got != 1<<20 {
+	if got := g.main.s.max.Load(); got != 1<<20 {
 		t.Fatalf("main bound alone = %d, want all of CacheBytes", got)
 	}
 	// Fill the main cache to its bound, so that linking must evict to make room.
@@ -270,7 +270,7 @@ func TestSetPeersMovesTheBound(t *testing.T) {
 	}
 	peer := &fakePeer{fn: func(context.Context, string, string) (Value, error) { return Value{Bytes: []byte("x")}, nil }}
 	g.SetPeers(&ownerPicker{peer: peer})
-	if m, h := g.main.c.GetMaximum(), g.hot.c.GetMaximum(); m+h != 1<<20 || h != 1<<17 {
+	if m, h := g.main.s.max.Load(), g.hot.s.max.Load(); m+h != 1<<20 || h != 1<<17 {
 		t.Fatalf("linked: main %d + hot %d, want 7/8 + 1/8 of %d", m, h, 1<<20)
 	}
 	if b := g.Stats().Main.Bytes; b > 1<<20-1<<17 || b < 1<<20-1<<17-2*(1000+EntryOverhead+16) {
@@ -284,8 +284,8 @@ func TestSetPeersMovesTheBound(t *testing.T) {
 	}
 	g.SetPeers(nil)
 	st := g.Stats()
-	if st.Hot.Items != 0 || st.Hot.Bytes != 0 || g.main.c.GetMaximum() != 1<<20 {
-		t.Fatalf("unlinked: hot %+v, main bound %d; want an empty hot cache and the whole bound for main", st.Hot, g.main.c.GetMaximum())
+	if st.Hot.Items != 0 || st.Hot.Bytes != 0 || g.main.s.max.Load() != 1<<20 {
+		t.Fatalf("unlinked: hot %+v, main bound %d; want an empty hot cache and the whole bound for main", st.Hot, g.main.s.max.Load())
 	}
 	// Unlinked, a late store into the hot cache cannot take any room.
 	g.hot.add("late", g.newEntry([]byte("v"), 0))

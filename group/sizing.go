@@ -18,8 +18,8 @@ import (
 // et al., "Cache Modeling and Optimization using Miniature Simulations", ATC'17) on a spatially
 // hashed sample of the keys (SHARDS, Waldspurger et al., FAST'15): a request is simulated when a
 // hash of its key falls under a threshold, that is for a fixed share R of the keys and every
-// request to them; a cache of S bytes is then modelled by an otter W-TinyLFU cache of R×S bytes,
-// configured as the group's cache is, that sees only those requests and weighs entries as the
+// request to them; a cache of S bytes is then modelled by an S3-FIFO store (store.go) of R×S
+// bytes, as the group's cache uses it, that sees only those requests and weighs entries as the
 // group does (key + value + EntryOverhead). One miniature runs per simulated size.
 //
 // Each miniature samples at its own rate, a power of two. The first 512 sampled requests
@@ -346,10 +346,7 @@ func (s *sizer) resize(baseBytes int64) {
 		if m.cache == nil {
 			continue
 		}
-		m.writing = true
-		m.cache.SetMaximum(m.bound)
-		m.cache.CleanUp()
-		m.writing = false
+		m.cache.setMax(int64(m.bound))
 	}
 }
 
@@ -387,7 +384,7 @@ func (s *sizer) estimate() SizingEstimate {
 			if est.Requests > 0 {
 				z.HitRatio = min(max(1-z.Misses/float64(est.Requests), 0), 1)
 			}
-			z.Entries = m.cache.EstimatedSize()
+			z.Entries = int(m.cache.items.Load())
 		}
 		est.Sizes[i] = z
 	}

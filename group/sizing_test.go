@@ -250,7 +250,7 @@ func TestSizingResize(t *testing.T) {
 			t.Errorf("size %vx: misses %v after resize, want %v kept", z.Ratio, z.Misses, before.Sizes[i].Misses)
 		}
 	}
-	if got, want := s.minis[0].cache.GetMaximum(), uint64(1<<19/4); got != want {
+	if got, want := s.minis[0].cache.max.Load(), int64(1<<19/4); got != want {
 		t.Errorf("¼x miniature's bound after resize = %d, want %d", got, want)
 	}
 }
@@ -339,7 +339,7 @@ func replayCache(trace []string, value []byte, bytes int64) float64 {
 }
 
 // At rate 1 a miniature is a cache of the real size on the real policy: its hit ratio must be
-// the group's cache's, up to otter's own randomness. This checks the miniature's policy,
+// the group's cache's, up to the sharding of the real one and its per-process hash seed. This checks the miniature's policy,
 // weights and maintenance, without sampling.
 func TestSizingMiniatureIsTheGroupsCache(t *testing.T) {
 	if raceEnabled {
@@ -615,7 +615,7 @@ func TestSizingAccuracy(t *testing.T) {
 			// fails it: the estimated step from ½x to 2x must match the real one within the
 			// tolerance, and the real step must be larger than that. (Requiring the real step
 			// to exceed twice the tolerance failed one run in four on the scan trace, whose
-			// step is 0.038-0.042 as otter's per-process hash seed moves the real caches.)
+			// step is 0.038-0.042 as the per-process hash seed moved otter's real caches.)
 			if d := real[2] - real[0.5]; d <= tolerance {
 				t.Errorf("2x hits %.4f and ½x %.4f: too close for the tolerance to tell them apart", real[2], real[0.5])
 			}

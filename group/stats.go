@@ -117,8 +117,8 @@ type counters struct {
 }
 
 // stripe picks the calling goroutine's stripe from a hash of its stack address, which stays
-// the same for a goroutine calling Get from the same place (otter picks its read buffers the
-// same way), so a goroutine keeps writing the same cache line. A stripe picked at random on every call had
+// the same for a goroutine calling Get from the same place (otter, whose cache this package used
+// before, picks its read buffers the same way), so a goroutine keeps writing the same cache line. A stripe picked at random on every call had
 // each core write every stripe's line in turn: at 2 CPUs a counter add went from 11 to 19 ns
 // instead of staying put.
 func (c *counters) stripe() *stripe {
