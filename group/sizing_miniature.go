@@ -21,7 +21,7 @@ type miniature struct {
 	bound     uint64  // the miniature's bytes: its size's bytes times its rate
 	cache     *store[uint64, struct{}]
 	misses    int64   // sampled misses
-	scaled  float64 // sum of scale over sampled misses: the estimated real misses
+	scaled    float64 // sum of scale over sampled misses: the estimated real misses
 }
 
 // rateShift is the k of the largest rate 2^-k that is at most rate.
