@@ -24,7 +24,9 @@ import (
 //
 // The keys are spread over shards by hash, each with its own lock, map and queues; the bound
 // is on the total. A store that must evict takes its victims in the shard it wrote to while
-// that shard holds at least its share of the bound, else from the first shard above its share.
+// that shard holds at least its share of the bound, else from the first shard above its share
+// (then from any). The bound holds when set, setMax and clear return; between a write and its
+// evictions, concurrent readers of bytes may see it passed by that write.
 type store[K comparable, V any] struct {
 	hash      func(K) uint64
 	shards    []storeShard[K, V]
@@ -145,46 +147,55 @@ func (st *store[K, V]) set(key K, val V, w uint32) {
 	st.bytes.Add(delta)
 	fair := st.fair()
 	for st.bytes.Load() > st.max.Load() && s.bytes.Load() >= fair {
-		if !st.evictOne(s, fair) {
+		if !st.evictOne(s, fair, false) {
 			break
 		}
 	}
 	s.mu.Unlock()
-	if st.bytes.Load() > st.max.Load() {
-		st.shrink()
+	for st.bytes.Load() > st.max.Load() && st.evictSomewhere() {
 	}
 }
 
-// shrink evicts from the other shards until the bound holds: from the first one above its
-// share, or else from any that holds something.
+// shrink evicts until the bound holds.
 func (st *store[K, V]) shrink() {
-	for st.bytes.Load() > st.max.Load() {
-		fair := st.fair()
-		start := st.next.Add(1)
-		var victim *storeShard[K, V]
-		for pass := 0; pass < 2 && victim == nil; pass++ {
-			for j := range uint64(len(st.shards)) {
-				s := &st.shards[(start+j)&st.mask]
-				if b := s.bytes.Load(); (pass == 0 && b > fair) || (pass == 1 && b > 0) {
-					victim = s
-					break
-				}
+	for st.bytes.Load() > st.max.Load() && st.evictSomewhere() {
+	}
+}
+
+// evictSomewhere evicts one entry and reports whether there was one to evict: from the first
+// shard above its share, or else from any shard, sparing each shard's newest small-queue
+// entry while anything else can go (see evictOne).
+func (st *store[K, V]) evictSomewhere() bool {
+	fair := st.fair()
+	start := st.next.Add(1)
+	for pass := range 3 {
+		for j := range uint64(len(st.shards)) {
+			s := &st.shards[(start+j)&st.mask]
+			if b := s.bytes.Load(); b == 0 || (pass == 0 && b <= fair) {
+				continue
+			}
+			s.mu.Lock()
+			ok := st.evictOne(s, fair, pass == 2)
+			s.mu.Unlock()
+			if ok {
+				return true
 			}
 		}
-		if victim == nil {
-			return
-		}
-		victim.mu.Lock()
-		st.evictOne(victim, fair)
-		victim.mu.Unlock()
 	}
+	return false
 }
 
-// evictOne evicts one entry of s, whose lock is held, and reports whether there was one. fair
-// is s's share of the bound, which sets the small queue's: a tenth of it.
-func (st *store[K, V]) evictOne(s *storeShard[K, V], fair int64) bool {
+// evictOne evicts one entry of s, whose lock is held, and reports whether it did. fair is s's
+// share of the bound, which sets the small queue's: a tenth of it. Unless forced, it never
+// evicts the small queue's only entry, the latest new key: a value larger than a tenth of the
+// share would otherwise be dropped as soon as it is stored.
+func (st *store[K, V]) evictOne(s *storeShard[K, V], fair int64, force bool) bool {
 	for {
-		if s.small.n > 0 && (s.small.bytes*10 >= fair || s.main.n == 0) {
+		small := s.small.n > 0 && (s.small.bytes*10 >= fair || s.main.n == 0)
+		if small && s.small.n == 1 && !force {
+			small = false
+		}
+		if small {
 			t := s.small.tail
 			s.small.remove(t)
 			if t.freq() > 0 {
