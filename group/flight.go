@@ -243,17 +243,23 @@ func (f *flights) prepare(ctx context.Context, c *call) {
 	f.mu.Unlock()
 }
 
-// callSlow makes c's slow call and delivers its outcome, a panic included.
+// callSlow makes c's slow call and delivers its outcome, a panic included. A slow call that
+// calls runtime.Goexit (a test's loader calling t.Fatal) neither returns nor panics: its
+// outcome is a panic too, not the zero Value, which would be cached as the key's value.
 func (f *flights) callSlow(c *call) {
 	var o outcome
+	returned := false
 	defer func() {
 		if r := recover(); r != nil {
 			o = outcome{err: newPanicError(r)}
+		} else if !returned {
+			o = outcome{err: newPanicError("runtime.Goexit was called")}
 		}
 		c.ctx.release()
 		c.deliver(o)
 	}()
 	o.v, o.err = f.fill.slow(&c.ctx, c)
+	returned = true
 }
 
 // deliver hands o to whoever drives c, unless an outcome came first, and reports whether it

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -199,6 +200,60 @@ func TestFillGoesOnWithoutItsFirstCaller(t *testing.T) {
 			}
 			if n := l.calls.Load(); n != 1 {
 				t.Fatalf("loader called %d times, want 1", n)
+			}
+		})
+	}
+}
+
+// A slow call that calls runtime.Goexit (as a test's loader calling t.Fatal does) caches
+// nothing. On a goroutine of its own, it is a loader panic for every caller at once; on a
+// Background caller's goroutine (flights.inline), that goroutine ends with it, and the caller
+// that joined is released at the load timeout.
+func TestSlowCallGoexit(t *testing.T) {
+	tests := []struct {
+		name    string
+		ctx     func(t *testing.T) context.Context // the first caller's
+		wantErr error                              // the joined caller's
+		panics  int64
+	}{
+		{"on a goroutine of its own", func(t *testing.T) context.Context { return t.Context() }, ErrLoaderPanic, 1},
+		{"on the caller's goroutine", func(*testing.T) context.Context { return context.Background() }, ErrLoadTimeout, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gt := newGate()
+			t.Cleanup(gt.release)
+			l := &countingLoader{fn: func(ctx context.Context, _ string) (Value, error) {
+				if err := gt.wait(ctx); err != nil {
+					return Value{}, err
+				}
+				runtime.Goexit()
+				return Value{}, nil
+			}}
+			cfg := testConfig()
+			cfg.LoadTimeout = time.Second
+			g := newTestGroup(t, l, cfg)
+			go func() { _, _ = g.Get(tt.ctx(t), "k") }()
+			gt.waitEntered(t, 1)
+			joined := make(chan error, 1)
+			go func() {
+				_, err := g.Get(t.Context(), "k")
+				joined <- err
+			}()
+			eventually(t, 10*time.Second, "the second caller joined", func() bool {
+				return g.flights.waiters(flightKey{key: "k"}) == 2
+			})
+			gt.release()
+			select {
+			case err := <-joined:
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("the caller that joined got %v, want %v", err, tt.wantErr)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the caller that joined is still waiting")
+			}
+			if st := g.Stats(); st.Main.Items != 0 || st.LoaderPanics != tt.panics {
+				t.Fatalf("Main.Items = %d, LoaderPanics = %d; want 0 and %d", st.Main.Items, st.LoaderPanics, tt.panics)
 			}
 		})
 	}

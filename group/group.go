@@ -5,12 +5,16 @@
 // node owns the key or has no peers; only an owner that cannot be reached makes it load the
 // key here instead.
 //
-// The first caller to miss drives the fill: it starts that slow call on a separate goroutine
-// (or, for an owner that is an AsyncPeer, sends the fetch and is called back, with no
-// goroutine), under Config.LoadTimeout and detached from every caller's context, waits for its answer (or
-// for the deadline, if the call ignores its context) and stores it. The others wait
-// for the result, each until its own context ends; if the first caller leaves, the fill goes
-// on without it. A panic in the fill, in the loader or not, becomes an error for every waiter.
+// The first caller to miss drives the fill: it makes that slow call under Config.LoadTimeout,
+// detached from every caller's context, waits for its answer (or for the deadline, if the call
+// ignores its context) and stores it. A caller whose context can end starts the call on a
+// separate goroutine (or, for an owner that is an AsyncPeer, sends the fetch and is called
+// back, with no goroutine), so that it can leave at once and the fill goes on without it. A
+// caller whose context never ends makes a blocking call on its own goroutine, as
+// golang/groupcache does for every caller, and returns when the call does. The others wait for
+// the result, each until its own context ends, and a call that ignores its context holds none
+// of them past the deadline. A panic in the fill, in the loader or not, becomes an error for
+// every waiter.
 //
 // GetMany reads many keys at once with the same rules, key by key (getmany.go); what it adds is
 // that the keys one owner must fill travel to it in one request when the owner is a BatchPeer.
@@ -222,7 +226,11 @@ func (g *Group) SetInvalidator(inv Invalidator) {
 
 // Get returns the value of key: from the main or hot cache, or else from one fill shared by
 // every concurrent Get of key on this node. If ctx ends first, Get returns ctx.Err() at once
-// and the fill goes on for the callers that remain.
+// and the fill goes on for the callers that remain, under Config.LoadTimeout. A Get whose ctx
+// never ends (Done returns nil, as context.Background's does) and that starts the fill makes
+// the loader's Load, or a blocking Peer's Fetch, on its own goroutine: it returns when that
+// call returns, with ErrLoadTimeout if the call outlived the timeout, while every other caller
+// of the fill is released at the timeout.
 //
 // Errors: ErrInvalidKey, ErrNotFound, ErrLoaderPanic, ErrLoadTimeout, a loader's own error
 // (wrapped), or ctx.Err().

@@ -38,11 +38,16 @@ type Value struct {
 // node of the cluster has it cached. The Group calls Load on the key's owner only, at most once
 // at a time per key on a node, and caches what it returns.
 //
-// Load may block; it must honour ctx, which carries the Group's load timeout (a Load that
-// outlives it is not waited for: the waiters get ErrLoadTimeout and its answer is dropped). It
-// is called concurrently for different keys. It returns ErrNotFound (possibly wrapped) when the origin has
-// no such key; any other error is a load failure and is never cached. A panic inside Load is
-// recovered by the Group and reported to every waiter as ErrLoaderPanic.
+// Load may block; it must honour ctx, which carries the first caller's values and the Group's
+// load timeout, and none of the callers' cancellation. It runs on the goroutine of the caller
+// that started the fill when that caller's context never ends (context.Background), as
+// golang/groupcache runs every Load, and on a goroutine of its own otherwise. A Load that
+// outlives the timeout is not waited for: the other callers get ErrLoadTimeout at the deadline
+// and its answer is dropped; only the caller on whose goroutine it runs stays until it returns,
+// then gets ErrLoadTimeout too. It is called concurrently for different keys. It returns
+// ErrNotFound (possibly wrapped) when the origin has no such key; any other error is a load
+// failure, never cached as a value (Config.ErrorTTL says how long it is remembered). A panic
+// inside Load is recovered by the Group and reported to every waiter as ErrLoaderPanic.
 type Loader interface {
 	Load(ctx context.Context, key string) (Value, error)
 }
