@@ -5,7 +5,8 @@ import "time"
 // AsyncPeer is a Peer whose transport can complete a fetch without a goroutine blocked on it,
 // as a multiplexed connection's reader can. When a key's owner implements it, the fill sends
 // the fetch with FetchFunc and its first caller waits for the answer directly: the fetch
-// costs no goroutine of its own, where a Peer's blocking Fetch costs one. Singleflight, the
+// costs no goroutine of its own, where a Peer's blocking Fetch costs one whenever the first
+// caller's context can end. Singleflight, the
 // load timeout and a caller that leaves on its context work as with Fetch (if the first
 // caller leaves, a goroutine takes over the wait for the others, as for any fill).
 //

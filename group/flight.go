@@ -29,8 +29,9 @@ type filler interface {
 	cached(k flightKey) (res Result, err error, found bool)
 
 	// slow is the call that may block: the loader's Load, or the owner's Fetch (c.peer set).
-	// It runs on a goroutine of its own under ctx, which carries the load timeout; it may
-	// ignore ctx, and it may panic.
+	// It runs under ctx, which carries the load timeout, on a goroutine of its own or, for a
+	// first caller whose context never ends, on that caller's (see inline); it may ignore
+	// ctx, and it may panic.
 	slow(ctx context.Context, c *call) (Value, error)
 
 	// settle turns the outcome of the slow call (or, past the deadline, a timeout error)
@@ -88,9 +89,10 @@ type outcome struct {
 // each caller stop waiting when its own context ends.
 //
 // A fill costs one goroutine, for the slow call, which may block past every deadline (none for
-// a fetch from an AsyncPeer, see below); and no timer of its own (see deadlines). The first
-// caller waits for the slow call's outcome
-// directly and settles the fill on its own goroutine, whose stack the deep cache write finds
+// a fetch from an AsyncPeer, see below, and none when the first caller's context never ends:
+// that caller makes the call itself, see inline); and no timer of its own (see deadlines). The
+// first caller waits for the slow call's outcome directly and settles the fill on its own
+// goroutine, whose stack the deep cache write finds
 // already grown. If that caller leaves, a goroutine takes over the wait, so that the fill
 // goes on for the others. A fetch from an AsyncPeer (a multiplexed peer transport) signals its
 // completion instead of blocking, and delivers its outcome the same way without a goroutine.
