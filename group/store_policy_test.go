@@ -1,0 +1,138 @@
+package group
+
+import "testing"
+
+// setKeys sets keys from..to-1, each of weight 1; read also reads each one once.
+func setKeys(st *testStore, from, to uint64, read bool) {
+	var v int
+	for k := from; k < to; k++ {
+		st.set(k, int(k), 1)
+		if read {
+			st.get(k, &v)
+		}
+	}
+}
+
+// All the policy tests use one shard of 100 bytes and entries of weight 1: the small queue
+// keeps 10 entries when the main one is full.
+
+// TestStoreScanResistance puts 80 keys in the main queue, reads them there, and then writes
+// 1000 keys once each: the 80 stay.
+func TestStoreScanResistance(t *testing.T) {
+	st := newStore[uint64, int](100, 1, identity)
+	setKeys(st, 0, 80, true)
+	// Unread keys behind them move the read ones to the main queue as they reach the small
+	// queue's tail.
+	for f := uint64(1000); ; f++ {
+		if f == 1100 {
+			t.Fatal("the read keys never moved to the main queue")
+		}
+		st.set(f, 0, 1)
+		if n := nodeOf(st, 79); n != nil && n.inMain() {
+			break
+		}
+	}
+	var v int
+	for k := range uint64(80) {
+		if n := nodeOf(st, k); n == nil || !n.inMain() {
+			t.Fatalf("key %d: node %v, want it in the main queue", k, n)
+		}
+		st.get(k, &v)
+	}
+	evictions := st.evictions.Load()
+	setKeys(st, 10_000, 11_000, false)
+	for k := range uint64(80) {
+		if nodeOf(st, k) == nil {
+			t.Errorf("key %d was evicted by the scan", k)
+		}
+	}
+	if got := st.evictions.Load() - evictions; got < 900 {
+		t.Fatalf("the scan evicted %d entries, want at least 900", got)
+	}
+}
+
+// TestStoreAdmission checks where a new key enters: the main queue when the ghost remembers
+// it (evicted unread from the small queue within the last ~100 evictions), the small queue
+// otherwise; and what the small queue's tail does with a key read while in it.
+func TestStoreAdmission(t *testing.T) {
+	tests := []struct {
+		name        string
+		setBefore   bool // set the key, then evict it with 100 newer keys
+		read        bool // read it once after that first set
+		forget      bool // then evict another 1000 keys, past the ghost's memory
+		wantPresent bool // after the 100 newer keys (set before only)
+		wantMain    bool // after it is set again (or for the first time)
+	}{
+		{name: "never seen", wantMain: false},
+		{name: "evicted unread, back within the ghost's memory", setBefore: true, wantMain: true},
+		{name: "evicted unread, back after the ghost forgot it", setBefore: true, forget: true, wantMain: false},
+		{name: "read in the small queue", setBefore: true, read: true, wantPresent: true, wantMain: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := newStore[uint64, int](100, 1, identity)
+			const key = 7
+			if tt.setBefore {
+				setKeys(st, key, key+1, tt.read)
+				setKeys(st, 1000, 1100, false)
+				if n := nodeOf(st, key); (n != nil) != tt.wantPresent {
+					t.Fatalf("after 100 newer keys: node %v, want present %v", n, tt.wantPresent)
+				}
+			} else {
+				setKeys(st, 1000, 1100, false)
+			}
+			if tt.forget {
+				setKeys(st, 2000, 3000, false)
+			}
+			if nodeOf(st, key) == nil {
+				st.set(key, 1, 1)
+			}
+			if n := nodeOf(st, key); n == nil || n.inMain() != tt.wantMain {
+				t.Fatalf("node %v, want inMain %v", n, tt.wantMain)
+			}
+			if err := checkStore(st); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestStoreMainFrequency puts keys a and b in the main queue, a nearer its tail, reads a once
+// there, and keeps the main queue evicting: b goes first, a gets one more round, with its
+// count decremented, and then goes too.
+func TestStoreMainFrequency(t *testing.T) {
+	st := newStore[uint64, int](100, 1, identity)
+	const a, b = 1, 2
+	setKeys(st, a, b+1, true)
+	// Unread keys behind a and b, so that the small queue's tail moves a and b to the main
+	// queue and then evicts those; then keys read as soon as written, which each move to the
+	// main queue in their turn, and make it evict one entry per write.
+	setKeys(st, 100, 150, false)
+	next := uint64(1000)
+	step := func() { setKeys(st, next, next+1, true); next++ }
+	for nodeOf(st, a) == nil || !nodeOf(st, a).inMain() || !nodeOf(st, b).inMain() {
+		if next == 1100 {
+			t.Fatal("a and b never reached the main queue together")
+		}
+		step()
+	}
+	var v int
+	st.get(a, &v)
+	bGone, aGone := -1, -1
+	for i := 0; i < 1000 && aGone < 0; i++ {
+		step()
+		na := nodeOf(st, a)
+		if bGone < 0 && nodeOf(st, b) == nil {
+			bGone = i
+			if na == nil || na.freq() != 0 {
+				t.Fatalf("b evicted at step %d; a's node %v, want it present, its count down to 0", i, na)
+			}
+		}
+		if na == nil {
+			aGone = i
+		}
+	}
+	if bGone < 0 || aGone <= bGone {
+		t.Fatalf("b evicted at step %d, a at step %d (-1: never); want b first, then a", bGone, aGone)
+	}
+}
