@@ -1,6 +1,9 @@
 package group
 
-import "testing"
+import (
+	"math/rand/v2"
+	"testing"
+)
 
 // setKeys sets keys from..to-1, each of weight 1; read also reads each one once.
 func setKeys(st *testStore, from, to uint64, read bool) {
@@ -134,5 +137,64 @@ func TestStoreMainFrequency(t *testing.T) {
 	}
 	if bGone < 0 || aGone <= bGone {
 		t.Fatalf("b evicted at step %d, a at step %d (-1: never); want b first, then a", bGone, aGone)
+	}
+}
+
+// TestGhost pushes hashes into a ghost sized for n entries and checks that the last n/2 are
+// all remembered, and that under 2% of hashes never pushed are (false matches), at the end of
+// a generation, where both are full, and in its middle; also for hashes of the form the
+// sizer's sampled keys have: their high bits zero.
+func TestGhost(t *testing.T) {
+	tests := []struct {
+		name    string
+		entries int
+		bits    uint // the hashes' significant bits
+		fill    int  // the newer generation's fill, in eighths
+	}{
+		{"16 entries", 16, 64, 8},
+		{"100 entries, generation full", 100, 64, 8},
+		{"100 entries, generation half full", 100, 64, 4},
+		{"1000 entries", 1000, 64, 8},
+		// Generations of 3276 and 4096 hashes: 10 and 16 bits per hash (the fewest), a power
+		// of two.
+		{"6552 entries", 6552, 64, 8},
+		{"6552 entries, generation half full", 6552, 64, 4},
+		{"8192 entries", 8192, 64, 8},
+		{"100 entries, 32-bit hashes", 100, 32, 8},
+		{"8192 entries, 32-bit hashes", 8192, 32, 8},
+		{"1000 entries, 20-bit hashes", 1000, 20, 8},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(i), 5))
+			hash := func() uint64 { return rng.Uint64() >> (64 - tt.bits) }
+			pushed := map[uint64]bool{}
+			var g ghost
+			half := max(tt.entries/2, 16)
+			seq := make([]uint64, 3*half+half*tt.fill/8)
+			for j := range seq {
+				seq[j] = hash()
+				pushed[seq[j]] = true
+				g.push(seq[j], tt.entries)
+			}
+			for j, h := range seq[len(seq)-half:] {
+				if !g.take(h) {
+					t.Fatalf("push %d of the last %d (hash %#x) is forgotten", j, half, h)
+				}
+			}
+			const probes = 5000
+			falses := 0
+			for j := 0; j < probes; {
+				if h := hash(); !pushed[h] {
+					if g.take(h) {
+						falses++
+					}
+					j++
+				}
+			}
+			if rate := float64(falses) / probes; rate >= 0.02 {
+				t.Fatalf("%d of %d hashes never pushed are remembered (%.2f%%), want under 2%%", falses, probes, 100*rate)
+			}
+		})
 	}
 }
