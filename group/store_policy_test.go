@@ -16,8 +16,8 @@ func setKeys(st *testStore, from, to uint64, read bool) {
 	}
 }
 
-// All the policy tests use one shard of 100 bytes and entries of weight 1: the small queue
-// keeps 10 entries when the main one is full.
+// The policy's tests use a store of one shard of 100 bytes and entries of weight 1: the small
+// queue keeps 10 entries when the main one is full.
 
 // TestStoreScanResistance puts 80 keys in the main queue, reads them there, and then writes
 // 1000 keys once each: the 80 stay.
@@ -140,11 +140,11 @@ func TestStoreMainFrequency(t *testing.T) {
 	}
 }
 
-// TestGhost pushes hashes into a ghost sized for n entries and checks that the last n/2 are
-// all remembered, and that under 2% of hashes never pushed are (false matches), at the end of
-// a generation, where both are full, and in its middle; also for hashes of the form the
-// sizer's sampled keys have: their high bits zero.
-func TestGhost(t *testing.T) {
+// TestStoreGhost pushes hashes into a ghost sized for n entries and checks that the last n/2
+// are all remembered, and that under 2% of hashes never pushed are (false matches), at the
+// end of a generation, where both are full, and in its middle; also for hashes of the form
+// the sizer's sampled keys have: their high bits zero.
+func TestStoreGhost(t *testing.T) {
 	tests := []struct {
 		name    string
 		entries int
@@ -155,8 +155,8 @@ func TestGhost(t *testing.T) {
 		{"100 entries, generation full", 100, 64, 8},
 		{"100 entries, generation half full", 100, 64, 4},
 		{"1000 entries", 1000, 64, 8},
-		// Generations of 3276 and 4096 hashes: 10 and 16 bits per hash (the fewest), a power
-		// of two.
+		// Generations of 3276 and 4096 hashes, whose 10 and 16 bits per hash are a power of
+		// two: the fewest bits per hash of the sizing before and after the ghost's fix.
 		{"6552 entries", 6552, 64, 8},
 		{"6552 entries, generation half full", 6552, 64, 4},
 		{"8192 entries", 8192, 64, 8},

@@ -337,7 +337,7 @@ func TestStoreConcurrent(t *testing.T) {
 				wg.Go(func() {
 					rng := rand.New(rand.NewPCG(uint64(w), 11))
 					var v int
-					for i := range 2000 {
+					for i := range 5000 {
 						key := uint64(rng.IntN(300))
 						switch r := rng.IntN(1000); {
 						case r < 2:
@@ -371,9 +371,9 @@ func TestStoreConcurrent(t *testing.T) {
 				return n.freq()
 			}
 			for i := 1; i < len(ranked); i++ {
-				if rank(ranked[i-1]) < rank(ranked[i]) {
+				if a, b := ranked[i-1], ranked[i]; rank(a) < rank(b) {
 					t.Fatalf("ranked %d (inMain %v, count %d) before %d (inMain %v, count %d)",
-						ranked[i-1].key, ranked[i-1].inMain(), ranked[i-1].freq(), ranked[i].key, ranked[i].inMain(), ranked[i].freq())
+						a.key, a.inMain(), a.freq(), b.key, b.inMain(), b.freq())
 				}
 			}
 		})
