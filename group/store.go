@@ -54,7 +54,7 @@ type storeNode[K comparable, V any] struct {
 	val    V
 	weight uint32
 	// state holds, in its low byte, the reads since the node last passed a queue's tail
-	// (counted up to maxFreq; racing readers may pass it by a few), and inMain above it,
+	// (counted up to maxFreq), and inMain above it,
 	// which only the shard's write lock changes. One word keeps a node of a string key and a
 	// group entry at 96 bytes, an allocation size class.
 	state      atomic.Uint32
@@ -110,8 +110,10 @@ func (st *store[K, V]) get(key K, v *V) bool {
 	n, ok := s.m[key]
 	if ok {
 		*v = n.val
-		if n.state.Load()&freqMask < maxFreq {
-			n.state.Add(1)
+		// A compare-and-swap, not an add: racing readers lose a count rather than carry it
+		// into inMain. Once at maxFreq, a read writes nothing.
+		if st := n.state.Load(); st&freqMask < maxFreq {
+			n.state.CompareAndSwap(st, st+1)
 		}
 	}
 	s.mu.RUnlock()
