@@ -259,9 +259,10 @@ func TestSizingResize(t *testing.T) {
 // busy is dropped and counted, and every sampled request is either simulated or dropped.
 func TestSizingConcurrentObserve(t *testing.T) {
 	// Rate 1 and few keys: every request is sampled and no miniature ever halves, so the
-	// sample and the counts are known.
+	// sample and the counts are known. (MaxEntries is set so that the 4x miniature, 16 MiB,
+	// holds its whole bound at rate 1 whatever EntryOverhead is, within reason.)
 	var requests atomic.Int64
-	s, err := newSizer(SizingConfig{MaxRate: 1, MaxEntries: 1 << 16}, 4<<20, requests.Load)
+	s, err := newSizer(SizingConfig{MaxRate: 1, MaxEntries: 1 << 17}, 4<<20, requests.Load)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,12 +17,14 @@ import (
 //     there another round (a frequency of 0 to 3, decremented at each pass).
 //
 // One-time keys (a scan) pass through the small queue without displacing the main queue, and
-// a key read often stays; a read only sets a counter, under a read lock, so that hits of
-// several goroutines proceed together. A write costs one map insertion and, in a full store,
-// one map deletion: about half of what otter's W-TinyLFU write with its maintenance pass
-// cost (BenchmarkStore: 410-460 ns against 900), for hit ratios at or above LRU's on every trace of BenchmarkHitRatio.
+// a key read often stays. A read takes no lock and writes nothing but a counter, and only
+// until it reaches its cap (storetable.go), so that hits of several goroutines proceed
+// together. A write costs one table insertion and, in a full store, one removal: about what
+// golang/groupcache's LRU costs, and a quarter of otter's W-TinyLFU write with its maintenance
+// pass (BenchmarkStore), for hit ratios at or above otter's and LRU's on every trace of
+// BenchmarkHitRatio.
 //
-// The keys are spread over shards by hash, each with its own lock, map and queues; the bound
+// The keys are spread over shards by hash, each with its own lock, table and queues; the bound
 // is on the total. A store that must evict takes its victims in the shard it wrote to while
 // that shard holds at least its share of the bound, else from the first shard above its share
 // (then from any). The bound holds when set, setMax and clear return; between a write and its
@@ -35,16 +37,19 @@ type store[K comparable, V any] struct {
 	bytes     atomic.Int64
 	items     atomic.Int64
 	evictions atomic.Int64
-	next      atomic.Uint64 // where shrink starts looking for a shard above its share
+	next      atomic.Uint64    // where shrink starts looking for a shard above its share
+	tomb      *storeNode[K, V] // marks a removed key's slot in a table (storetable.go)
 }
 
 type storeShard[K comparable, V any] struct {
-	mu          sync.RWMutex
-	m           map[K]*storeNode[K, V]
+	tab atomic.Pointer[table[K, V]] // read without the lock (storetable.go)
+
+	mu          sync.Mutex // orders the writers: everything below, and the table's slots
+	live, used  int        // nodes in the table; its slots not nil (nodes and tombstones)
 	small, main fifo[K, V]
 	ghost       ghost
 	bytes       atomic.Int64 // written under mu; read without it by shrink
-	_           [64]byte     // keeps the locks of neighbouring shards off one cache line
+	_           [64]byte     // keeps neighbouring shards' fields off one cache line
 }
 
 // storeNode is one entry. Its key, value and weight never change (a new value for the key
@@ -91,8 +96,9 @@ func storeShards(maxBytes int64) int {
 
 func newStore[K comparable, V any](maxBytes int64, shards int, hash func(K) uint64) *store[K, V] {
 	st := &store[K, V]{hash: hash, shards: make([]storeShard[K, V], shards), mask: uint64(shards - 1)}
+	st.tomb = &storeNode[K, V]{}
 	for i := range st.shards {
-		st.shards[i].m = make(map[K]*storeNode[K, V])
+		st.shards[i].reset()
 	}
 	st.max.Store(maxBytes)
 	return st
@@ -105,10 +111,9 @@ func (st *store[K, V]) shard(h uint64) *storeShard[K, V] {
 
 // get stores key's value in *v and counts a read of it, if key is present.
 func (st *store[K, V]) get(key K, v *V) bool {
-	s := st.shard(st.hash(key))
-	s.mu.RLock()
-	n, ok := s.m[key]
-	if ok {
+	h := st.hash(key)
+	n := st.shard(h).tab.Load().find(key, h, st.tomb)
+	if n != nil {
 		*v = n.val
 		// A compare-and-swap, not an add: racing readers lose a count rather than carry it
 		// into inMain. Once at maxFreq, a read writes nothing.
@@ -116,8 +121,7 @@ func (st *store[K, V]) get(key K, v *V) bool {
 			n.state.CompareAndSwap(st, st+1)
 		}
 	}
-	s.mu.RUnlock()
-	return ok
+	return n != nil
 }
 
 // fair is a shard's share of the bound.
@@ -131,7 +135,7 @@ func (st *store[K, V]) set(key K, val V, w uint32) {
 	n := &storeNode[K, V]{key: key, val: val, weight: w}
 	s.mu.Lock()
 	delta := int64(w)
-	if old, ok := s.m[key]; ok {
+	if old := s.lookup(key, h, st.tomb); old != nil {
 		delta -= int64(old.weight)
 		n.setState(old.freq(), old.inMain())
 		s.queue(old).replace(old, n)
@@ -144,7 +148,7 @@ func (st *store[K, V]) set(key K, val V, w uint32) {
 			s.small.pushFront(n)
 		}
 	}
-	s.m[key] = n
+	s.put(n, h, st)
 	s.bytes.Add(delta)
 	st.bytes.Add(delta)
 	fair := st.fair()
@@ -205,8 +209,9 @@ func (st *store[K, V]) evictOne(s *storeShard[K, V], fair int64, force bool) boo
 				s.main.pushFront(t)
 				continue
 			}
-			s.ghost.push(st.hash(t.key), len(s.m))
-			st.drop(s, t)
+			h := st.hash(t.key)
+			s.ghost.push(h, s.live)
+			st.drop(s, t, h)
 			st.evictions.Add(1)
 			return true
 		}
@@ -221,15 +226,15 @@ func (st *store[K, V]) evictOne(s *storeShard[K, V], fair int64, force bool) boo
 			s.main.pushFront(t)
 			continue
 		}
-		st.drop(s, t)
+		st.drop(s, t, st.hash(t.key))
 		st.evictions.Add(1)
 		return true
 	}
 }
 
 // drop forgets n, already out of its queue. s's lock is held.
-func (st *store[K, V]) drop(s *storeShard[K, V], n *storeNode[K, V]) {
-	delete(s.m, n.key)
+func (st *store[K, V]) drop(s *storeShard[K, V], n *storeNode[K, V], h uint64) {
+	s.delete(n.key, h, st.tomb)
 	s.bytes.Add(-int64(n.weight))
 	st.bytes.Add(-int64(n.weight))
 	st.items.Add(-1)
@@ -238,15 +243,16 @@ func (st *store[K, V]) drop(s *storeShard[K, V], n *storeNode[K, V]) {
 // removeIf removes key if drop, given its value, says so (or drop is nil), and reports
 // whether it did.
 func (st *store[K, V]) removeIf(key K, drop func(V) bool) bool {
-	s := st.shard(st.hash(key))
+	h := st.hash(key)
+	s := st.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, ok := s.m[key]
-	if !ok || (drop != nil && !drop(n.val)) {
+	n := s.lookup(key, h, st.tomb)
+	if n == nil || (drop != nil && !drop(n.val)) {
 		return false
 	}
 	s.queue(n).remove(n)
-	st.drop(s, n)
+	st.drop(s, n, h)
 	return true
 }
 
@@ -257,8 +263,8 @@ func (st *store[K, V]) clear() {
 		s.mu.Lock()
 		b := s.bytes.Swap(0)
 		st.bytes.Add(-b)
-		st.items.Add(-int64(len(s.m)))
-		clear(s.m)
+		st.items.Add(-int64(s.live))
+		s.reset()
 		s.small, s.main = fifo[K, V]{}, fifo[K, V]{}
 		s.ghost = ghost{}
 		s.mu.Unlock()
@@ -282,7 +288,7 @@ func (st *store[K, V]) ranked() []*storeNode[K, V] {
 	var all []ranked
 	for i := range st.shards {
 		s := &st.shards[i]
-		s.mu.RLock()
+		s.mu.Lock()
 		for inSmall, q := range [2]*fifo[K, V]{&s.main, &s.small} {
 			pos := uint64(0)
 			for n := q.head; n != nil; n = n.next {
@@ -292,7 +298,7 @@ func (st *store[K, V]) ranked() []*storeNode[K, V] {
 				pos++
 			}
 		}
-		s.mu.RUnlock()
+		s.mu.Unlock()
 	}
 	slices.SortStableFunc(all, func(a, b ranked) int { return cmp.Compare(b.score, a.score) })
 	nodes := make([]*storeNode[K, V], len(all))

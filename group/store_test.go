@@ -18,10 +18,11 @@ type testStore = store[uint64, int]
 
 // nodeOf returns key's node, nil when the store does not hold it.
 func nodeOf(st *testStore, key uint64) *storeNode[uint64, int] {
-	s := st.shard(st.hash(key))
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.m[key]
+	h := st.hash(key)
+	s := st.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lookup(key, h, st.tomb)
 }
 
 // checkStore walks every shard under its lock and returns the first broken invariant: each
@@ -33,9 +34,9 @@ func checkStore(st *testStore) error {
 	var bytes, items int64
 	for i := range st.shards {
 		s := &st.shards[i]
-		s.mu.RLock()
-		b, n, err := checkShard(s)
-		s.mu.RUnlock()
+		s.mu.Lock()
+		b, n, err := checkShard(st, s)
+		s.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("shard %d: %w", i, err)
 		}
@@ -53,10 +54,15 @@ func checkStore(st *testStore) error {
 	return nil
 }
 
-func checkShard(s *storeShard[uint64, int]) (bytes, items int64, err error) {
+func checkShard(st *testStore, s *storeShard[uint64, int]) (bytes, items int64, err error) {
 	var mapBytes int64
-	for _, n := range s.m {
+	mapLen := 0
+	s.each(st.tomb, func(n *storeNode[uint64, int]) {
 		mapBytes += int64(n.weight)
+		mapLen++
+	})
+	if mapLen != s.live {
+		return 0, 0, fmt.Errorf("table holds %d nodes, live says %d", mapLen, s.live)
 	}
 	for _, q := range []struct {
 		name string
@@ -71,10 +77,10 @@ func checkShard(s *storeShard[uint64, int]) (bytes, items int64, err error) {
 				return 0, 0, fmt.Errorf("%s queue: key %d's prev link is broken", q.name, x.key)
 			case x.inMain() != q.main:
 				return 0, 0, fmt.Errorf("%s queue: key %d has inMain %v", q.name, x.key, x.inMain())
-			case s.m[x.key] != x:
-				return 0, 0, fmt.Errorf("%s queue: key %d is not the map's node", q.name, x.key)
-			case n > int64(len(s.m)):
-				return 0, 0, fmt.Errorf("%s queue: longer than the map (%d): a cycle", q.name, len(s.m))
+			case s.lookup(x.key, st.hash(x.key), st.tomb) != x:
+				return 0, 0, fmt.Errorf("%s queue: key %d is not the table's node", q.name, x.key)
+			case n > int64(mapLen):
+				return 0, 0, fmt.Errorf("%s queue: longer than the table (%d): a cycle", q.name, mapLen)
 			}
 			n, b = n+1, b+int64(x.weight)
 		}
@@ -84,8 +90,8 @@ func checkShard(s *storeShard[uint64, int]) (bytes, items int64, err error) {
 		}
 		bytes, items = bytes+b, items+n
 	}
-	if items != int64(len(s.m)) {
-		return 0, 0, fmt.Errorf("map holds %d keys, queues %d", len(s.m), items)
+	if items != int64(mapLen) {
+		return 0, 0, fmt.Errorf("table holds %d keys, queues %d", mapLen, items)
 	}
 	if got := s.bytes.Load(); got != bytes || mapBytes != bytes {
 		return 0, 0, fmt.Errorf("shard bytes %d, map's weights %d, queues' %d", got, mapBytes, bytes)
