@@ -38,8 +38,8 @@
 //
 // Eviction is S3-FIFO (store.go): a small queue that one-time keys pass through, a main queue
 // that keeps the keys read again, and a ghost of recently dropped keys; it keeps frequently
-// used keys through one-time scans that flush an LRU, and a read only sets a counter under a
-// shard's read lock. BENCHMARKS.md has the hit ratios measured against golang/groupcache's LRU
+// used keys through one-time scans that flush an LRU. A hit takes no lock (each shard's index
+// is a table of atomic pointers, storetable.go) and writes at most a small counter. BENCHMARKS.md has the hit ratios measured against golang/groupcache's LRU
 // (and against the W-TinyLFU of github.com/maypok86/otter/v2 that this package used before).
 //
 // The package knows nothing of HTTP, gossip or configuration files: the peers package
