@@ -9,8 +9,8 @@ import (
 
 // EntryOverhead is the bookkeeping cost of one cached entry beyond its key and value bytes:
 // the store's node (the group's entry struct, queue links, weight and frequency: 96 bytes),
-// its slots in the shard's table (8 bytes each, the table between a quarter and three quarters
-// full), its share of the ghost queue's filters and the size-class rounding of the key. It is
+// its slots in the shard's table (8 bytes each, two to six per entry: a table is rebuilt a
+// third full and again once half its slots are taken), its share of the ghost queue's filters and the size-class rounding of the key. It is
 // charged to the byte bound so that the heap tracks CacheBytes (golang/groupcache counts key
 // and value only, and a cache of small values then grows far past its bound:
 // BenchmarkFullHeap measures 2.4x at 100-byte values).
@@ -18,10 +18,10 @@ import (
 // Measured by BenchmarkEntryOverhead: a Group is filled through Get exactly to its bound,
 // without evicting, with 100,000 to 300,000 entries (keys made by the caller, values by the
 // loader), and the growth of the live heap after a full GC, less the keys' and values'
-// lengths, is divided by the count. It came to 112-130 bytes per entry (the tables grow by
+// lengths, is divided by the count. It came to 119-138 bytes per entry (the tables grow by
 // powers of two), more where a value's length is rounded up to an allocation size class
-// (1000-byte values: 136-142). BenchmarkFullHeap, which also evicts (and so leaves tombstones
-// and fills the ghost filters), puts the whole at 121-143 bytes.
+// (1000-byte values: 143-150). BenchmarkFullHeap, which also evicts (and so leaves tombstones
+// and fills the ghost filters), finds the live heap at 1.00-1.03x the bound with 136.
 const EntryOverhead = 136
 
 // entry is what the caches hold. It is stored by value: a hit copies it out without

@@ -135,7 +135,9 @@ func (st *store[K, V]) set(key K, val V, w uint32) {
 	n := &storeNode[K, V]{key: key, val: val, weight: w}
 	s.mu.Lock()
 	delta := int64(w)
-	if old := s.lookup(key, h, st.tomb); old != nil {
+	// One probe both finds the node replaced and publishes n; n's state is set right after,
+	// which at worst drops a count that a reader gave it in between.
+	if old := s.put(n, h, st); old != nil {
 		delta -= int64(old.weight)
 		n.setState(old.freq(), old.inMain())
 		s.queue(old).replace(old, n)
@@ -148,7 +150,6 @@ func (st *store[K, V]) set(key K, val V, w uint32) {
 			s.small.pushFront(n)
 		}
 	}
-	s.put(n, h, st)
 	s.bytes.Add(delta)
 	st.bytes.Add(delta)
 	fair := st.fair()

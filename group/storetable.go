@@ -7,8 +7,8 @@ import "sync/atomic"
 // lock orders the writers. A write stores a node pointer (or the store's tombstone, for a
 // removal) into a slot; a reader sees either the old pointer or the new one, both nodes
 // complete (a node's key and value never change once published). When the slots in use
-// (nodes and tombstones) pass three quarters, the writer copies the live nodes into a new
-// table, at most half full, and publishes it; a reader still probing the old one finds what
+// (nodes and tombstones) pass half the table, the writer copies the live nodes into a new
+// table, at most a third full, and publishes it; a reader still probing the old one finds what
 // it held when it was replaced, as if its read had come first.
 //
 // A Go map under a read-write lock did the same job (BenchmarkGetHit): each read wrote the
@@ -45,8 +45,8 @@ func (s *storeShard[K, V]) lookup(key K, h uint64, tomb *storeNode[K, V]) *store
 	return s.tab.Load().find(key, h, tomb)
 }
 
-// put stores n under its key, whose hash is h, replacing the node there if any.
-func (s *storeShard[K, V]) put(n *storeNode[K, V], h uint64, st *store[K, V]) {
+// put stores n under its key, whose hash is h, and returns the node it replaced, if any.
+func (s *storeShard[K, V]) put(n *storeNode[K, V], h uint64, st *store[K, V]) *storeNode[K, V] {
 	t := s.tab.Load()
 	free := -1
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
@@ -65,21 +65,21 @@ func (s *storeShard[K, V]) put(n *storeNode[K, V], h uint64, st *store[K, V]) {
 		}
 		if old.key == n.key {
 			t.slots[i].Store(n)
-			return
+			return old
 		}
 	}
 	if t.slots[free].Load() == nil {
-		// A slot never used before: keep a quarter of the table free (or tombstones only),
-		// so that every probe ends at a nil soon.
-		if (s.used+1)*4 > len(t.slots)*3 {
+		// A slot never used before: keep half the table nil, so that every probe, which
+		// passes tombstones, ends at a nil soon.
+		if (s.used+1)*2 > len(t.slots) {
 			s.rebuild(st, s.live+1)
-			s.put(n, h, st)
-			return
+			return s.put(n, h, st)
 		}
 		s.used++
 	}
 	t.slots[free].Store(n)
 	s.live++
+	return nil
 }
 
 // delete removes key's node, if any, leaving a tombstone in its slot.
@@ -98,11 +98,12 @@ func (s *storeShard[K, V]) delete(key K, h uint64, tomb *storeNode[K, V]) {
 	}
 }
 
-// rebuild publishes a new table holding the live nodes, at most half full once it holds need
-// nodes, without tombstones.
+// rebuild publishes a new table holding the live nodes, without tombstones, at most a third
+// full once it holds need nodes: at least a sixth of it then takes new keys before the next
+// rebuild.
 func (s *storeShard[K, V]) rebuild(st *store[K, V], need int) {
 	size := minTableSlots
-	for size < 2*need {
+	for size < 3*need {
 		size *= 2
 	}
 	old, t := s.tab.Load(), newTable[K, V](size)
