@@ -278,8 +278,11 @@ func (st *store[K, V]) setMax(n int64) {
 }
 
 // ranked returns the entries in the order the policy keeps them, the one it would keep
-// longest first: the main queue before the small one, then the most read, then the most
-// recently queued. Each shard's lock is held while its entries are listed.
+// longest first: the main queue's, the most read first, where a small-queue entry that was
+// read counts as a main-queue entry read 0 times, ahead of those (it moves to the main
+// queue's head when the small queue's tail reaches it, where they are dropped before it);
+// then the small queue's unread ones; within each, the most recently queued first. Each
+// shard's lock is held while its entries are listed.
 func (st *store[K, V]) ranked() []*storeNode[K, V] {
 	type ranked struct {
 		n     *storeNode[K, V]
@@ -292,8 +295,13 @@ func (st *store[K, V]) ranked() []*storeNode[K, V] {
 		for inSmall, q := range [2]*fifo[K, V]{&s.main, &s.small} {
 			pos := uint64(0)
 			for n := q.head; n != nil; n = n.next {
-				// main > small, then frequency, then position from the head.
-				score := uint64(1-inSmall)<<62 | uint64(n.freq())<<58 | (1<<58 - 1 - pos)
+				// main (or promoted) > small, then frequency, then promoted before main,
+				// then position from the head.
+				class, freq, promoted := uint64(1), uint64(n.freq()), uint64(0)
+				if inSmall == 1 {
+					class, freq, promoted = min(freq, 1), 0, min(freq, 1)
+				}
+				score := class<<62 | freq<<58 | promoted<<57 | (1<<57 - 1 - pos)
 				all = append(all, ranked{n, score})
 				pos++
 			}
