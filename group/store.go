@@ -17,8 +17,8 @@ import (
 //     there another round (a frequency of 0 to 3, decremented at each pass).
 //
 // One-time keys (a scan) pass through the small queue without displacing the main queue, and
-// a key read often stays. A read takes no lock and writes nothing but a counter, and only
-// until it reaches its cap (storetable.go), so that hits of several goroutines proceed
+// a key read often stays. A read takes no lock (storetable.go) and writes nothing but a
+// counter, and only until it reaches its cap (get), so that hits of several goroutines proceed
 // together. A write costs one table insertion and, in a full store, one removal: about what
 // golang/groupcache's LRU costs, and a quarter of otter's W-TinyLFU write with its maintenance
 // pass (BenchmarkStore), for hit ratios at or above otter's and LRU's on every trace of
@@ -105,7 +105,8 @@ func newStore[K comparable, V any](maxBytes int64, shards int, hash func(K) uint
 }
 
 func (st *store[K, V]) shard(h uint64) *storeShard[K, V] {
-	// The high bits: the low ones of some hashes (the sizer's sampled keys) are not uniform.
+	// The high bits, apart from the low ones where a table's probe starts. (The sizer's
+	// sampled keys leave the high bits zero: their store has one shard.)
 	return &st.shards[(h>>40)&st.mask]
 }
 
@@ -221,7 +222,8 @@ func (st *store[K, V]) evictOne(s *storeShard[K, V], fair int64, force bool) boo
 		}
 		s.main.remove(t)
 		if f := t.freq(); f > 0 {
-			// The shard's write lock keeps readers out: nobody else changes the state now.
+			// Readers count without the lock: one that counts between freq and setState is
+			// lost, which costs the key at most one round.
 			t.setState(f-1, true)
 			s.main.pushFront(t)
 			continue
