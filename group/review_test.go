@@ -88,3 +88,24 @@ func TestRankedIsEvictionOrder(t *testing.T) {
 			coldRank, hotRank, dropped, kept)
 	}
 }
+
+// TestSetHeavierThanBoundKeepsTheRest: an entry heavier than the whole bound cannot stay, and
+// the bound requires nothing else to go; set stored it, evicted every other entry of every
+// shard while it was there, then the entry itself. cache.add refuses such an entry against
+// its own copy of the bound, which SetPeers lowers just before the store's (setMaxBytes): an
+// add that checked the old bound and sets after the new one emptied the cache.
+func TestSetHeavierThanBoundKeepsTheRest(t *testing.T) {
+	st := newStore[uint64, int](10_000, 4, spread)
+	for k := uint64(1); k <= 50; k++ {
+		st.set(k, 0, 100)
+	}
+	before := st.items.Load()
+	st.set(1000, 0, 10_001)
+	if err := checkStore(st); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.items.Load(); got != before || st.evictions.Load() > 1 {
+		t.Fatalf("after a set heavier than the bound: %d entries (were %d), %d evictions; want the %d kept",
+			got, before, st.evictions.Load(), before)
+	}
+}
