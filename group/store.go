@@ -129,8 +129,14 @@ func (st *store[K, V]) get(key K, v *V) bool {
 func (st *store[K, V]) fair() int64 { return st.max.Load() / int64(len(st.shards)) }
 
 // set stores val for key, with weight w, and evicts what the bound requires. A new value for
-// a key present keeps the old one's place and frequency.
+// a key present keeps the old one's place and frequency. An entry heavier than the whole bound
+// is not stored (it would evict every other entry before it went too); the key's old value,
+// which it replaces, is removed.
 func (st *store[K, V]) set(key K, val V, w uint32) {
+	if int64(w) > st.max.Load() {
+		st.removeIf(key, nil)
+		return
+	}
 	h := st.hash(key)
 	s := st.shard(h)
 	n := &storeNode[K, V]{key: key, val: val, weight: w}
