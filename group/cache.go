@@ -91,7 +91,8 @@ func weight(key string, value []byte) uint32 {
 }
 
 // get stores the entry for key in *e and returns its remaining lifetime (0: never expires)
-// if it is present and has not expired. An expired entry found here is dropped and counted.
+// if it is present and has not expired. An expired entry found here is dropped and counted,
+// unless it is a value within its grace (see grace), which stays for stale to find.
 // The entry is written through e, not returned: on the hit path every copy of it shows.
 func (c *cache) get(key string, e *entry) (time.Duration, bool) {
 	if !c.s.get(key, e) {

@@ -60,14 +60,18 @@ func staleCovers(ctx context.Context, err error) bool {
 
 // revalidate starts the background load of key unless one is running. It loads locally, as
 // a peer's request would: the expired value lives in this node's main cache, where a local
-// load stores the new one.
+// load stores the new one. Its context can end (though nothing ends it) so that the slow call
+// runs on a goroutine of its own, not inline (flight.go): do then returns at the load timeout
+// even if the Load ignores its context, and the next stale Get may start a new refresh.
 func (g *Group) revalidate(key string) {
 	if _, running := g.refreshing.LoadOrStore(key, struct{}{}); running {
 		return
 	}
 	g.stats.staleRefreshes.Add(1)
 	go func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
 		defer g.refreshing.Delete(key)
-		_, _ = g.flights.do(context.Background(), flightKey{key: key}, nil)
+		_, _ = g.flights.do(ctx, flightKey{key: key}, nil)
 	}()
 }

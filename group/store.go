@@ -17,8 +17,8 @@ import (
 //     there another round (a frequency of 0 to 3, decremented at each pass).
 //
 // One-time keys (a scan) pass through the small queue without displacing the main queue, and
-// a key read often stays. A read takes no lock and writes nothing but a counter, and only
-// until it reaches its cap (storetable.go), so that hits of several goroutines proceed
+// a key read often stays. A read takes no lock (storetable.go) and writes nothing but a
+// counter, and only until it reaches its cap (get), so that hits of several goroutines proceed
 // together. A write costs one table insertion and, in a full store, one removal: about what
 // golang/groupcache's LRU costs, and a quarter of otter's W-TinyLFU write with its maintenance
 // pass (BenchmarkStore), for hit ratios at or above otter's and LRU's on every trace of
@@ -105,7 +105,8 @@ func newStore[K comparable, V any](maxBytes int64, shards int, hash func(K) uint
 }
 
 func (st *store[K, V]) shard(h uint64) *storeShard[K, V] {
-	// The high bits: the low ones of some hashes (the sizer's sampled keys) are not uniform.
+	// The high bits, apart from the low ones where a table's probe starts. (The sizer's
+	// sampled keys leave the high bits zero: their store has one shard.)
 	return &st.shards[(h>>40)&st.mask]
 }
 
@@ -128,8 +129,14 @@ func (st *store[K, V]) get(key K, v *V) bool {
 func (st *store[K, V]) fair() int64 { return st.max.Load() / int64(len(st.shards)) }
 
 // set stores val for key, with weight w, and evicts what the bound requires. A new value for
-// a key present keeps the old one's place and frequency.
+// a key present keeps the old one's place and frequency. An entry heavier than the whole bound
+// is not stored (it would evict every other entry before it went too); the key's old value,
+// which it replaces, is removed.
 func (st *store[K, V]) set(key K, val V, w uint32) {
+	if int64(w) > st.max.Load() {
+		st.removeIf(key, nil)
+		return
+	}
 	h := st.hash(key)
 	s := st.shard(h)
 	n := &storeNode[K, V]{key: key, val: val, weight: w}
@@ -222,7 +229,8 @@ func (st *store[K, V]) evictOne(s *storeShard[K, V], fair int64, force bool) boo
 		}
 		s.main.remove(t)
 		if f := t.freq(); f > 0 {
-			// The shard's write lock keeps readers out: nobody else changes the state now.
+			// Readers count without the lock: one that counts between freq and setState is
+			// lost, which costs the key at most one round.
 			t.setState(f-1, true)
 			s.main.pushFront(t)
 			continue
@@ -279,8 +287,11 @@ func (st *store[K, V]) setMax(n int64) {
 }
 
 // ranked returns the entries in the order the policy keeps them, the one it would keep
-// longest first: the main queue before the small one, then the most read, then the most
-// recently queued. Each shard's lock is held while its entries are listed.
+// longest first: the main queue's, the most read first, where a small-queue entry that was
+// read counts as a main-queue entry read 0 times, ahead of those (it moves to the main
+// queue's head when the small queue's tail reaches it, where they are dropped before it);
+// then the small queue's unread ones; within each, the most recently queued first. Each
+// shard's lock is held while its entries are listed.
 func (st *store[K, V]) ranked() []*storeNode[K, V] {
 	type ranked struct {
 		n     *storeNode[K, V]
@@ -293,8 +304,13 @@ func (st *store[K, V]) ranked() []*storeNode[K, V] {
 		for inSmall, q := range [2]*fifo[K, V]{&s.main, &s.small} {
 			pos := uint64(0)
 			for n := q.head; n != nil; n = n.next {
-				// main > small, then frequency, then position from the head.
-				score := uint64(1-inSmall)<<62 | uint64(n.freq())<<58 | (1<<58 - 1 - pos)
+				// main (or promoted) > small, then frequency, then promoted before main,
+				// then position from the head.
+				class, freq, promoted := uint64(1), uint64(n.freq()), uint64(0)
+				if inSmall == 1 {
+					class, freq, promoted = min(freq, 1), 0, min(freq, 1)
+				}
+				score := class<<62 | freq<<58 | promoted<<57 | (1<<57 - 1 - pos)
 				all = append(all, ranked{n, score})
 				pos++
 			}
