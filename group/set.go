@@ -71,7 +71,9 @@ func (g *Group) SetValue(ctx context.Context, key string, v Value) (confirmed in
 			return confirmed, err
 		}
 	}
-	g.SetLocal(key, v)
+	if serr := g.SetLocal(key, v); serr != nil {
+		return confirmed, fmt.Errorf("setting %q: %w: %w", key, ErrNotStored, serr)
+	}
 	return confirmed, err
 }
 
@@ -79,9 +81,18 @@ func (g *Group) SetValue(ctx context.Context, key string, v Value) (confirmed in
 // the ring: it serves a set that came from a peer (or a node without peers), and never asks
 // another node. v.TTL zero or less means the group's Config.TTL. A fill of key under way here
 // is marked stale, so that what it loaded does not overwrite v; a hot copy of key is dropped.
-func (g *Group) SetLocal(key string, v Value) {
+//
+// A value that does not fit the main cache with its key (see MaxValueBytes) is not stored:
+// SetLocal returns ErrValueTooLarge (wrapped), and drops key's old value all the same, which
+// the write superseded.
+func (g *Group) SetLocal(key string, v Value) error {
 	if key == "" {
-		return
+		return ErrInvalidKey
+	}
+	if err := g.tooLarge(key, v); err != nil {
+		g.flights.supersede(key, func() { g.main.remove(key) })
+		g.hot.remove(key)
+		return err
 	}
 	ttl := v.TTL
 	if ttl <= 0 {
@@ -93,6 +104,7 @@ func (g *Group) SetLocal(key string, v Value) {
 	// before (and is overwritten) or is marked stale first (and stores nothing).
 	g.flights.supersede(key, func() { g.main.add(key, e) })
 	g.hot.remove(key)
+	return nil
 }
 
 // supersede marks the fills of key stale and forgets them, as invalidate does, and runs store
@@ -110,8 +122,9 @@ func (f *flights) supersede(key string, store func()) {
 	store()
 }
 
-// MaxValueBytes is the largest value this group's main cache can hold for a short key: a
-// larger one would be dropped as soon as it is stored. The HTTP API refuses a PUT above it.
+// MaxValueBytes is the largest value this group's main cache can hold now (its bound is all of
+// CacheBytes without peers, less the hot cache's share with them), less its key's length: a key of n bytes takes values of at most MaxValueBytes()-n bytes, and Set refuses a
+// larger one with ErrValueTooLarge. The HTTP API answers a PUT above it 413.
 func (g *Group) MaxValueBytes() int64 {
-	return max(g.cfg.CacheBytes-hotBytes(g.cfg)-EntryOverhead, 0)
+	return max(g.main.maxBytes.Load()-EntryOverhead, 0)
 }

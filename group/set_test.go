@@ -1,7 +1,10 @@
 package group
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,8 +23,7 @@ func (p *setPeer) Fetch(ctx context.Context, group, key string) (Value, error) {
 
 func (p *setPeer) Set(_ context.Context, group, key string, v Value) error {
 	p.sets.Add(1)
-	p.owner.SetLocal(key, v)
-	return nil
+	return p.owner.SetLocal(key, v)
 }
 
 func TestSetLocalOwner(t *testing.T) {
@@ -106,5 +108,42 @@ func TestSetMarksFillStale(t *testing.T) {
 	res, err := g.Get(ctx, "k")
 	if err != nil || string(res.Bytes) != "new" {
 		t.Fatalf("Get after the fill = %q, %v; want new", res.Bytes, err)
+	}
+}
+
+// TestSetAtTheValueLimit: a key of n bytes takes a value of MaxValueBytes()-n bytes, stored and
+// read back; one byte more is refused with ErrNotStored and ErrValueTooLarge, on this node and
+// through a SetPeer owner alike, and the key's old value, which the write superseded, is gone
+// (the next Get loads the origin's). MaxValueBytes once left the key out: a Set of it returned
+// no error and stored nothing.
+func TestSetAtTheValueLimit(t *testing.T) {
+	for _, viaPeer := range []bool{false, true} {
+		t.Run(fmt.Sprintf("via peer %v", viaPeer), func(t *testing.T) {
+			l := &countingLoader{}
+			g := newTestGroup(t, l, testConfig())
+			owner := g
+			if viaPeer {
+				owner = newTestGroup(t, &countingLoader{}, testConfig())
+				g.SetPeers(&ownerPicker{peer: &setPeer{owner: owner}})
+			}
+			ctx := context.Background()
+			const key = "key-of-12"
+			fits := bytes.Repeat([]byte{'w'}, int(owner.MaxValueBytes())-len(key))
+			if _, err := g.Set(ctx, key, fits, time.Minute); err != nil {
+				t.Fatalf("Set of %d bytes under a %d-byte key: %v", len(fits), len(key), err)
+			}
+			if res, err := owner.GetLocal(ctx, key); err != nil || !bytes.Equal(res.Bytes, fits) || res.Source != SourceMain {
+				t.Fatalf("after the Set that fits: %d bytes from %v, %v; want the written value from the main cache", len(res.Bytes), res.Source, err)
+			}
+			over := append(fits, 'x')
+			_, err := g.Set(ctx, key, over, time.Minute)
+			if !errors.Is(err, ErrNotStored) || !errors.Is(err, ErrValueTooLarge) {
+				t.Fatalf("Set of one byte more: %v, want ErrNotStored and ErrValueTooLarge", err)
+			}
+			res, err := owner.GetLocal(ctx, key)
+			if err != nil || res.Source != SourceLoader {
+				t.Fatalf("after the refused Set: %d bytes from %v, %v; want the old value gone and a load", len(res.Bytes), res.Source, err)
+			}
+		})
 	}
 }

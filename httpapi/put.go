@@ -31,7 +31,7 @@ func (a *API) putKey(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	limit := g.MaxValueBytes()
+	limit := max(g.MaxValueBytes()-int64(len(key)), 0)
 	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
 		msg: fmt.Sprintf("group %q takes values of at most %d bytes", g.Name(), limit)}
 	if r.ContentLength > limit {
@@ -51,6 +51,10 @@ func (a *API) putKey(w http.ResponseWriter, r *http.Request) {
 	v := group.Value{Bytes: body, TTL: ttl, ContentType: r.Header.Get("Content-Type")}
 	confirmed, err := g.SetValue(r.Context(), key, v)
 	answer := invalidation{Group: g.Name(), Key: key, PeersConfirmed: confirmed}
+	if errors.Is(err, group.ErrValueTooLarge) { // the owner's cache is smaller than this node's
+		a.fail(w, r, tooLarge)
+		return
+	}
 	if errors.Is(err, group.ErrNotStored) {
 		a.fail(w, r, fmt.Errorf("group %q, key %q: %w", g.Name(), key, err))
 		return

@@ -126,4 +126,18 @@ func TestPutLimitsAndToken(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), CodeTooLarge) {
 		t.Errorf("PUT over the limit: %d %s, want 413 too_large", resp.StatusCode, body)
 	}
+	// At the limit, which counts the key: stored and served; one byte more: 413, not a 200
+	// for a value the cache then drops.
+	limit := int(a.Groups()[0].MaxValueBytes()) - len("k")
+	resp, body = put(t, a, "k", strings.Repeat("y", limit), "Authorization", auth)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT at the limit (%d bytes): %d %s, want 200", limit, resp.StatusCode, body)
+	}
+	if _, got := a.get(t, http.MethodGet, keyPath("g", "k")); len(got) != limit {
+		t.Errorf("GET after the PUT at the limit: %d bytes, want %d", len(got), limit)
+	}
+	resp, body = put(t, a, "k", strings.Repeat("y", limit+1), "Authorization", auth)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), CodeTooLarge) {
+		t.Errorf("PUT one byte over the limit: %d %s, want 413 too_large", resp.StatusCode, body)
+	}
 }

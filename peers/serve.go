@@ -237,7 +237,9 @@ func (h wireHandler) Set(_ context.Context, groupName, key string, v wire.Value)
 		return &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf(
 			"value of %d bytes is above group %q's limit for peers (%d bytes)", len(v.Bytes), groupName, s.maxValue)}
 	}
-	s.g.SetLocal(key, group.Value(v))
+	if err := s.g.SetLocal(key, group.Value(v)); err != nil {
+		return verdict(err)
+	}
 	return nil
 }
 
@@ -259,8 +261,8 @@ func (h wireHandler) group(name string) (*servedGroup, error) {
 	return nil, &wire.Error{Code: wire.CodeUnknownGroup, Message: fmt.Sprintf("%v: %q on node %s", ErrUnknownGroup, name, h.c.cfg.NodeName)}
 }
 
-// verdict maps an error of GetLocal to its wire code: the one place where the peer wire
-// turns the group's errors into codes.
+// verdict maps an error of GetLocal (or SetLocal) to its wire code: the one place where the
+// peer wire turns the group's errors into codes.
 func verdict(err error) error {
 	code := wire.CodeLoadFailed
 	switch {
