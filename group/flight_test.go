@@ -33,9 +33,10 @@ func (h *panickyHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 
 // A fill that panics outside the slow call (here while settling a fetch: logging the
 // fallback, or storing the fetched value) releases every caller sharing it with an error, and
-// the next Get starts a new fill.
+// the next Get starts a new fill: whoever settles it, the first caller on its own goroutine
+// (its context never ends: the call ran inline), the first caller after waiting for the call's
+// goroutine, or the goroutine that took over the wait when the first caller left (drive).
 func TestFillPanicOutsideTheLoader(t *testing.T) {
-	const callers = 50
 	tests := []struct {
 		name string
 		// answer is the owner's answer; breakFill makes the fill's own code panic on it, and
@@ -65,67 +66,100 @@ func TestFillPanicOutsideTheLoader(t *testing.T) {
 			want:      SourcePeer,
 		},
 	}
+	type mode struct {
+		name   string
+		leaves bool // the first caller leaves before the answer; drive settles the fill
+		ctx    func(t *testing.T) context.Context
+	}
+	modes := []mode{
+		{"inline", false, func(*testing.T) context.Context { return context.Background() }},
+		{"on a goroutine", false, func(t *testing.T) context.Context { return t.Context() }},
+		{"driven after the first caller left", true, func(t *testing.T) context.Context { return t.Context() }},
+	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			gt := newGate()
-			var held atomic.Bool
-			held.Store(true)
-			peer := &fakePeer{fn: func(ctx context.Context, _, _ string) (Value, error) {
-				if held.Load() {
-					if err := gt.wait(ctx); err != nil {
-						return Value{}, err
-					}
-				}
-				return tt.answer()
-			}}
-			h := &panickyHandler{Handler: slog.DiscardHandler}
-			l := &countingLoader{}
-			g, err := New(t.Name(), l, testConfig(), slog.New(h))
-			if err != nil {
-				t.Fatal(err)
-			}
-			g.SetPeers(&ownerPicker{peer: peer})
-			tt.breakFill(g, h)
-
-			errs := make(chan error, callers)
-			var wg sync.WaitGroup
-			for range callers {
-				wg.Go(func() {
-					_, err := g.Get(context.Background(), "k")
-					errs <- err
-				})
-			}
-			gt.waitEntered(t, 1)
-			eventually(t, 10*time.Second, "every caller joined the fetch", func() bool {
-				return g.flights.waiters(flightKey{key: "k", remote: true}) == callers
+		for _, md := range modes {
+			t.Run(tt.name+"/"+md.name, func(t *testing.T) {
+				testFillPanic(t, tt.answer, tt.breakFill, tt.mendFill, tt.want, md.leaves, md.ctx(t))
 			})
-			gt.release()
-			deadline := time.After(10 * time.Second)
-			for range callers {
-				select {
-				case err := <-errs:
-					if !errors.Is(err, ErrLoaderPanic) || !strings.Contains(err.Error(), "outside the loader") {
-						t.Fatalf("a caller got %v, want the fill's panic", err)
-					}
-				case <-deadline:
-					t.Fatal("callers still waiting for a fill that panicked")
-				}
-			}
-			wg.Wait()
-			if n := g.Stats().LoaderPanics; n != 0 {
-				t.Fatalf("LoaderPanics = %d: the loader did not panic", n)
-			}
+		}
+	}
+}
 
-			tt.mendFill(g, h)
-			held.Store(false)
-			res, err := g.Get(t.Context(), "k")
-			if err != nil || res.Source != tt.want {
-				t.Fatalf("Get after the panic = %v %v, want a new fill from %v", res.Source, err, tt.want)
+func testFillPanic(t *testing.T, answer func() (Value, error), breakFill, mendFill func(*Group, *panickyHandler), want Source, leaves bool, ctx context.Context) {
+	const callers = 50
+	gt := newGate()
+	var held atomic.Bool
+	held.Store(true)
+	peer := &fakePeer{fn: func(ctx context.Context, _, _ string) (Value, error) {
+		if held.Load() {
+			if err := gt.wait(ctx); err != nil {
+				return Value{}, err
 			}
-			if n := peer.calls.Load(); n != 2 {
-				t.Fatalf("owner asked %d times, want 2 (one per fill)", n)
-			}
+		}
+		return answer()
+	}}
+	h := &panickyHandler{Handler: slog.DiscardHandler}
+	l := &countingLoader{}
+	g, err := New(t.Name(), l, testConfig(), slog.New(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.SetPeers(&ownerPicker{peer: peer})
+	breakFill(g, h)
+
+	errs := make(chan error, callers)
+	firstCtx, leave := context.WithCancel(ctx)
+	defer leave()
+	first := make(chan error, 1)
+	go func() {
+		_, err := g.Get(firstCtx, "k")
+		first <- err
+	}()
+	gt.waitEntered(t, 1) // the first caller leads the fill
+	var wg sync.WaitGroup
+	for range callers - 1 {
+		wg.Go(func() {
+			_, err := g.Get(ctx, "k")
+			errs <- err
 		})
+	}
+	eventually(t, 10*time.Second, "every caller joined the fetch", func() bool {
+		return g.flights.waiters(flightKey{key: "k", remote: true}) == callers
+	})
+	if leaves {
+		leave()
+		if err := receive(t, first, "the first caller"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("the first caller got %v, want context.Canceled", err)
+		}
+		errs <- fmt.Errorf("left: %w", ErrLoaderPanic) // stands for its answer below
+	} else {
+		go func() { errs <- <-first }()
+	}
+	gt.release()
+	deadline := time.After(10 * time.Second)
+	for range callers {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrLoaderPanic) || !(strings.Contains(err.Error(), "outside the loader") || strings.HasPrefix(err.Error(), "left: ")) {
+				t.Fatalf("a caller got %v, want the fill's panic", err)
+			}
+		case <-deadline:
+			t.Fatal("callers still waiting for a fill that panicked")
+		}
+	}
+	wg.Wait()
+	if n := g.Stats().LoaderPanics; n != 0 {
+		t.Fatalf("LoaderPanics = %d: the loader did not panic", n)
+	}
+
+	mendFill(g, h)
+	held.Store(false)
+	res, err := g.Get(t.Context(), "k")
+	if err != nil || res.Source != want {
+		t.Fatalf("Get after the panic = %v %v, want a new fill from %v", res.Source, err, want)
+	}
+	if n := peer.calls.Load(); n != 2 {
+		t.Fatalf("owner asked %d times, want 2 (one per fill)", n)
 	}
 }
 
