@@ -211,6 +211,54 @@ func BenchmarkGetMiss(b *testing.B) {
 	})
 }
 
+// BenchmarkGetMissCancellable is BenchmarkGetMiss with a context that can end, as every HTTP
+// request's: the fill's slow call then runs on a goroutine of its own, so that the caller can
+// leave at once (flights.inline runs it on the caller's goroutine only for a context that never
+// ends). golang/groupcache, which has no such promise, runs it on the caller's goroutine
+// whatever the context.
+func BenchmarkGetMissCancellable(b *testing.B) {
+	value := make([]byte, 128)
+	keys := benchKeys(1 << 20)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.Run("groupcached", func(b *testing.B) {
+		cfg := DefaultConfig()
+		cfg.CacheBytes = 1 << 20
+		g, err := New(b.Name(), LoaderFunc(func(context.Context, string) (Value, error) {
+			return Value{Bytes: value}, nil
+		}), cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		cpu := startCPUClock()
+		i := 0
+		for b.Loop() {
+			if res, err := g.Get(ctx, keys[i%len(keys)]); err != nil || res.Source != SourceLoader {
+				b.Fatalf("Get = %v %v, want a load", res.Source, err)
+			}
+			i++
+		}
+		cpu.report(b)
+	})
+	b.Run("golang-groupcache", func(b *testing.B) {
+		g := newGroupcacheGroup(b.Name(), 1<<20, func(_ context.Context, _ string, dest groupcache.Sink) error {
+			return dest.SetBytes(value)
+		})
+		b.ReportAllocs()
+		cpu := startCPUClock()
+		i := 0
+		var bv groupcache.ByteView
+		for b.Loop() {
+			if err := g.Get(ctx, keys[i%len(keys)], groupcache.ByteViewSink(&bv)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		cpu.report(b)
+	})
+}
+
 // BenchmarkStore measures what a miss pays to store its value, alone: a new key of 128 bytes
 // into a full 1 MiB cache, evicting what the bound requires, as BenchmarkGetMiss's fills do.
 // "groupcached" is the group's cache.add (the S3-FIFO store's set, with its eviction);
