@@ -136,6 +136,8 @@ type Config struct {
 	// Middleware wraps every request the API serves, the first outermost: the key fast path,
 	// the peer endpoints (every path under peers.PathPrefix) and the chi routes alike, so that
 	// authentication, an access log, request metrics or limits added here cover the whole node.
+	// A peer connection passes it once, as the HTTP request that upgrades to the peer wire;
+	// the fetches multiplexed on it afterwards do not (the wire authenticates and bounds them).
 	// Each is chi-style (see Middleware), called once by New. They run outside
 	// the API's recoverer and so see the 500 it answers for a panicking handler; a panic in a
 	// middleware itself is left to net/http, which logs it and drops the connection. A
