@@ -74,6 +74,26 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Fatalf("sizing still warming after %d sampled requests", est.Sampled)
 	}
 
+	// The browser starts before the traffic: the charts cover the samples of the last 3 s,
+	// and Chromium's start on a loaded machine can take longer than that.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.WindowSize(1280, 1600),
+		chromedp.DisableGPU,
+	)
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run as root with its sandbox
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	browser, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	if err := chromedp.Do(browser, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("starting the browser: %v", err)
+	}
+
 	// Traffic over several samples, so that the charts have lines: a burst per sample, of 20
 	// keys read three times each from node-a (hits after the first read), some missing.
 	// The time of the newest sample (the count of samples stops at the ring's size, 61, which
@@ -110,21 +130,6 @@ func TestStatusPageInBrowser(t *testing.T) {
 			}
 		}
 	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.WindowSize(1280, 1600),
-		chromedp.DisableGPU,
-	)
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run as root with its sandbox
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
 
 	// The ratio the page must show: node-a's, the way the page formats it.
 	st := a.Groups()[0].Stats()
