@@ -10,9 +10,10 @@ import (
 	"github.com/groupcached/groupcached/peers"
 )
 
-// The longest ShutdownDelay and HandOffTimeout a NodeConfig may have: each counts against a
-// stop that container orchestrators usually bound at 10 s after SIGTERM, and the delay, the
-// hand-off, the leave and the drain must all fit in it.
+// The longest ShutdownDelay and HandOffTimeout a NodeConfig may have with a StopTimeout of up
+// to 10 s: each counts against a stop that container orchestrators usually bound at 10 s after
+// SIGTERM, and the delay, the hand-off, the leave and the drain must all fit in it. A longer
+// StopTimeout allows each up to half of it (see maxStep).
 const (
 	MaxShutdownDelay  = 5 * time.Second
 	MaxHandOffTimeout = 5 * time.Second
@@ -80,7 +81,7 @@ type NodeConfig struct {
 	// ShutdownDelay is how long Stop keeps serving, /readyz answering 503, before it leaves
 	// the cluster and stops accepting connections, so that load balancers take the node out
 	// of rotation first. It counts against StopTimeout, so it must be shorter; and it must be
-	// under MaxShutdownDelay (5 s). Zero: no delay.
+	// under MaxShutdownDelay (5 s), or half of StopTimeout when that is longer. Zero: no delay.
 	ShutdownDelay time.Duration
 
 	// LeaveTimeout bounds the leave step of Stop (announcing the departure, so that peers stop
@@ -98,7 +99,8 @@ type NodeConfig struct {
 	HandOffBytes int64
 
 	// HandOffTimeout bounds the hand-off step of Stop; it counts against StopTimeout, so it
-	// must be shorter; and it must be under MaxHandOffTimeout (5 s). Zero: 2 s.
+	// must be shorter; and it must be under MaxHandOffTimeout (5 s), or half of StopTimeout
+	// when that is longer. Zero: 2 s.
 	HandOffTimeout time.Duration
 
 	// StopTimeout bounds a whole Stop: delay, hand-off, leave, drain and close. Requests still in flight
@@ -158,11 +160,11 @@ func (c NodeConfig) Validate() error {
 	if err != nil {
 		fail("HTTPAddr", "%q: want host:port, e.g. 127.0.0.1:8080", c.HTTPAddr)
 	}
-	if c.ShutdownDelay < 0 || c.ShutdownDelay >= MaxShutdownDelay {
-		fail("ShutdownDelay", "must be at least 0s and under %v, got %v", MaxShutdownDelay, c.ShutdownDelay)
+	if limit := c.maxStep(MaxShutdownDelay); c.ShutdownDelay < 0 || c.ShutdownDelay >= limit {
+		fail("ShutdownDelay", "must be at least 0s and under %v, got %v", limit, c.ShutdownDelay)
 	}
-	if c.HandOffTimeout < 0 || c.HandOffTimeout >= MaxHandOffTimeout {
-		fail("HandOffTimeout", "must be at least 0s (0s: %v) and under %v, got %v", defaultHandOffTimeout, MaxHandOffTimeout, c.HandOffTimeout)
+	if limit := c.maxStep(MaxHandOffTimeout); c.HandOffTimeout < 0 || c.HandOffTimeout >= limit {
+		fail("HandOffTimeout", "must be at least 0s (0s: %v) and under %v, got %v", defaultHandOffTimeout, limit, c.HandOffTimeout)
 	}
 	for _, d := range []struct {
 		name string
@@ -280,3 +282,7 @@ func (c NodeConfig) clusterConfig(httpAddr string) peers.Config {
 	}
 	return pc
 }
+
+// maxStep is the bound of one step of Stop (the delay, the hand-off): bound, or half of
+// StopTimeout when that is longer, so that a node given a long stop may use it.
+func (c NodeConfig) maxStep(bound time.Duration) time.Duration { return max(bound, c.StopTimeout/2) }

@@ -26,6 +26,12 @@ func TestNodeConfigFieldErrors(t *testing.T) {
 		{"shutdown delay at its bound", func(c *NodeConfig) { c.ShutdownDelay = MaxShutdownDelay }, []string{"ShutdownDelay"}},
 		{"negative hand-off timeout", func(c *NodeConfig) { c.HandOffTimeout = -time.Second }, []string{"HandOffTimeout"}},
 		{"hand-off timeout at its bound", func(c *NodeConfig) { c.HandOffTimeout = MaxHandOffTimeout }, []string{"HandOffTimeout"}},
+		{"a long stop allows a long delay", func(c *NodeConfig) {
+			c.StopTimeout, c.ShutdownDelay, c.HandOffTimeout = time.Minute, 20*time.Second, 10*time.Second
+		}, nil},
+		{"but under half of it", func(c *NodeConfig) {
+			c.StopTimeout, c.ShutdownDelay, c.HandOffTimeout = time.Minute, 30*time.Second, 30*time.Second
+		}, []string{"ShutdownDelay", "HandOffTimeout"}},
 		{"negative leave and stop", func(c *NodeConfig) { c.LeaveTimeout, c.StopTimeout = -1, -1 },
 			[]string{"LeaveTimeout", "StopTimeout"}},
 		{"delay and hand-off as long as the stop", func(c *NodeConfig) {
@@ -45,6 +51,12 @@ func TestNodeConfigFieldErrors(t *testing.T) {
 			cfg := LocalNodeConfig()
 			tt.change(&cfg)
 			err := cfg.Validate()
+			if tt.fields == nil {
+				if err != nil {
+					t.Fatalf("Validate = %v, want no fault", err)
+				}
+				return
+			}
 			if err == nil {
 				t.Fatal("Validate accepted it")
 			}
