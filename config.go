@@ -121,8 +121,8 @@ type NodeConfig struct {
 	NoTTLMaxAge time.Duration `yaml:"no_ttl_max_age"`
 	// ShutdownDelay is how long /readyz answers 503 before the node stops accepting
 	// connections on SIGTERM, so that load balancers take it out of rotation first. The
-	// whole stop (delay, leave, drain) is bounded at 10s, so it must be under 5s. Zero: no
-	// delay. Default 1s.
+	// whole stop (delay, leave, drain) is bounded at 10s, so it must be under 5s
+	// (httpapi.MaxShutdownDelay). Zero: no delay. Default 1s.
 	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
 	// LogLevel is debug, info, warn or error. Empty: info.
 	LogLevel string `yaml:"log_level"`
@@ -155,8 +155,8 @@ type NodeConfig struct {
 	// many bytes of keys and values (httpapi.NodeConfig.HandOffBytes). 0: no hand-off.
 	// Default 64MiB.
 	HandOffBytes group.ByteSize `yaml:"handoff_bytes"`
-	// HandOffTimeout bounds the hand-off, within the 10s a stop may take. Above 0s, under
-	// 5s. Default 2s.
+	// HandOffTimeout bounds the hand-off, within the 10s a stop may take. Under 5s
+	// (httpapi.MaxHandOffTimeout). 0s or default: 2s.
 	HandOffTimeout time.Duration `yaml:"handoff_timeout"`
 	// PeerEjectAfter is how many fetches in a row must find a peer unreachable before this
 	// node routes around it and loads its keys itself (peers.Config.PeerEjectAfter).
@@ -233,14 +233,10 @@ const (
 	defaultPeekTimeout   = 100 * time.Millisecond
 	defaultHandOffTime   = 2 * time.Second
 
-	// maxPeekTimeout and maxHandOffTime keep a peek short and the hand-off within a stop.
+	// maxPeekTimeout keeps a peek short.
 	maxPeekTimeout   = 5 * time.Second
-	maxHandOffTime   = 5 * time.Second
 	defaultLogLevel  = "info"
 	defaultLogFormat = "text"
-
-	// maxShutdownDelay keeps delay + leave + drain within the 10s a stop may take.
-	maxShutdownDelay = 5 * time.Second
 
 	presetLAN   = "lan"
 	presetLocal = "local"

@@ -22,10 +22,10 @@ type source struct {
 	path, flag, env string
 }
 
-// validate checks the configuration. The node's own settings (preset, log level, shutdown
-// delay, the groups' names and that each has a loader) are checked here; the settings the
-// node hands to a package (group.Config, peers.Config, httpapi.Config) are checked by that
-// package's Validate, and each *group.FieldError it returns is blamed on the flag or variable
+// validate checks the configuration. The settings only the file has (preset, log level and
+// format, warm_time and peek_timeout as the file means them, the groups' names and that each
+// has a loader) are checked here; the settings the node hands to a package (group.Config,
+// peers.Config, httpapi.Config and httpapi.NodeConfig) are checked by that package's Validate, and each *group.FieldError it returns is blamed on the flag or variable
 // that set the value, or else on the value's line in the file. The loader blocks were
 // checked by their types as the file was decoded.
 func (c *Config) validate(f Flags, lookupEnv func(string) (string, bool)) error {
@@ -72,17 +72,13 @@ func (c *Config) validate(f Flags, lookupEnv func(string) (string, bool)) error 
 	if n.Preset != presetLAN && n.Preset != presetLocal {
 		fail(source{"node.preset", "", "GROUPCACHED_PRESET"}, "unknown preset %q: want %q or %q", n.Preset, presetLAN, presetLocal)
 	}
-	if n.ShutdownDelay < 0 || n.ShutdownDelay >= maxShutdownDelay {
-		fail(source{path: "node.shutdown_delay"}, "must be at least 0s and under %v, got %v", maxShutdownDelay, n.ShutdownDelay)
-	}
+	// warm_time and peek_timeout are the file's own: its 0s warm_time means no peeks (peers'
+	// negative), and a 0s peek_timeout would leave peers' default in its place.
 	if n.WarmTime < 0 {
 		fail(source{path: "node.warm_time"}, "must be at least 0s (0s: no peeks), got %v", n.WarmTime)
 	}
 	if n.PeekTimeout <= 0 || n.PeekTimeout > maxPeekTimeout {
 		fail(source{path: "node.peek_timeout"}, "must be above 0s and at most %v, got %v", maxPeekTimeout, n.PeekTimeout)
-	}
-	if n.HandOffTimeout <= 0 || n.HandOffTimeout >= maxHandOffTime {
-		fail(source{path: "node.handoff_timeout"}, "must be above 0s and under %v, got %v", maxHandOffTime, n.HandOffTimeout)
 	}
 	if _, err := parseLogLevel(n.LogLevel); err != nil {
 		fail(source{"node.log_level", "", "GROUPCACHED_LOG_LEVEL"}, "%v", err)
@@ -123,6 +119,31 @@ func (c *Config) validate(f Flags, lookupEnv func(string) (string, bool)) error 
 	blame(c.peersConfig(advertisable(advertised), nil).Validate(), peerSources, "peers")
 	blame(c.apiConfig().Validate(), nodeSources, "httpapi")
 	c.validateSecurity(fail)
+
+	// The node's own settings, as httpapi.NewNode will get them, one fault per setting. Its
+	// API and Cluster were blamed above, field by field, its Name as the cluster's NodeName,
+	// the address it advertises (peer_addr, else http_addr) by peers, and its TLS files by
+	// validateTLS.
+	settingSources := map[string]source{
+		"HTTPAddr":           nodeSources["HTTPAddr"],
+		"ShutdownDelay":      {path: "node.shutdown_delay"},
+		"HandOffBytes":       {path: "node.handoff_bytes"},
+		"HandOffTimeout":     {path: "node.handoff_timeout"},
+		"MaxConnections":     {path: "node.max_connections"},
+		"MaxIdleConnections": {path: "node.max_idle_connections"},
+	}
+	skip := map[string]bool{"Name": true, "API": true, "Cluster": true, "TLS": true, "PeerAddr": true, "HTTPAddr": n.PeerAddr == ""}
+	var nodeFaults []error
+	for _, e := range leaves(nodeSettings(*c, nil).Validate()) {
+		if fe, ok := e.(*group.FieldError); ok {
+			if name, _, _ := strings.Cut(fe.Field, "."); skip[name] {
+				continue
+			}
+			skip[fe.Field] = true
+		}
+		nodeFaults = append(nodeFaults, e)
+	}
+	blame(errors.Join(nodeFaults...), settingSources, "httpapi")
 
 	if len(c.Groups) == 0 {
 		fail(source{path: "groups"}, "at least one group is required")

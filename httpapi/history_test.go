@@ -79,7 +79,7 @@ func TestHistoryConfigValidate(t *testing.T) {
 	}
 	cfg := LocalNodeConfig()
 	cfg.History.Samples = -1
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "History: Samples") {
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "History.Samples: ") {
 		t.Errorf("NodeConfig with a bad history: %v", err)
 	}
 }

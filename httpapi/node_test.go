@@ -259,27 +259,27 @@ func TestNodeConfig(t *testing.T) {
 		{"DefaultNodeConfig with a name", func() NodeConfig { return withName(DefaultNodeConfig()) }, nil},
 		{"LocalNodeConfig", LocalNodeConfig, nil},
 		{"alone, unnamed", func() NodeConfig { c := LocalNodeConfig(); c.Cluster, c.Name = nil, ""; return c }, nil},
-		{"DefaultNodeConfig unnamed", DefaultNodeConfig, []string{"Name is required"}},
+		{"DefaultNodeConfig unnamed", DefaultNodeConfig, []string{"Name: required"}},
 		{"no address", func() NodeConfig { c := LocalNodeConfig(); c.HTTPAddr = ""; return c }, []string{"HTTPAddr"}},
 		{"address without a port", func() NodeConfig { c := LocalNodeConfig(); c.HTTPAddr = "localhost"; return c }, []string{"HTTPAddr"}},
 		{"negative durations", func() NodeConfig {
 			c := LocalNodeConfig()
 			c.ShutdownDelay, c.LeaveTimeout, c.StopTimeout = -1, -1, -1
 			return c
-		}, []string{"ShutdownDelay must be >= 0", "LeaveTimeout must be >= 0", "StopTimeout must be >= 0"}},
+		}, []string{"ShutdownDelay: must be at least 0s", "LeaveTimeout: must be >= 0", "StopTimeout: must be >= 0"}},
 		{"delay as long as the stop", func() NodeConfig {
 			c := LocalNodeConfig()
 			c.ShutdownDelay, c.StopTimeout = time.Second, time.Second
 			return c
-		}, []string{"ShutdownDelay (1s) must be shorter than StopTimeout (1s)"}},
-		{"bad API setting", func() NodeConfig { c := LocalNodeConfig(); c.API.MaxKeyBytes = -1; return c }, []string{"API: ", "MaxKeyBytes"}},
+		}, []string{"ShutdownDelay: 1s must be shorter than StopTimeout (1s)"}},
+		{"bad API setting", func() NodeConfig { c := LocalNodeConfig(); c.API.MaxKeyBytes = -1; return c }, []string{"API.MaxKeyBytes: "}},
 		{"bad cluster setting", func() NodeConfig {
 			c := LocalNodeConfig()
 			pc := *c.Cluster
 			pc.SecretKey = []byte("short")
 			c.Cluster = &pc
 			return c
-		}, []string{"Cluster: ", "SecretKey"}},
+		}, []string{"Cluster.SecretKey: "}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg()

@@ -2,12 +2,21 @@ package httpapi
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"time"
 
+	"github.com/groupcached/groupcached/group"
 	"github.com/groupcached/groupcached/peers"
+)
+
+// The longest ShutdownDelay and HandOffTimeout a NodeConfig may have with a StopTimeout of up
+// to 10 s: each counts against a stop that container orchestrators usually bound at 10 s after
+// SIGTERM, and the delay, the hand-off, the leave and the drain must all fit in it. A longer
+// StopTimeout allows each up to half of it (see maxStep).
+const (
+	MaxShutdownDelay  = 5 * time.Second
+	MaxHandOffTimeout = 5 * time.Second
 )
 
 // NodeConfig is everything a Node needs besides its groups: where it listens, the API's and
@@ -71,8 +80,8 @@ type NodeConfig struct {
 
 	// ShutdownDelay is how long Stop keeps serving, /readyz answering 503, before it leaves
 	// the cluster and stops accepting connections, so that load balancers take the node out
-	// of rotation first. It counts against StopTimeout, so it must be shorter. Zero: no
-	// delay.
+	// of rotation first. It counts against StopTimeout, so it must be shorter; and it must be
+	// under MaxShutdownDelay (5 s), or half of StopTimeout when that is longer. Zero: no delay.
 	ShutdownDelay time.Duration
 
 	// LeaveTimeout bounds the leave step of Stop (announcing the departure, so that peers stop
@@ -90,7 +99,8 @@ type NodeConfig struct {
 	HandOffBytes int64
 
 	// HandOffTimeout bounds the hand-off step of Stop; it counts against StopTimeout, so it
-	// must be shorter. Zero: 2 s.
+	// must be shorter; and it must be under MaxHandOffTimeout (5 s), or half of StopTimeout
+	// when that is longer. Zero: 2 s.
 	HandOffTimeout time.Duration
 
 	// StopTimeout bounds a whole Stop: delay, hand-off, leave, drain and close. Requests still in flight
@@ -138,67 +148,85 @@ func LocalNodeConfig() NodeConfig {
 }
 
 // Validate reports every field that is missing or out of range, the API's and the cluster's
-// included.
+// included, each as a *group.FieldError, joined. A fault of a nested configuration names its
+// path from NodeConfig ("API.MaxKeyBytes", "Cluster.Seeds[1]"); a fault between two fields
+// names the first ("ShutdownDelay" when it is not shorter than StopTimeout).
 func (c NodeConfig) Validate() error {
 	var errs []error
+	fail := func(field, format string, args ...any) {
+		errs = append(errs, group.FieldErrorf(field, format, args...))
+	}
 	host, _, err := net.SplitHostPort(c.HTTPAddr)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("HTTPAddr %q: want host:port, e.g. 127.0.0.1:8080", c.HTTPAddr))
+		fail("HTTPAddr", "%q: want host:port, e.g. 127.0.0.1:8080", c.HTTPAddr)
+	}
+	if limit := c.maxStep(MaxShutdownDelay); c.ShutdownDelay < 0 || c.ShutdownDelay >= limit {
+		fail("ShutdownDelay", "must be at least 0s and under %v, got %v", limit, c.ShutdownDelay)
+	}
+	if limit := c.maxStep(MaxHandOffTimeout); c.HandOffTimeout < 0 || c.HandOffTimeout >= limit {
+		fail("HandOffTimeout", "must be at least 0s (0s: %v) and under %v, got %v", defaultHandOffTimeout, limit, c.HandOffTimeout)
 	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 	}{
-		{"ShutdownDelay", c.ShutdownDelay},
 		{"LeaveTimeout", c.LeaveTimeout},
 		{"StopTimeout", c.StopTimeout},
-		{"HandOffTimeout", c.HandOffTimeout},
 	} {
 		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("%s must be >= 0, got %v", d.name, d.v))
+			fail(d.name, "must be >= 0, got %v", d.v)
 		}
 	}
 	if c.StopTimeout > 0 && c.ShutdownDelay >= c.StopTimeout {
-		errs = append(errs, fmt.Errorf("ShutdownDelay (%v) must be shorter than StopTimeout (%v), which it counts against",
-			c.ShutdownDelay, c.StopTimeout))
+		fail("ShutdownDelay", "%v must be shorter than StopTimeout (%v), which it counts against", c.ShutdownDelay, c.StopTimeout)
 	}
 	if c.StopTimeout > 0 && c.HandOffBytes > 0 && c.handOffTimeout() >= c.StopTimeout {
-		errs = append(errs, fmt.Errorf("HandOffTimeout (%v) must be shorter than StopTimeout (%v), which it counts against",
-			c.handOffTimeout(), c.StopTimeout))
+		fail("HandOffTimeout", "%v must be shorter than StopTimeout (%v), which it counts against", c.handOffTimeout(), c.StopTimeout)
 	}
 	if c.PeerAddr != "" {
 		if _, _, err := net.SplitHostPort(c.PeerAddr); err != nil {
-			errs = append(errs, fmt.Errorf("PeerAddr %q: want host:port, e.g. 10.0.0.1:8081", c.PeerAddr))
+			fail("PeerAddr", "%q: want host:port, e.g. 10.0.0.1:8081", c.PeerAddr)
 		}
 		if c.Cluster == nil {
-			errs = append(errs, errors.New("PeerAddr needs a Cluster: a node alone has no peer endpoints"))
+			fail("PeerAddr", "needs a Cluster: a node alone has no peer endpoints")
 		}
 	}
 	if c.TLS != nil {
-		if err := c.TLS.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("TLS: %w", err))
-		}
+		errs = append(errs, nestedFaults("TLS", c.TLS.Validate())...)
 	}
-	if err := c.API.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("API: %w", err))
-	}
-	if err := c.History.Validate(); err != nil {
-		//lint:ignore ST1005 the field's name, as for API and Cluster
-		errs = append(errs, fmt.Errorf("History: %w", err))
-	}
+	errs = append(errs, nestedFaults("API", c.API.Validate())...)
+	errs = append(errs, nestedFaults("History", c.History.Validate())...)
 	if c.Cluster != nil {
 		// The listener's port is known only once bound: any port stands for it here. The
 		// name is checked here, where its error names the field to set.
 		pc := c.clusterConfig(net.JoinHostPort(host, "1"))
 		if c.Name == "" {
-			errs = append(errs, errors.New("Name is required with a Cluster: the ring is built from names"))
+			fail("Name", "required with a Cluster: the ring is built from names")
 			pc.NodeName = "unnamed"
 		}
-		if err := pc.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("Cluster: %w", err))
-		}
+		errs = append(errs, nestedFaults("Cluster", pc.Validate())...)
 	}
 	return errors.Join(errs...)
+}
+
+// nestedFaults returns the faults of the configuration in NodeConfig's field named field, as
+// FieldErrors whose Field is their path from NodeConfig ("API.MaxKeyBytes"); a fault that is
+// not a FieldError is blamed on field itself.
+func nestedFaults(field string, err error) []error {
+	if err == nil {
+		return nil
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range joined.Unwrap() {
+			out = append(out, nestedFaults(field, e)...)
+		}
+		return out
+	}
+	if fe, ok := err.(*group.FieldError); ok {
+		return []error{&group.FieldError{Field: field + "." + fe.Field, Err: fe.Err}}
+	}
+	return []error{&group.FieldError{Field: field, Err: err}}
 }
 
 // connLimits returns the caps on open and idle connections per listener; zero means none.
@@ -254,3 +282,7 @@ func (c NodeConfig) clusterConfig(httpAddr string) peers.Config {
 	}
 	return pc
 }
+
+// maxStep is the bound of one step of Stop (the delay, the hand-off): bound, or half of
+// StopTimeout when that is longer, so that a node given a long stop may use it.
+func (c NodeConfig) maxStep(bound time.Duration) time.Duration { return max(bound, c.StopTimeout/2) }
