@@ -157,7 +157,7 @@ func (f *flights) expire() {
 		c := d.head
 		f.untrack(c)
 		if c.deliver(outcome{err: fmt.Errorf("no answer: %w", context.DeadlineExceeded)}) && c.inline {
-			go f.settleTimedOut(c)
+			go f.settleDelivered(c)
 		}
 	}
 	if d.head != nil {

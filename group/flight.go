@@ -177,7 +177,7 @@ func (f *flights) lead(ctx context.Context, c *call) (res Result, err error) {
 func (f *flights) inline(ctx context.Context, c *call) (Result, error) {
 	c.inline = true
 	f.prepare(ctx, c)
-	o := f.callInline(c)
+	o := f.slowCall(c)
 	if c.delivered.CompareAndSwap(false, true) {
 		return f.settle(ctx, c, o)
 	}
@@ -197,21 +197,10 @@ func (f *flights) inline(ctx context.Context, c *call) (Result, error) {
 	return c.res, c.err
 }
 
-// callInline makes c's slow call and returns its outcome, a panic included.
-func (f *flights) callInline(c *call) (o outcome) {
-	defer func() {
-		if r := recover(); r != nil {
-			o = outcome{err: newPanicError(r)}
-		}
-		c.ctx.release()
-	}()
-	o.v, o.err = f.fill.slow(&c.ctx, c)
-	return o
-}
-
-// settleTimedOut settles the inline fill c with the timeout the deadline timer delivered, on
-// a goroutine of its own, while c's first caller is still in the slow call.
-func (f *flights) settleTimedOut(c *call) {
+// settleDelivered settles the inline fill c with the outcome delivered to it from elsewhere,
+// on a goroutine of its own: the timeout the deadline timer delivered while c's first caller
+// is still in the slow call, or the error of a slow call that ended that caller's goroutine.
+func (f *flights) settleDelivered(c *call) {
 	var res Result
 	var err error
 	defer f.recoverFill(c, &res, &err)
@@ -245,23 +234,29 @@ func (f *flights) prepare(ctx context.Context, c *call) {
 	f.mu.Unlock()
 }
 
-// callSlow makes c's slow call and delivers its outcome, a panic included. A slow call that
-// calls runtime.Goexit (a test's loader calling t.Fatal) neither returns nor panics: its
-// outcome is a panic too, not the zero Value, which would be cached as the key's value.
-func (f *flights) callSlow(c *call) {
-	var o outcome
+// callSlow makes c's slow call on the goroutine that start made for it, and delivers its
+// outcome.
+func (f *flights) callSlow(c *call) { c.deliver(f.slowCall(c)) }
+
+// slowCall makes c's slow call and returns its outcome; a panic in it becomes an error
+// matching ErrLoaderPanic. This is the one place where the fill calls the Loader (or a
+// blocking Peer) and recovers from it, inline or on a goroutine of its own. A call that ends
+// its goroutine instead (runtime.Goexit, as a test's t.Fatal does) never returns: the error
+// is delivered from here, and settled on a goroutine of its own when the fill is inline, whose
+// first caller, the goroutine that ended, was to settle it.
+func (f *flights) slowCall(c *call) (o outcome) {
 	returned := false
 	defer func() {
 		if r := recover(); r != nil {
 			o = outcome{err: newPanicError(r)}
-		} else if !returned {
-			o = outcome{err: newPanicError("runtime.Goexit was called")}
+		} else if !returned && c.deliver(outcome{err: newPanicError("runtime.Goexit was called")}) && c.inline {
+			go f.settleDelivered(c)
 		}
 		c.ctx.release()
-		c.deliver(o)
 	}()
 	o.v, o.err = f.fill.slow(&c.ctx, c)
 	returned = true
+	return o
 }
 
 // deliver hands o to whoever drives c, unless an outcome came first, and reports whether it
