@@ -239,29 +239,23 @@ func (p *proc) signal(sig syscall.Signal) {
 func (p *proc) waitStopped() {
 	p.t.Helper()
 	dir := fmt.Sprintf("/proc/%d/task", p.cmd.Process.Pid)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	waitFor(p.t, 5*time.Second, p.name+" stopped after SIGSTOP", func() error {
 		tasks, err := os.ReadDir(dir)
 		if err != nil {
-			p.t.Fatalf("reading %s: %v", dir, err)
+			return err
 		}
-		stopped := len(tasks) > 0
+		if len(tasks) == 0 {
+			return fmt.Errorf("no threads in %s", dir)
+		}
 		for _, task := range tasks {
 			stat, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
 			// The state follows the command name in parentheses: "pid (comm) T ...".
 			if i := bytes.LastIndexByte(stat, ')'); err == nil && i >= 0 && i+2 < len(stat) && stat[i+2] != 'T' && stat[i+2] != 't' {
-				stopped = false
-				break
+				return fmt.Errorf("thread %s is in state %c", task.Name(), stat[i+2])
 			}
 		}
-		if stopped {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s not stopped 5 s after SIGSTOP", p.name)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // wait waits at most d for the process to exit and returns its exit code.

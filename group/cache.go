@@ -43,7 +43,6 @@ type entry struct {
 type cache struct {
 	s           *store[string, entry]
 	clock       clock
-	maxBytes    atomic.Int64
 	expirations atomic.Int64
 
 	// grace keeps an expired value (not a negative entry) this long past its deadline, for
@@ -62,7 +61,6 @@ func newCache(maxBytes int64, clk clock) *cache {
 // the hot cache starts empty and is sized later, but is sharded for the group's bytes.
 func newCacheShards(maxBytes int64, clk clock, shards int) *cache {
 	c := &cache{clock: clk}
-	c.maxBytes.Store(max(maxBytes, 1))
 	seed := maphash.MakeSeed()
 	c.s = newStore[string, entry](max(maxBytes, 1), shards, func(k string) uint64 { return maphash.String(seed, k) })
 	return c
@@ -141,23 +139,18 @@ func (c *cache) dropExpired(key string, now int64) {
 	}
 }
 
-// add stores e unless it alone is larger than the whole cache, and evicts what the bound
-// requires before it returns.
-func (c *cache) add(key string, e entry) {
-	if int64(weight(key, e.value)) > c.maxBytes.Load() {
-		return
-	}
-	c.s.set(key, e, weight(key, e.value))
-}
+// add stores e unless it alone is larger than the whole cache (then key's old entry goes), and
+// evicts what the bound requires before it returns.
+func (c *cache) add(key string, e entry) { c.s.set(key, e, weight(key, e.value)) }
+
+// maxBytes is the cache's bound.
+func (c *cache) maxBytes() int64 { return c.s.max.Load() }
 
 func (c *cache) remove(key string) { c.s.removeIf(key, nil) }
 
 func (c *cache) purge() { c.s.clear() }
 
-func (c *cache) setMaxBytes(n int64) {
-	c.maxBytes.Store(max(n, 1))
-	c.s.setMax(max(n, 1))
-}
+func (c *cache) setMaxBytes(n int64) { c.s.setMax(max(n, 1)) }
 
 func (c *cache) stats(hits int64) CacheStats {
 	return CacheStats{

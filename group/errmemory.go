@@ -209,7 +209,7 @@ func (g *Group) rememberFailure(c *call, err error) {
 
 // tooLarge returns ErrValueTooLarge (wrapped) when v cannot be cached in the main cache.
 func (g *Group) tooLarge(key string, v Value) error {
-	if w, limit := int64(weight(key, v.Bytes)), g.main.maxBytes.Load(); w > limit {
+	if w, limit := int64(weight(key, v.Bytes)), g.main.maxBytes(); w > limit {
 		return fmt.Errorf("%w: %d bytes with its key and bookkeeping, the cache holds %d", ErrValueTooLarge, w, limit)
 	}
 	return nil

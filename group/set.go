@@ -126,5 +126,5 @@ func (f *flights) supersede(key string, store func()) {
 // CacheBytes without peers, less the hot cache's share with them), less its key's length: a key of n bytes takes values of at most MaxValueBytes()-n bytes, and Set refuses a
 // larger one with ErrValueTooLarge. The HTTP API answers a PUT above it 413.
 func (g *Group) MaxValueBytes() int64 {
-	return max(g.main.maxBytes.Load()-EntryOverhead, 0)
+	return max(g.main.maxBytes()-EntryOverhead, 0)
 }

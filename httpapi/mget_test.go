@@ -358,25 +358,22 @@ func TestMgetStaleItem(t *testing.T) {
 	}), cfg)
 	n := startNode(t, LocalConfig(), nil, s)
 	body := `{"keys":["k"]}`
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, b := postMget(t, n.srv.Client(), n.srv.URL, "s", "application/json", body)
+	var b []byte
+	poll(t, 10*time.Second, "an mget served the expired value stale", func() bool {
+		var resp *http.Response
+		resp, b = postMget(t, n.srv.Client(), n.srv.URL, "s", "application/json", body)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("mget: %d %s", resp.StatusCode, b)
 		}
-		it := decodeJSON[struct{ Items []mgetItemBody }](t, b).Items[0]
 		var raw struct{ Items []map[string]any }
 		_ = json.Unmarshal(b, &raw)
-		if raw.Items[0]["stale"] == true {
-			if it.Status != http.StatusOK || string(it.Value) != "v" || it.TTLSeconds == nil || *it.TTLSeconds != 0 || raw.Items[0]["age_seconds"] == nil {
-				t.Errorf("stale item: %s", b)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never served stale: %s", b)
-		}
-		time.Sleep(5 * time.Millisecond) // between polls
+		return raw.Items[0]["stale"] == true
+	})
+	it := decodeJSON[struct{ Items []mgetItemBody }](t, b).Items[0]
+	var raw struct{ Items []map[string]any }
+	_ = json.Unmarshal(b, &raw)
+	if it.Status != http.StatusOK || string(it.Value) != "v" || it.TTLSeconds == nil || *it.TTLSeconds != 0 || raw.Items[0]["age_seconds"] == nil {
+		t.Errorf("stale item: %s", b)
 	}
 }
 

@@ -149,12 +149,12 @@ func TestRequestMetricsHijack(t *testing.T) {
 	}
 	// The middleware counts after the handler returns, which can be after the client has read
 	// the hijacked answer: wait for the count, with a deadline.
-	deadline := time.Now().Add(5 * time.Second)
-	got, timed := requestCount(t, reg, "GET", "/_peer/v2/conn", "1xx")
-	for got == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	var got float64
+	var timed uint64
+	poll(t, 5*time.Second, "the hijacked request counted", func() bool {
 		got, timed = requestCount(t, reg, "GET", "/_peer/v2/conn", "1xx")
-	}
+		return got != 0
+	})
 	if got != 1 || timed != 0 {
 		t.Errorf("hijacked request: counted %v, timed %d; want counted once, not timed", got, timed)
 	}

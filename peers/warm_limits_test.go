@@ -129,13 +129,7 @@ func TestNoPeekAfterWarmTime(t *testing.T) {
 	// window, and the next moved key is tried after it.
 	for _, key := range moved[1:] {
 		v := joined.c.view.Load()
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Since(v.changedAt) <= warmTime {
-			if time.Now().After(deadline) {
-				t.Fatal("the warm window did not pass within 10 s")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitFor(t, 10*time.Second, func() bool { return time.Since(v.changedAt) > warmTime })
 		before := joined.g.WarmStats()
 		if _, err := joined.g.Get(context.Background(), key); err != nil {
 			t.Fatal(err)
@@ -298,20 +292,13 @@ func TestHandOffKeepsRemainingTTL(t *testing.T) {
 		return group.Value{Bytes: []byte("short-lived"), TTL: ttl}, nil
 	}, 1)
 	key := keys[0]
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	waitFor(t, 5*time.Second, func() bool {
 		v, ok := leaving.g.HandOffValue(key)
 		if !ok {
 			t.Fatalf("%s expired on the leaving node before its TTL fell under 1 s", key)
 		}
-		if v.TTL <= time.Second {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still has %v left after 5 s", key, v.TTL)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return v.TTL <= time.Second
+	})
 	st, err := leaving.c.HandOff(context.Background(), 1<<20)
 	if err != nil || st.Entries != 1 {
 		t.Fatalf("HandOff = %+v, %v; want 1 entry", st, err)
